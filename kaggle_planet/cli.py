@@ -1,0 +1,384 @@
+"""The `kaggle-planet` command line: parses flags, picks the device, calls the library.
+
+Each subcommand is a pair ``add_<name>_args(parser)`` / ``cmd_<name>(args) -> int`` registered in
+``COMMANDS``. Library errors (:class:`KagglePlanetError`) become one line on stderr and exit status 2.
+Heavy modules (torch, timm, the kaggle client) are imported inside the commands that need them.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import KagglePlanetError
+
+log = logging.getLogger("kaggle_planet")
+
+
+def _options(args: argparse.Namespace) -> dict:
+    """Competition options given on the command line (image folders' train/test folder names)."""
+    return {k: v for k, v in (("train_dir", getattr(args, "train_dir", None)), ("test_dir", getattr(args, "test_dir", None))) if v}
+
+
+def _add_dataset_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--competition", "-c", required=True, help="planet | invasive | imagefolder")
+    p.add_argument("--data-dir", "-d", required=True, type=Path, help="the competition's data folder")
+    p.add_argument("--train-dir", help="imagefolder only: training folder inside the data folder (default seg_train)")
+    p.add_argument("--test-dir", help="imagefolder only: test folder, flat or with class subfolders (default seg_test)")
+
+
+def resolve_device(name: str | None = "auto"):
+    """``auto`` -> cuda when available else cpu; ``cpu``, ``cuda``, ``cuda:N`` as given."""
+    import torch
+
+    name = name or "auto"
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise KagglePlanetError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise KagglePlanetError(f"device {name!r} is not valid; expected auto, cpu, cuda or cuda:N") from None
+
+
+def _device_for(args: argparse.Namespace, config_device: str | None = None):
+    return resolve_device(getattr(args, "device", None) or config_device or "auto")
+
+
+def _parse_folds(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise KagglePlanetError(f"--folds {text!r}: expected comma-separated fold numbers such as 0,1") from None
+
+
+# -------------------------------------------------------------------------------- dataset commands
+
+
+def add_check_args(p: argparse.ArgumentParser) -> None:
+    _add_dataset_args(p)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .competitions import check_dataset
+
+    report = check_dataset(args.competition, args.data_dir, _options(args))
+    print(report.summary())
+    if report.problems:
+        raise KagglePlanetError(f"{args.data_dir}: {len(report.problems)} image(s) missing or unreadable (listed above)")
+    print("ok: dataset is valid")
+    return 0
+
+
+def add_folds_args(p: argparse.ArgumentParser) -> None:
+    _add_dataset_args(p)
+    p.add_argument("--k", type=int, default=5, help="number of folds (default 5)")
+    p.add_argument("--seed", type=int, default=42, help="shuffle seed (default 42)")
+    p.add_argument("--folds-dir", type=Path, default=Path("folds"), help="where fold files go (default ./folds)")
+
+
+def cmd_folds(args: argparse.Namespace) -> int:
+    from .competitions import load_dataset
+    from .folds import fold_file_path, fold_summary, make_folds, write_folds
+
+    table = load_dataset(args.competition, args.data_dir, _options(args), check_images=False)
+    frame = make_folds(table, args.k, args.seed)
+    path = write_folds(frame, fold_file_path(table.competition, args.k, args.seed, args.folds_dir))
+    print(fold_summary(table, frame["fold"].to_numpy()))
+    print(f"wrote {path}")
+    return 0
+
+
+def add_make_demo_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--competition", "-c", required=True, help="planet | invasive | imagefolder")
+    p.add_argument("--out", "-o", required=True, type=Path, help="folder to create")
+    p.add_argument("--n-train", type=int, default=600, help="training images (default 600)")
+    p.add_argument("--n-test", type=int, default=150, help="test images (default 150)")
+    p.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty folder")
+
+
+def cmd_make_demo_data(args: argparse.Namespace) -> int:
+    from .synthetic import make_demo_data
+
+    out = make_demo_data(args.competition, args.out, args.n_train, args.n_test, args.size, args.seed, args.overwrite)
+    print(f"wrote {args.competition} demo data to {out}")
+    print(f"next: kaggle-planet check --competition {args.competition} --data-dir {out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------- training commands
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", type=Path, help="experiment config (YAML), see configs/")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set models.0.epochs=2 (repeatable)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the config's device)")
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    _add_config_args(p)
+    p.add_argument("--models", nargs="+", help="train only these model names")
+    p.add_argument("--folds", help="train only these folds, e.g. 0,1")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .train import train_experiment
+
+    cfg = load_config(args.config, args.overrides)
+    dirs = train_experiment(cfg, _device_for(args, cfg.device), models=args.models, folds=_parse_folds(args.folds))
+    for d in dirs:
+        print(f"model run: {d}")
+    return 0
+
+
+def add_predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, help="a model's run folder, e.g. runs/planet/resnet18")
+    p.add_argument("--tta", choices=["none", "hflip", "d4"], help="test-time augmentation (default: the config's)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import predict_run
+
+    out = predict_run(args.run_dir, _device_for(args), tta=args.tta)
+    print(f"wrote predictions in {out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ post-processing
+
+
+def add_thresholds_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, help="a multi-label run or blend folder")
+
+
+def cmd_thresholds(args: argparse.Namespace) -> int:
+    from .thresholds import fit_run_thresholds, format_thresholds_summary
+
+    print(format_thresholds_summary(fit_run_thresholds(args.run_dir)))
+    return 0
+
+
+def add_blend_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dirs", nargs="+", type=Path, help="model (or blend) run folders")
+    p.add_argument("--method", "-m", default="mean", help="mean | rank | weighted | ridge (default mean)")
+    p.add_argument("--out", "-o", required=True, type=Path, help="folder for the blend (a run folder)")
+
+
+def cmd_blend(args: argparse.Namespace) -> int:
+    from .blend import blend_runs, format_blend_table
+
+    print(format_blend_table(blend_runs(args.run_dirs, args.method, args.out)))
+    print(f"wrote blend in {args.out}")
+    return 0
+
+
+def add_submission_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, help="a run or blend folder")
+    p.add_argument("--out", "-o", required=True, type=Path, help="submission CSV, e.g. submissions/planet.csv")
+
+
+def cmd_submission(args: argparse.Namespace) -> int:
+    from .submission import write_run_submission
+
+    path = write_run_submission(args.run_dir, args.out)
+    print(f"wrote {path} (validated; sidecar {path.with_suffix(path.suffix + '.json')})")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ main job
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    _add_config_args(p)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .pipeline import run_experiment
+
+    cfg = load_config(args.config, args.overrides)
+    result = run_experiment(cfg, _device_for(args, cfg.device), command=_command_line())
+    print(result.table)
+    print(f"submission: {result.submission}")
+    return 0
+
+
+def add_demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=Path("data/demo-planet"), help="demo data folder (default data/demo-planet)")
+    p.add_argument("--config", type=Path, help="demo config (default: the packaged configs/demo.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .pipeline import run_demo
+
+    result = run_demo(args.data_dir, args.config, args.overrides, device=_device_for(args), command=_command_line())
+    print(result.table)
+    print(f"submission: {result.submission}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------- kaggle
+
+
+def add_download_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("competition", help="planet | invasive | any Kaggle competition slug")
+    p.add_argument("--data-dir", "-d", required=True, type=Path, help="where the extracted data goes")
+    p.add_argument("--files", nargs="+", help="only these competition files")
+    p.add_argument("--all", dest="all_files", action="store_true", help="everything (Planet: includes the 32 GB of TIFs)")
+    p.add_argument("--force", action="store_true", help="download and extract again even if present")
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from .kaggle_api import download
+
+    paths = download(args.competition, args.data_dir, files=args.files, all_files=args.all_files, force=args.force)
+    for path in paths:
+        print(f"ready: {path}")
+    return 0
+
+
+def add_submit_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", type=Path, help="submission CSV")
+    p.add_argument("--competition", "-c", required=True, help="planet | invasive | any Kaggle competition slug")
+    p.add_argument("-m", "--message", required=True, help="submission description")
+    p.add_argument("--data-dir", "-d", type=Path, help="data folder: validate against its sample submission first")
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from .kaggle_api import submit
+
+    result = submit(args.file, args.competition, args.message, data_dir=args.data_dir)
+    print(f"submitted {args.file} (ref {result['ref']}): {result['message']}")
+    return 0
+
+
+def add_scores_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--competition", "-c", required=True, help="planet | invasive | any Kaggle competition slug")
+
+
+def cmd_scores(args: argparse.Namespace) -> int:
+    from .kaggle_api import format_submissions, list_submissions
+
+    print(format_submissions(list_submissions(args.competition)))
+    return 0
+
+
+# ------------------------------------------------------------------------------------- study
+
+
+def add_report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, help="an experiment, model or blend run folder")
+    p.add_argument("--out", "-o", type=Path, help="HTML file (default <run_dir>/report.html)")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    print(f"wrote {write_report(args.run_dir, args.out)}")
+    return 0
+
+
+def add_predict_image_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, help="a model or blend run folder")
+    p.add_argument("images", nargs="+", type=Path, help="image files")
+    p.add_argument("--tta", choices=["none", "hflip", "d4"], help="test-time augmentation (default: the run's)")
+    p.add_argument("--fold", type=int, help="use only this fold's model (default: mean over folds)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+
+
+def cmd_predict_image(args: argparse.Namespace) -> int:
+    from .predict_image import format_image_predictions, predict_images
+
+    result = predict_images(args.run_dir, args.images, _device_for(args), tta=args.tta, fold=args.fold)
+    print(format_image_predictions(result))
+    return 0
+
+
+Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str, str]
+
+COMMANDS: dict[str, Command] = {
+    "check": (add_check_args, cmd_check, "validate a dataset and print a summary",
+              "kaggle-planet check --competition planet --data-dir data/planet"),
+    "folds": (add_folds_args, cmd_folds, "write reproducible stratified folds",
+              "kaggle-planet folds --competition planet --data-dir data/planet --k 5 --seed 42"),
+    "make-demo-data": (add_make_demo_data_args, cmd_make_demo_data, "generate a synthetic dataset in a real layout",
+                       "kaggle-planet make-demo-data --competition planet --out data/demo-planet --n-train 600"),
+    "train": (add_train_args, cmd_train, "K-fold training of the config's backbones (+ predictions)",
+              "kaggle-planet train configs/planet.yaml --models resnet34 --folds 0,1 --set models.0.epochs=2"),
+    "predict": (add_predict_args, cmd_predict, "OOF and test predictions with TTA for a model run",
+                "kaggle-planet predict runs/planet/resnet34 --tta d4"),
+    "thresholds": (add_thresholds_args, cmd_thresholds, "fit per-class F2 thresholds on OOF predictions",
+                   "kaggle-planet thresholds runs/planet/blend"),
+    "blend": (add_blend_args, cmd_blend, "combine model runs into a blend run",
+              "kaggle-planet blend runs/planet/resnet34 runs/planet/effnet --method ridge --out runs/planet/ridge"),
+    "submission": (add_submission_args, cmd_submission, "write a validated submission CSV",
+                   "kaggle-planet submission runs/planet/blend --out submissions/planet.csv"),
+    "run": (add_run_args, cmd_run, "the main job: folds, train, predict, blend, thresholds, submission",
+            "kaggle-planet run configs/planet.yaml --set models.0.epochs=10"),
+    "demo": (add_demo_args, cmd_demo, "generate Planet demo data and run the demo config end to end",
+             "kaggle-planet demo"),
+    "download": (add_download_args, cmd_download, "download and extract competition data via the kaggle client",
+                 "kaggle-planet download planet --data-dir data/planet"),
+    "submit": (add_submit_args, cmd_submit, "validate and submit a file to Kaggle",
+               "kaggle-planet submit submissions/planet.csv --competition planet -m 'ridge blend' --data-dir data/planet"),
+    "scores": (add_scores_args, cmd_scores, "list past submissions with their scores",
+               "kaggle-planet scores --competition planet"),
+    "report": (add_report_args, cmd_report, "a self-contained HTML report of a run or blend",
+               "kaggle-planet report runs/planet --out report.html"),
+    "predict-image": (add_predict_image_args, cmd_predict_image, "predict tags/labels for single images",
+                      "kaggle-planet predict-image runs/planet/blend photo.jpg"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kaggle-planet",
+        description="Kaggle image competitions from raw data to a leaderboard submission.",
+        epilog="Start with: kaggle-planet demo",
+    )
+    parser.add_argument("--version", action="version", version=f"kaggle-planet {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (add_args, run, summary, example) in COMMANDS.items():
+        p = sub.add_parser(name, help=summary, description=summary, epilog=f"example:\n  {example}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_args(p)
+        p.set_defaults(run=run)
+    return parser
+
+
+def _command_line() -> str:
+    return shlex.join(["kaggle-planet", *sys.argv[1:]])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # model hubs are never contacted at run time
+    try:
+        return args.run(args)
+    except KagglePlanetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished work is kept; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
