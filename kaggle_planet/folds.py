@@ -2,7 +2,10 @@
 
 Multi-label data uses multilabel iterative stratification (``iterstrat``), binary and multiclass data
 ``StratifiedKFold``; both shuffle with the given seed, so the same labels, K and seed give a
-byte-identical file.
+byte-identical file. Iterative stratification is greedy and, on small or strongly co-occurring label
+sets, can leave a fold a few images off its share of a class; :func:`balance_folds` then repairs it
+with deterministic moves/swaps so every fold holds its ideal share of every class (and of images)
+within one.
 """
 from __future__ import annotations
 
@@ -61,7 +64,74 @@ def assign_folds(table: DatasetTable, k: int, seed: int) -> np.ndarray:
     folds = np.full(len(targets), -1, dtype=np.int64)
     for fold, (_, valid_idx) in enumerate(splits):
         folds[valid_idx] = fold
+    if table.task == "multilabel":
+        folds = balance_folds(targets, folds, k, seed)
     return folds
+
+
+def _penalty(dev: np.ndarray) -> np.ndarray:
+    """Cost of deviations from the ideal counts; being more than one off costs far more."""
+    excess = np.maximum(np.abs(dev) - 1.0, 0.0)
+    return (dev**2).sum(axis=-1) + 100.0 * (excess**2).sum(axis=-1)
+
+
+def balance_folds(targets: np.ndarray, folds: np.ndarray, k: int, seed: int, max_steps: int = 5000) -> np.ndarray:
+    """Move or swap images between folds until each fold's count of every class is within one of
+    ``count / k`` (images per fold too), or no single move/swap improves.
+
+    ``targets: (N, C) 0/1``; ``folds: (N,)`` in 0..k-1. Deterministic for a seed. Each step picks the
+    worst (fold, class) deviation and applies the best move/swap between that fold and a fold deviating
+    the other way, judged on all classes at once, so fixing one class never silently breaks another.
+    """
+    folds = folds.copy()
+    rng = np.random.default_rng(seed)
+    y = np.concatenate([targets, np.ones((len(targets), 1))], axis=1).astype(np.float64)
+    ideal = y.sum(axis=0) / k
+    counts = np.stack([y[folds == f].sum(axis=0) for f in range(k)])
+    for _ in range(max_steps):
+        dev = counts - ideal
+        worst = np.abs(dev) - 1.0
+        if worst.max() <= 1e-9:
+            break
+        if not _improve_once(y, folds, counts, ideal, worst, rng):
+            log.warning("folds: could not balance every class within one image of its ideal share")
+            break
+    return folds
+
+
+def _improve_once(y, folds, counts, ideal, worst, rng, cap: int = 256) -> bool:
+    dev = counts - ideal
+    for flat in np.argsort(-worst, axis=None):
+        f, c = np.unravel_index(flat, worst.shape)
+        if worst[f, c] <= 1e-9:
+            return False
+        others = np.flatnonzero(dev[:, c] < 0) if dev[f, c] > 0 else np.flatnonzero(dev[:, c] > 0)
+        for g in others[np.argsort(-np.abs(dev[others, c]))]:
+            src, dst = (f, g) if dev[f, c] > 0 else (g, f)
+            give = np.flatnonzero((folds == src) & (y[:, c] > 0))
+            take = np.flatnonzero((folds == dst) & (y[:, c] == 0))
+            give = rng.choice(give, size=min(cap, len(give)), replace=False) if len(give) else give
+            take = rng.choice(take, size=min(cap, len(take)), replace=False) if len(take) else take
+            if not len(give):
+                continue
+            # candidate changes d moved from src to dst: single moves, then swaps
+            moves = y[give]
+            swaps = (y[give][:, None, :] - y[take][None, :, :]).reshape(-1, y.shape[1]) if len(take) else moves[:0]
+            d = np.concatenate([moves, swaps])
+            before = _penalty(dev[src]) + _penalty(dev[dst])
+            gain = before - (_penalty(dev[src] - d) + _penalty(dev[dst] + d))
+            best = int(np.argmax(gain))
+            if gain[best] <= 1e-9:
+                continue
+            if best < len(moves):
+                folds[give[best]] = dst
+            else:
+                i, j = divmod(best - len(moves), len(take))
+                folds[give[i]], folds[take[j]] = dst, src
+            counts[src] -= d[best]
+            counts[dst] += d[best]
+            return True
+    return False
 
 
 def make_folds(table: DatasetTable, k: int, seed: int) -> pd.DataFrame:
@@ -77,7 +147,7 @@ def read_folds(path: str | Path, table: DatasetTable, k: int) -> np.ndarray:
     """Fold per ``table.train`` row from an existing fold file, matched by id; the ids must be the same set."""
     path = Path(path)
     try:
-        frame = pd.read_csv(path, dtype={table.id_col: str}, keep_default_na=False)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise KagglePlanetError(f"{path}: not a readable fold file ({exc})") from None
     for col in (table.id_col, FOLD_COL):

@@ -194,7 +194,7 @@ def _write_jpeg(path: Path, img: Image) -> None:
 
 
 def _make_planet(out: Path, n_train: int, n_test: int, size: int, rng: Rng) -> None:
-    labels = planet_labels(n_train, rng, min_per_tag=min(5, max(1, n_train // 40)))
+    labels = planet_labels(n_train, rng, min_per_tag=min(5, max(3, n_train // 40)))
     (out / "train-jpg").mkdir()
     names = [f"train_{i}" for i in range(n_train)]
     for name, tags in zip(names, labels):
