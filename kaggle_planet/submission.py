@@ -1,0 +1,232 @@
+"""Submission files: formatted from a run folder's test predictions, validated, written atomically.
+
+Planet: space-separated tags chosen by the run's ``thresholds.json`` (fitted first when missing;
+``prob > threshold``, at least one tag per image: the most probable one when none passes).
+Invasive: the probability column. Image folders: ``path,label,<class probabilities>``.
+
+Before anything is written the frame is checked against what the competition expects: the sample
+submission's ids in the same order (image folders: the test folder's ids in reading order), exactly the
+expected columns, valid tags / probabilities in [0, 1], no missing values. A sidecar
+``<out>.json`` (e.g. ``submissions/planet.csv.json``) records the inputs with their sha256, the config,
+the OOF score and the thresholds, so a leaderboard number can be traced back to its run.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import artifacts, metrics
+from .competitions import DatasetTable, get_spec, load_dataset
+from .errors import KagglePlanetError
+from .thresholds import THRESHOLDS, fit_run_thresholds, read_run_thresholds
+
+log = logging.getLogger(__name__)
+
+
+def sidecar_path(out_path: str | Path) -> Path:
+    """``submissions/x.csv`` -> ``submissions/x.csv.json``."""
+    out_path = Path(out_path)
+    return out_path.with_name(out_path.name + ".json")
+
+
+# ------------------------------------------------------------------------------------- validation
+
+
+def expected_frame(competition: str, table: DatasetTable) -> tuple[list[str], list[str]]:
+    """(columns, ids in order) a submission for ``table`` must have."""
+    spec = get_spec(competition)
+    if table.sample_submission is not None:
+        sample = table.sample_submission
+        return list(sample.columns), sample[spec.id_col].astype(str).tolist()
+    # no official format (image folders): path, label and one probability per class, test order
+    return [spec.id_col, "label", *table.classes], table.test[spec.id_col].astype(str).tolist()
+
+
+def _where(source: str, row: int) -> str:
+    return f"{source}: line {row + 2}"  # header is line 1
+
+
+def _check_columns(frame: pd.DataFrame, columns: list[str], source: str) -> None:
+    got = [str(c) for c in frame.columns]
+    if got == columns:
+        return
+    missing = [c for c in columns if c not in got]
+    extra = [c for c in got if c not in columns]
+    what = (
+        f"missing column {missing[0]!r}" if missing
+        else f"unexpected column {extra[0]!r}" if extra
+        else "columns in the wrong order"
+    )
+    raise KagglePlanetError(f"{source}: line 1: {what}; expected columns {','.join(columns)}, found {','.join(got)}")
+
+
+def _check_ids(frame: pd.DataFrame, id_col: str, ids: list[str], source: str) -> None:
+    got = frame[id_col].astype(str).str.strip().tolist()
+    for i, (g, e) in enumerate(zip(got, ids)):
+        if g != e:
+            raise KagglePlanetError(
+                f"{_where(source, i)}: {id_col} {g!r} where the sample submission has {e!r}; "
+                "a submission keeps the sample submission's ids in the same order"
+            )
+    if len(got) < len(ids):
+        raise KagglePlanetError(f"{_where(source, len(got))}: missing row for {id_col} {ids[len(got)]!r} ({len(got)} rows, expected {len(ids)})")
+    if len(got) > len(ids):
+        raise KagglePlanetError(f"{_where(source, len(ids))}: extra row {id_col} {got[len(ids)]!r} ({len(got)} rows, expected {len(ids)})")
+
+
+def _check_probabilities(frame: pd.DataFrame, columns: list[str], source: str) -> None:
+    for col in columns:
+        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values) | (values < 0.0) | (values > 1.0)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise KagglePlanetError(f"{_where(source, row)}: {col} {frame[col].iloc[row]!r} is not a probability in [0, 1]")
+
+
+def _check_planet(frame: pd.DataFrame, table: DatasetTable, source: str) -> None:
+    known = set(table.classes)
+    for row, tags in enumerate(frame["tags"].tolist()):
+        words = str(tags).split() if isinstance(tags, str) else []
+        unknown = [w for w in words if w not in known]
+        if not words or unknown or len(set(words)) != len(words):
+            what = "no tags" if not words else f"unknown tag {unknown[0]!r}" if unknown else "a repeated tag"
+            raise KagglePlanetError(f"{_where(source, row)}: {what} in {tags!r}; expected space-separated tags from {sorted(known)}")
+
+
+def _check_invasive(frame: pd.DataFrame, table: DatasetTable, source: str) -> None:
+    _check_probabilities(frame, ["invasive"], source)
+
+
+def _check_imagefolder(frame: pd.DataFrame, table: DatasetTable, source: str) -> None:
+    bad = ~frame["label"].astype(str).isin(table.classes)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise KagglePlanetError(f"{_where(source, row)}: label {frame['label'].iloc[row]!r} is not one of {table.classes}")
+    _check_probabilities(frame, table.classes, source)
+
+
+VALUE_CHECKS: dict[str, Callable[[pd.DataFrame, DatasetTable, str], None]] = {
+    "planet": _check_planet,
+    "invasive": _check_invasive,
+    "imagefolder": _check_imagefolder,
+}
+
+
+def validate_submission(frame: pd.DataFrame, competition: str, table: DatasetTable, source: str) -> None:
+    """Raise a one-line :class:`KagglePlanetError` naming ``source`` and the first bad line, if any.
+
+    Checks the columns, the ids (same as the sample submission, same order, no missing or extra row)
+    and the values (Planet tags from the class list, probabilities in [0, 1], no missing values).
+    """
+    spec = get_spec(competition)
+    columns, ids = expected_frame(competition, table)
+    if not ids:
+        raise KagglePlanetError(f"{source}: the dataset in {table.data_dir} has no test images to submit")
+    _check_columns(frame, columns, source)
+    _check_ids(frame, spec.id_col, ids, source)
+    VALUE_CHECKS[spec.name](frame, table, source)
+
+
+def validate_submission_file(path: Path, competition: str, data_dir: Path, options: dict | None = None) -> None:
+    """Validate a submission CSV against the competition's data folder (sample submission, test ids)."""
+    path = Path(path)
+    if not path.is_file():
+        raise KagglePlanetError(f"{path}: submission file not found")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise KagglePlanetError(f"{path}: not a readable CSV ({str(exc).strip()})") from None
+    table = load_dataset(competition, data_dir, options, check_images=False)
+    validate_submission(frame, competition, table, str(path))
+
+
+# -------------------------------------------------------------------------------------- writing
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _run_thresholds(run_dir: Path) -> np.ndarray:
+    thr = read_run_thresholds(run_dir)
+    if thr is None:
+        log.info("%s has no %s: fitting thresholds on its OOF predictions first", run_dir, THRESHOLDS)
+        fit_run_thresholds(run_dir)
+        thr = read_run_thresholds(run_dir)
+    return thr
+
+
+def _aligned_test_probs(run: artifacts.Run, ids: list[str], table: DatasetTable) -> np.ndarray:
+    id_col = run.info.id_col
+    by_id = run.test.set_index(id_col)
+    missing = [i for i in ids if i not in by_id.index]
+    extra = sorted(set(by_id.index) - set(ids))
+    if missing or extra:
+        what = f"{missing[0]!r} is missing from test.csv" if missing else f"{extra[0]!r} is not a test id of the dataset"
+        raise KagglePlanetError(
+            f"{run.path / artifacts.TEST} and the test ids of {table.data_dir}: ids differ (first difference: {what}); "
+            "predict the test set of this data folder again"
+        )
+    return by_id.loc[ids, run.info.classes].to_numpy(dtype=np.float64)
+
+
+def write_run_submission(run_dir: Path, out_path: Path) -> Path:
+    """Write the validated submission for a run (or blend) folder to ``out_path``, plus its JSON sidecar."""
+    run_dir, out_path = Path(run_dir), Path(out_path)
+    run = artifacts.load_run(run_dir)
+    info = run.info
+    spec = get_spec(info.competition)
+    table = load_dataset(info.competition, info.data_dir, info.options, check_images=False)
+    if list(table.classes) != list(info.classes):
+        raise KagglePlanetError(
+            f"{run_dir / artifacts.RUN_INFO}: classes {info.classes} differ from the data folder {table.data_dir}'s {table.classes}"
+        )
+    _, ids = expected_frame(info.competition, table)
+    probs = _aligned_test_probs(run, ids, table)
+    thr = _run_thresholds(run_dir) if info.task == "multilabel" else None
+    frame = spec.format_submission(ids, probs, info.classes, thr)
+    validate_submission(frame, info.competition, table, str(out_path))
+    artifacts.write_csv(out_path, frame, float_format="%.8g")
+    artifacts.write_json(sidecar_path(out_path), _sidecar(run, out_path, thr))
+    log.info("wrote %s (%d rows) from %s", out_path, len(frame), run_dir)
+    return out_path
+
+
+def _sidecar(run: artifacts.Run, out_path: Path, thr: np.ndarray | None) -> dict[str, Any]:
+    names = [artifacts.RUN_INFO, artifacts.LABELS, artifacts.OOF, artifacts.TEST, artifacts.SCORES, THRESHOLDS]
+    files = {name: {"path": str(run.path / name), "sha256": _sha256(run.path / name)} for name in names if (run.path / name).is_file()}
+    metric = get_spec(run.info.competition).metric
+    scores_path = run.path / artifacts.SCORES
+    scores = artifacts.read_json(scores_path) if scores_path.is_file() else {}
+    sidecar: dict[str, Any] = {
+        "submission": str(out_path),
+        "sha256": _sha256(out_path),
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "competition": run.info.competition,
+        "run_dir": str(run.path),
+        "kind": run.info.kind,
+        "members": run.info.members,
+        "files": files,
+        "config": run.info.extra.get("config"),
+        "commands": run.info.extra.get("commands", []),
+        "metric": metric,
+        "oof_score": metrics.score(metric, run.y_true, run.oof_probs),
+        "oof_scores_json": scores.get("oof"),
+    }
+    if thr is not None:
+        fitted = artifacts.read_json(run.path / THRESHOLDS)
+        sidecar["thresholds"] = dict(zip(run.info.classes, thr.tolist()))
+        sidecar["oof_f2_tuned"] = fitted.get("f2_tuned")
+        sidecar["oof_f2_heldout"] = fitted.get("f2_heldout")
+    return sidecar
