@@ -1,0 +1,121 @@
+"""The main job: folds -> train every model over all folds -> TTA predictions -> blend -> thresholds
+-> validated submission, each stage reading and writing the files of the previous one.
+
+Re-running skips finished work: finished folds and predictions are kept by ``train``; the blend,
+thresholds and submission take seconds and are recomputed from the files, so they always agree with
+what is on disk.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import artifacts
+from .competitions import load_dataset
+from .config import ExperimentConfig, load_config
+from .errors import KagglePlanetError
+from .folds import fold_file_path, load_or_make_folds
+
+log = logging.getLogger(__name__)
+
+BLEND_DIR = "blend"
+# The demo's synthetic Planet data: big enough to show real learning, small enough for 2 CPU cores.
+DEMO_DATA = {"n_train": 600, "n_test": 150, "size": 64, "seed": 0}
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+
+
+@dataclass
+class RunResult:
+    experiment_dir: Path
+    submission: Path
+    scores: dict[str, Any]
+    table: str
+
+
+def run_experiment(cfg: ExperimentConfig, device, command: str | None = None) -> RunResult:
+    """Run every stage for ``cfg``; returns where things went and the score table.
+
+    Writes ``<runs_dir>/<name>/{<model>/, blend/, scores.json, submission.csv}`` and
+    ``submissions/<name>.csv`` (+ ``.json`` sidecar), both relative to the working directory.
+    """
+    from .blend import blend_runs
+    from .submission import write_run_submission
+    from .thresholds import fit_run_thresholds
+    from .train import train_experiment
+
+    table = load_dataset(cfg.competition, cfg.data_dir, cfg.options)
+    folds_path = fold_file_path(cfg.competition, cfg.folds.k, cfg.folds.seed)
+    load_or_make_folds(table, cfg.folds.k, cfg.folds.seed)
+    log.info("folds: %s", folds_path)
+
+    model_dirs = train_experiment(cfg, device)
+    exp_dir = cfg.experiment_dir
+    blend_dir = exp_dir / BLEND_DIR
+    blend_scores = blend_runs(model_dirs, cfg.blend_method, blend_dir)
+    if command:
+        _record_command(blend_dir, command)
+    thresholds = fit_run_thresholds(blend_dir) if table.task == "multilabel" else None
+
+    submission = write_run_submission(blend_dir, Path("submissions") / f"{cfg.name}.csv")
+    run_copy = exp_dir / "submission.csv"
+    artifacts.atomic_write(run_copy, lambda tmp: shutil.copyfile(submission, tmp))
+
+    scores = {
+        "metric": cfg.metric,
+        "folds": str(folds_path),
+        "models": {d.name: artifacts.read_json(d / artifacts.SCORES) for d in model_dirs},
+        "blend": blend_scores,
+        "thresholds": thresholds,
+        "submission": str(submission),
+    }
+    artifacts.write_json(exp_dir / artifacts.SCORES, scores)
+    return RunResult(exp_dir, submission, scores, format_score_table(scores))
+
+
+def _record_command(run_dir: Path, command: str) -> None:
+    info = artifacts.read_run_info(run_dir)
+    commands = info.extra.setdefault("commands", [])
+    if command not in commands:
+        commands.append(command)
+        artifacts.write_run_info(run_dir, info)
+
+
+def format_score_table(scores: dict[str, Any]) -> str:
+    """Each model's OOF score, the blend's and its gain; tuned-threshold F2 for multilabel."""
+    metric = scores["metric"]
+    rows = [(name, s["oof"], s.get("fold_std")) for name, s in scores["models"].items()]
+    blend = scores["blend"]
+    best = max(score for _, score, _ in rows)
+    width = max(len("blend (" + blend.get("method", "") + ")"), *(len(n) for n, _, _ in rows))
+    lines = [f"{'model':<{width}}  OOF {metric}   fold std", "-" * (width + 26)]
+    lines += [f"{name:<{width}}  {score:12.5f}   {std if std is None else f'{std:.5f}'}" for name, score, std in rows]
+    lines.append(f"{'blend (' + blend.get('method', '') + ')':<{width}}  {blend['oof']:12.5f}   gain over best model {blend['oof'] - best:+.5f}")
+    t = scores.get("thresholds")
+    if t:
+        lines.append(
+            f"F2 thresholds: 0.5 everywhere {t['f2_at_0.5']:.5f}, 0.2 everywhere {t['f2_at_0.2']:.5f}, "
+            f"tuned per class {t['f2_tuned']:.5f} (honest held-out estimate {t['f2_heldout']:.5f})"
+        )
+    return "\n".join(lines)
+
+
+def run_demo(data_dir: Path, config: Path | None, overrides: list[str], device=None, command: str | None = None) -> RunResult:
+    """Make Planet demo data in ``data_dir`` if absent, then run the demo config end to end."""
+    from .synthetic import make_demo_data
+
+    config = Path(config) if config else DEMO_CONFIG
+    if not config.is_file():
+        raise KagglePlanetError(f"{config}: demo config not found; pass --config configs/demo.yaml from a checkout")
+    data_dir = Path(data_dir)
+    if not (data_dir / "train_v2.csv").is_file():
+        log.info("making Planet demo data in %s", data_dir)
+        make_demo_data("planet", data_dir, overwrite=False, **DEMO_DATA)
+    cfg = load_config(config, [f"data_dir={data_dir}", *overrides])
+    if device is None:
+        from .cli import resolve_device
+
+        device = resolve_device(cfg.device)
+    return run_experiment(cfg, device, command=command)
