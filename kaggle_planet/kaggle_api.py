@@ -123,6 +123,11 @@ def scrub(text: str) -> str:
     return text
 
 
+def _quiet() -> bool:
+    """The client's own tqdm bars (bytes down/up) only on a terminal, like ours in archives.py."""
+    return not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
+
+
 def _log_client_output(text: str) -> None:
     for line in scrub(text).splitlines():
         if line.strip():
@@ -318,9 +323,9 @@ def _fetch(api: Any, slug: str, data_dir: Path, name: str | None, force: bool) -
     try:
         with _client_errors(what, slug), _captured_stdout():
             if name is None:
-                api.competition_download_files(slug, path=str(work), force=True, quiet=False)
+                api.competition_download_files(slug, path=str(work), force=True, quiet=_quiet())
             else:
-                api.competition_download_file(slug, name, path=str(work), force=True, quiet=False)
+                api.competition_download_file(slug, name, path=str(work), force=True, quiet=_quiet())
         delivered = sorted(p for p in work.iterdir() if p.is_file() and not p.name.endswith(".kaggle-partial"))
         if not delivered:
             raise KagglePlanetError(f"kaggle: {what}: the client reported success but wrote no file")
@@ -395,7 +400,7 @@ def submit(
     api = authenticated_api()
     log.info("submitting %s to %s", file, slug)
     with _client_errors(f"submit {file.name} to {slug}", slug), _captured_stdout():
-        result = api.competition_submit(str(file), message, slug, quiet=False)
+        result = api.competition_submit(str(file), message, slug, quiet=_quiet())
     if result.message == api.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE:
         raise KagglePlanetError(
             f"kaggle: submit {file.name} to {slug}: the upload failed ({result.message!r}); "

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-SERVICE = "/v1/competitions.CompetitionApiService/"
+SERVICES = ("/v1/competitions.CompetitionApiService/", "/v1/security.OAuthService/")
 
 
 @dataclass
@@ -31,9 +31,11 @@ class FakeKaggle:
     forbidden: set[str] = field(default_factory=set)  # methods answered with 403
     delay: dict[str, float] = field(default_factory=dict)  # method -> seconds to wait before answering
     upload_status: int = 200
+    token: str | None = None  # an access token accepted as "Bearer <token>" besides user:key
     calls: list[tuple[str, dict]] = field(default_factory=list)  # (method, JSON body) of every API call
     gets: list[str] = field(default_factory=list)
     uploads: dict[str, bytes] = field(default_factory=dict)  # upload token -> bytes PUT
+    auth_seen: list[str] = field(default_factory=list)  # Authorization header of every API call
     url: str = ""
 
     def methods(self) -> list[str]:
@@ -60,6 +62,10 @@ class FakeKaggle:
         self._thread.join(5)
 
     # ---------------------------------------------------------------------- API methods
+
+    def api_IntrospectToken(self, body: dict) -> tuple[int, Any]:
+        active = self.token is not None and body.get("token") == self.token
+        return 200, {"active": active, "username": self.username if active else ""}
 
     def api_ListDataFiles(self, body: dict) -> tuple[int, Any]:
         return 200, {"files": [{"name": n, "totalBytes": len(b)} for n, b in self.files.items()], "nextPageToken": ""}
@@ -134,13 +140,17 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.fake
         raw = self._read_body()
         path = urlsplit(self.path).path
-        if not path.startswith(SERVICE):
+        service = next((s for s in SERVICES if path.startswith(s)), None)
+        if service is None:
             return self._send(404, {"code": 404, "message": f"no service at {path}"})
-        method = path.removeprefix(SERVICE)
+        method = path.removeprefix(service)
         body = json.loads(raw or b"{}")
         fake.calls.append((method, body))
-        expected = "Basic " + base64.b64encode(f"{fake.username}:{fake.key}".encode()).decode()
-        if self.headers.get("Authorization") != expected:
+        accepted = {"Basic " + base64.b64encode(f"{fake.username}:{fake.key}".encode()).decode()}
+        if fake.token:
+            accepted.add(f"Bearer {fake.token}")
+        fake.auth_seen.append(self.headers.get("Authorization", ""))
+        if self.headers.get("Authorization") not in accepted:
             return self._send(401, {"code": 401, "message": "Unauthenticated"})
         time.sleep(fake.delay.get(method, 0))
         if method in fake.forbidden:

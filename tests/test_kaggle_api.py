@@ -347,6 +347,21 @@ def test_kaggle_json_in_config_dir_is_used(fake, monkeypatch, tmp_path):
     assert fake.methods() == ["ListSubmissions"]
 
 
+def test_access_token_is_used_and_never_shown(fake, monkeypatch):
+    token = "KGAT_0123456789abcdef0123456789"
+    monkeypatch.delenv("KAGGLE_USERNAME")
+    monkeypatch.delenv("KAGGLE_KEY")
+    monkeypatch.setenv("KAGGLE_API_TOKEN", token)
+    fake.token = token
+    assert kaggle_api.list_submissions("planet").empty
+    assert fake.methods() == ["IntrospectToken", "ListSubmissions"]
+    assert set(fake.auth_seen) == {f"Bearer {token}"}
+    fake.forbidden = {"ListSubmissions"}
+    with pytest.raises(KagglePlanetError, match="403") as err:
+        kaggle_api.list_submissions("planet")
+    assert token not in str(err.value)
+
+
 def test_missing_credentials_give_one_clear_line(clean_env, capsys):
     with pytest.raises(KagglePlanetError) as err:
         kaggle_api.list_submissions("planet")
@@ -412,3 +427,22 @@ def test_api_calls_time_out(fake, monkeypatch):
     fake.delay = {"ListSubmissions": 1.5}
     with pytest.raises(KagglePlanetError, match="timed out"):
         kaggle_api.list_submissions("planet")
+
+
+def test_cli_download_and_submit(fake, planet_remote, planet_submission, tmp_path, capsys):
+    src, files = planet_remote
+    fake.files = dict(files)
+    data_dir = tmp_path / "cli-data"
+    assert main(["download", "planet", "--data-dir", str(data_dir), "--files", "train_v2.csv", "sample_submission_v2.csv"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines() == [f"ready: {data_dir / 'train_v2.csv'}", f"ready: {data_dir / 'sample_submission_v2.csv'}"]
+
+    assert main(["submit", str(planet_submission), "--competition", "planet", "-m", "from the cli", "--data-dir", str(src)]) == 0
+    assert "ref 50000" in capsys.readouterr().out
+    assert fake.bodies("CreateSubmission")[0]["submissionDescription"] == "from the cli"
+
+    fake.upload_status = 500
+    assert main(["submit", str(planet_submission), "--competition", "planet", "-m", "again"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines()[-1].startswith("error: kaggle: submit") and "upload failed" in captured.err
