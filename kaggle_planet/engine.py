@@ -1,0 +1,224 @@
+"""One epoch of training or evaluation, and the pieces that depend on the task kind.
+
+``HEADS`` maps a task kind to its loss and its output activation: multi-label and binary tasks
+train one sigmoid per class with ``BCEWithLogitsLoss``; multiclass tasks a softmax with
+cross-entropy. Predictions always leave this module as probabilities, never logits.
+Under DistributedDataParallel each rank sees a share of the data; :func:`gather_outputs` puts
+the shares back together (by sample index, dropping the sampler's padding) on every rank, so that
+every rank computes the same metric and takes the same early-stopping decision.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+
+def _softmax(logits: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(logits, dim=1)
+
+
+@dataclass(frozen=True)
+class Head:
+    loss: Callable[[], nn.Module]
+    activation: Callable[[torch.Tensor], torch.Tensor]
+
+
+# CrossEntropyLoss accepts the one-hot float targets as class probabilities (same as class indices).
+HEADS: dict[str, Head] = {
+    "multilabel": Head(nn.BCEWithLogitsLoss, torch.sigmoid),
+    "binary": Head(nn.BCEWithLogitsLoss, torch.sigmoid),
+    "multiclass": Head(nn.CrossEntropyLoss, _softmax),
+}
+
+
+def get_head(task: str) -> Head:
+    try:
+        return HEADS[task]
+    except KeyError:
+        raise ValueError(f"unknown task {task!r}; valid: {', '.join(HEADS)}") from None
+
+
+class ProbabilityModel(nn.Module):
+    """``model`` followed by the task's activation: (B, 3, S, S) images -> (B, C) probabilities.
+
+    TTA wrappers average what this returns, so test-time augmentation merges probabilities.
+    """
+
+    def __init__(self, model: nn.Module, task: str):
+        super().__init__()
+        self.model = model
+        self.task = task
+        self.activation = get_head(task).activation
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.model(images).float())
+
+
+@dataclass
+class Precision:
+    """How tensors run on the device: autocast dtype (None: fp32), channels_last, GradScaler use."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None = None
+    channels_last: bool = False
+
+    @property
+    def use_scaler(self) -> bool:
+        return self.amp_dtype == torch.float16
+
+    def autocast(self) -> Any:
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
+
+    def to_device(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True)
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+
+def resolve_precision(device: torch.device, amp: str | bool = "auto", channels_last: str | bool = "auto") -> Precision:
+    """``auto``: AMP and channels_last on CUDA only (bf16 where the GPU supports it, else fp16)."""
+    cuda = device.type == "cuda"
+    use_amp = cuda if amp == "auto" else bool(amp)
+    dtype = None
+    if use_amp:
+        dtype = torch.bfloat16 if (not cuda or torch.cuda.is_bf16_supported()) else torch.float16
+    return Precision(device, dtype, cuda if channels_last == "auto" else bool(channels_last))
+
+
+@dataclass
+class EpochOutput:
+    """Mean loss and predictions of one pass; rows ordered by dataset index."""
+
+    loss: float
+    indices: np.ndarray  # (N,) int dataset indices
+    probs: np.ndarray  # (N, C) float probabilities
+    targets: np.ndarray  # (N, C) float 0/1 targets (empty columns for unlabelled data)
+
+
+def _progress(loader: Any, desc: str, enabled: bool) -> Any:
+    # disable=None turns the bar off when stderr is not a terminal (logs, CI)
+    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None if enabled else True)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    loss_fn: nn.Module,
+    activation: Callable[[torch.Tensor], torch.Tensor],
+    precision: Precision,
+    scaler: torch.amp.GradScaler,
+    ema: Any = None,
+    step: int = 0,
+    desc: str = "train",
+    show_progress: bool = True,
+) -> EpochOutput:
+    """One pass over ``loader`` updating ``model``; the scheduler steps per optimizer step.
+
+    Returns the loss and the (augmented) training predictions, gathered over ranks.
+    """
+    model.train()
+    total, count = 0.0, 0
+    indices, probs, targets = [], [], []
+    bar = _progress(loader, desc, show_progress)
+    for images, target, index in bar:
+        images = precision.to_device(images)
+        target = target.to(precision.device, non_blocking=True)
+        with precision.autocast():
+            logits = model(images)
+        loss = loss_fn(logits.float(), target)
+        optimizer.zero_grad(set_to_none=True)
+        if precision.use_scaler:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+        step += 1
+        if ema is not None:
+            ema.update(_unwrap(model), step=step)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"training loss is {loss.item()} at step {step}; lower lr or turn amp off")
+        total += loss.item() * len(images)
+        count += len(images)
+        indices.append(index.numpy())
+        probs.append(activation(logits.detach().float()).cpu().numpy())
+        targets.append(target.cpu().numpy())
+        bar.set_postfix(loss=f"{total / max(count, 1):.4f}", refresh=False)
+    return gather_outputs(total, count, indices, probs, targets)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: Any,
+    loss_fn: nn.Module | None,
+    activation: Callable[[torch.Tensor], torch.Tensor] | None,
+    precision: Precision,
+    desc: str = "valid",
+    show_progress: bool = True,
+    distributed: bool = True,
+) -> EpochOutput:
+    """Predictions of ``model`` in eval mode over ``loader``, gathered over ranks (``distributed``: every
+    rank takes part; False: this process alone, e.g. rank 0 writing predictions).
+
+    ``activation`` None: the model already returns probabilities (e.g. a TTA wrapper); the loss is then
+    not computed (reported as nan).
+    """
+    model.eval()
+    total, count = 0.0, 0
+    indices, probs, targets = [], [], []
+    for images, target, index in _progress(loader, desc, show_progress):
+        images = precision.to_device(images)
+        with precision.autocast():
+            out = model(images)
+        out = out.float()
+        if loss_fn is not None and activation is not None and target.numel():
+            total += loss_fn(out, target.to(precision.device)).item() * len(images)
+            count += len(images)
+        indices.append(index.numpy())
+        probs.append((activation(out) if activation is not None else out).cpu().numpy())
+        targets.append(target.numpy())
+    result = gather_outputs(total, count, indices, probs, targets, distributed)
+    if count == 0:
+        result.loss = float("nan")
+    return result
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _concat(parts: list[np.ndarray], empty_shape: tuple[int, ...]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(empty_shape, dtype=np.float32)
+
+
+def gather_outputs(total: float, count: int, indices: list, probs: list, targets: list, distributed: bool = True) -> EpochOutput:
+    """Concatenate a pass's batches; under torch.distributed, all ranks' shares, each index once."""
+    idx = _concat(indices, (0,)).astype(np.int64)
+    p = _concat(probs, (0, 0))
+    t = _concat(targets, (0, 0))
+    if distributed and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        shares: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(shares, (total, count, idx, p, t))
+        total = sum(s[0] for s in shares)
+        count = sum(s[1] for s in shares)
+        idx = np.concatenate([s[2] for s in shares])
+        p = np.concatenate([s[3] for s in shares])
+        t = np.concatenate([s[4] for s in shares])
+    # sort by index and keep the first copy of each (DistributedSampler pads with repeats)
+    idx, first = np.unique(idx, return_index=True)
+    return EpochOutput(total / max(count, 1), idx, p[first], t[first])

@@ -1,0 +1,162 @@
+"""Out-of-fold and test predictions of a trained model run, with test-time augmentation (ttach).
+
+For a model folder ``runs/<exp>/<model>/`` whose folds are all done: each fold's best model predicts
+its own validation images (``oof.csv``: every training id once, with its fold) and the test images
+(``test.csv``: mean over the fold models). TTA averages PROBABILITIES: the model is wrapped so it
+outputs sigmoid/softmax before ttach's mean (``TTA`` lists the transform sets). Also writes
+``labels.csv``, ``run.json`` and ``scores.json`` (OOF score, per fold), all atomically.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import ttach
+from torch import nn
+
+from . import artifacts
+from .competitions import load_dataset
+from .config import ModelSettings, config_to_dict, load_config
+from .data import ImageDataset, make_loader
+from .engine import ProbabilityModel, evaluate, resolve_precision
+from .errors import KagglePlanetError
+from .metrics import summarize_scores
+from .train import BEST, CONFIG, DONE, command_line, fold_dir, load_checkpoint, missing_folds
+
+log = logging.getLogger(__name__)
+
+# name -> ttach transform set; the mean over the set is taken on probabilities
+TTA: dict[str, Callable[[], ttach.Compose | None]] = {
+    "none": lambda: None,
+    "hflip": lambda: ttach.Compose([ttach.HorizontalFlip()]),
+    "d4": ttach.aliases.d4_transform,  # identity, flips, 90/180/270 rotations, transposes: 8 views
+}
+
+
+def tta_transforms(tta: str) -> ttach.Compose | None:
+    try:
+        return TTA[tta]()
+    except KeyError:
+        raise KagglePlanetError(f"unknown tta {tta!r}; valid: {', '.join(TTA)}") from None
+
+
+def with_tta(model: nn.Module, tta: str) -> nn.Module:
+    """``model`` (images -> probabilities) averaged over the TTA views; ``none`` returns it unchanged."""
+    transforms = tta_transforms(tta)
+    return model if transforms is None else ttach.ClassificationTTAWrapper(model, transforms, merge_mode="mean")
+
+
+def load_fold_model(model_dir: Path, fold: int, device: torch.device) -> tuple[nn.Module, ModelSettings]:
+    """Fold ``fold``'s best model in eval mode on ``device``, returning PROBABILITIES ((B,3,S,S) -> (B,C)).
+
+    The weights come from ``fold<k>/best.pt`` (loaded with ``weights_only=True``); no pretrained
+    weights are fetched. Returns the model and the settings it was trained with.
+    """
+    from . import models
+
+    path = fold_dir(model_dir, fold) / BEST
+    if not path.is_file():
+        raise KagglePlanetError(f"{path}: no trained model for fold {fold} (train it first: kaggle-planet train CONFIG --folds {fold})")
+    payload = load_checkpoint(path)
+    settings = ModelSettings.from_dict(payload["settings"])
+    net = models.create_model(settings.backbone, len(payload["classes"]), pretrained=False, drop_rate=settings.drop_rate)
+    net.load_state_dict(payload["model"])
+    model = ProbabilityModel(net, payload["task"]).to(device).eval()
+    if resolve_precision(device, settings.amp, settings.channels_last).channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, settings
+
+
+def predict_files(model: nn.Module, files: list[str], settings: ModelSettings, device: torch.device, tta: str) -> np.ndarray:
+    """(N, C) probabilities in [0, 1] of ``model`` (images -> probabilities, see :func:`load_fold_model`)
+    on image ``files``, averaged over the ``tta`` views (none | hflip | d4)."""
+    from . import augment, models
+
+    base = model.model if isinstance(model, ProbabilityModel) else model
+    if len(files) == 0:
+        return np.zeros((0, _num_outputs(base)), dtype=np.float64)
+    data_cfg = models.model_data_config(base)
+    transform = augment.build_transform(settings.augment, settings.image_size, data_cfg["mean"], data_cfg["std"], train=False)
+    loader = make_loader(ImageDataset(files, None, transform), settings.batch_size, train=False, device=device,
+                         num_workers=min(settings.num_workers, max(0, len(files) // settings.batch_size)))
+    precision = resolve_precision(device, settings.amp, settings.channels_last)
+    out = evaluate(with_tta(model, tta), loader, None, None, precision, desc=f"predict ({tta})", distributed=False)
+    return np.clip(out.probs.astype(np.float64), 0.0, 1.0)
+
+
+def _num_outputs(model: nn.Module) -> int:
+    return int(getattr(model, "num_classes", 0) or 0)
+
+
+def predict_run(model_dir: Path, device: torch.device, tta: str | None = None) -> Path:
+    """Write oof.csv, test.csv, labels.csv, run.json and scores.json for a model folder whose folds are all
+    done; ``tta`` None uses the model's configured TTA. Returns ``model_dir``."""
+    model_dir = Path(model_dir)
+    cfg = load_config(model_dir / CONFIG)
+    settings = cfg.resolved_model(cfg.models[0])
+    tta = tta or settings.tta
+    tta_transforms(tta)
+    missing = missing_folds(model_dir, cfg.folds.k)
+    if missing:
+        raise KagglePlanetError(
+            f"{model_dir}: folds {missing} of {cfg.folds.k} are not trained yet (no {DONE}); "
+            f"train them first, e.g. kaggle-planet train CONFIG --models {settings.name} --folds {','.join(map(str, missing))}"
+        )
+    from .folds import load_or_make_folds
+
+    table = load_dataset(cfg.competition, cfg.data_dir, cfg.options)
+    folds = load_or_make_folds(table, cfg.folds.k, cfg.folds.seed)
+    n_classes = len(table.classes)
+    oof = np.full((len(table.train), n_classes), np.nan)
+    test = np.zeros((len(table.test), n_classes))
+    commands: list[str] = []
+    for fold in range(cfg.folds.k):
+        model, fold_settings = load_fold_model(model_dir, fold, device)
+        fold_settings.num_workers = settings.num_workers
+        rows = np.flatnonzero(folds == fold)
+        log.info("%s fold %d: predicting %d OOF + %d test images (tta %s)", settings.name, fold, len(rows), len(table.test), tta)
+        oof[rows] = predict_files(model, table.train["file"].to_numpy()[rows].tolist(), fold_settings, device, tta)
+        test += predict_files(model, table.test["file"].tolist(), fold_settings, device, tta) / cfg.folds.k
+        done = artifacts.read_json(fold_dir(model_dir, fold) / DONE)
+        if done.get("command") and done["command"] not in commands:
+            commands.append(done["command"])
+    if np.isnan(oof).any():
+        raise KagglePlanetError(f"{model_dir}: {int(np.isnan(oof).any(axis=1).sum())} training images fell in no fold")
+    commands.append(command_line())
+    return write_run(model_dir, cfg, table, folds, oof, test, tta, commands)
+
+
+def write_run(model_dir: Path, cfg, table, folds: np.ndarray, oof: np.ndarray, test: np.ndarray, tta: str, commands: list[str]) -> Path:
+    ids = table.train[table.id_col].tolist()
+    settings = cfg.resolved_model(cfg.models[0])
+    artifacts.write_labels(model_dir, ids, table.targets, table.id_col, table.classes)
+    artifacts.write_predictions(model_dir / artifacts.OOF, ids, oof, table.id_col, table.classes, folds=folds)
+    artifacts.write_predictions(model_dir / artifacts.TEST, table.test[table.id_col].tolist(), test, table.id_col, table.classes)
+    scores = summarize_scores(cfg.metric, table.targets, oof, folds)
+    scores.update({"model": settings.name, "backbone": settings.backbone, "tta": tta})
+    artifacts.write_json(model_dir / artifacts.SCORES, scores)
+    info = artifacts.RunInfo(
+        competition=table.competition,
+        task=table.task,
+        id_col=table.id_col,
+        classes=list(table.classes),
+        data_dir=str(cfg.data_dir),
+        options=dict(table.options),
+        kind="model",
+        extra={
+            "config": config_to_dict(cfg),
+            "commands": commands,
+            "tta": tta,
+            "backbone": settings.backbone,
+            "image_size": settings.image_size,
+            "pretrained": settings.pretrained,
+            "model": settings.name,
+        },
+    )
+    artifacts.write_run_info(model_dir, info)
+    per_fold = ", ".join(f"{k}: {v:.4f}" for k, v in scores["per_fold"].items())
+    log.info("%s: OOF %s %.4f (folds %s; tta %s) -> %s", settings.name, cfg.metric, scores["oof"], per_fold, tta, model_dir)
+    return model_dir

@@ -1,0 +1,484 @@
+"""K-fold training: for each model of a config and each fold, train, keep the best checkpoint, resume.
+
+Layout (``runs/<exp>/<model>/``): ``config.yaml`` (the experiment restricted to this model),
+``labels.csv``, and per fold ``fold<k>/``: ``best.pt`` (best valid metric; weights, or the EMA
+weights when ``ema`` is on), ``last.pt`` (resume state, written atomically after every completed
+epoch, removed once the fold is done), ``history.csv``, ``curves.png`` and ``done.json`` (the fold
+is finished; later runs skip it). When every fold of a model is done -- also when other processes
+or machines trained some of them into the same folder -- the model's predictions are written
+(:func:`kaggle_planet.predict.predict_run`).
+
+Reproducibility: the weights are seeded from ``seed + fold``; each epoch reseeds torch from
+``(seed, fold, epoch)`` and the training data are shuffled and augmented from the same numbers
+(:mod:`kaggle_planet.data`), so an epoch's result does not depend on how the run got there: a run
+killed with ``kill -9`` and started again with the same command ends with the same files.
+
+Scale-out: under ``torchrun --nproc_per_node=N`` the model is wrapped in DistributedDataParallel
+(NCCL on CUDA, gloo on CPU), each rank trains on its share of every epoch, predictions are gathered
+on all ranks, and only rank 0 writes files.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import math
+import os
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+import yaml
+from torch import nn
+
+from . import artifacts
+from .competitions import DatasetTable, load_dataset
+from .config import ExperimentConfig, ModelSettings, config_to_dict, save_config, single_model_config
+from .data import ImageDataset, make_loader
+from .engine import Precision, evaluate, get_head, resolve_precision, train_one_epoch
+from .errors import KagglePlanetError
+from .metrics import score
+
+log = logging.getLogger(__name__)
+
+BEST = "best.pt"
+LAST = "last.pt"
+DONE = "done.json"
+HISTORY = "history.csv"
+CURVES = "curves.png"
+CONFIG = "config.yaml"
+HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "valid_loss", "train_metric", "valid_metric", "seconds"]
+# settings that may change between runs into one model folder without invalidating finished folds
+FREE_KEYS = {"num_workers", "tta", "device", "blend", "runs_dir"}
+
+
+# ------------------------------------------------------------------------------------ distributed
+
+
+@dataclass
+class Dist:
+    """This process's place in a torchrun job (rank 0 of 1 when run alone) and its device."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def init_distributed(device: torch.device) -> Dist:
+    """Join the torchrun process group when ``WORLD_SIZE`` > 1 (NCCL on CUDA, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(0, 1, device)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        # generous timeout: rank 0 alone writes predictions while the others wait
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=2))
+    rank = dist.get_rank()
+    if rank != 0:
+        logging.getLogger("kaggle_planet").setLevel(logging.WARNING)
+    return Dist(rank, world, device)
+
+
+# -------------------------------------------------------------------------------------- run folder
+
+
+def fold_dir(model_dir: Path, fold: int) -> Path:
+    return Path(model_dir) / f"fold{fold}"
+
+
+def is_fold_done(model_dir: Path, fold: int) -> bool:
+    d = fold_dir(model_dir, fold)
+    return (d / DONE).is_file() and (d / BEST).is_file()
+
+
+def missing_folds(model_dir: Path, k: int) -> list[int]:
+    return [f for f in range(k) if not is_fold_done(model_dir, f)]
+
+
+def command_line() -> str:
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name == "kaggle-planet":
+        argv[0] = "kaggle-planet"
+    return shlex.join(argv)
+
+
+def _comparable(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in cfg_dict.items() if k not in FREE_KEYS and k != "models"}
+    out["models"] = [{k: v for k, v in m.items() if k not in FREE_KEYS} for m in cfg_dict.get("models", [])]
+    return out
+
+
+def prepare_model_dir(cfg: ExperimentConfig, model_name: str, table: DatasetTable) -> Path:
+    """Create the model folder with its config.yaml and labels.csv; refuse a folder trained differently."""
+    model_dir = cfg.model_dir(model_name)
+    wanted = config_to_dict(single_model_config(cfg, model_name))
+    path = model_dir / CONFIG
+    if path.is_file():
+        old = yaml.safe_load(path.read_text(encoding="utf-8"))
+        # the resolved settings are what matter: compare them, not the spelling of the file
+        old_settings = _resolved_settings(old)
+        new_settings = _resolved_settings(wanted)
+        diff = [k for k in sorted(set(old_settings) | set(new_settings)) if old_settings.get(k) != new_settings.get(k)]
+        if diff and any(is_fold_done(model_dir, f) or (fold_dir(model_dir, f) / LAST).is_file() for f in range(cfg.folds.k)):
+            k = diff[0]
+            raise KagglePlanetError(
+                f"{path}: this model folder was trained with {k}={old_settings.get(k)!r}, the config now says "
+                f"{new_settings.get(k)!r}; use another experiment name (or model name) or delete {model_dir}"
+            )
+    save_config(single_model_config(cfg, model_name), path)
+    artifacts.write_labels(model_dir, table.train[table.id_col].tolist(), table.targets, table.id_col, table.classes)
+    return model_dir
+
+
+def _resolved_settings(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+    from .config import config_from_dict
+
+    cfg = config_from_dict(cfg_dict)
+    flat = {f"experiment.{k}": v for k, v in _comparable(config_to_dict(cfg)).items() if k != "models"}
+    settings = dataclasses.asdict(cfg.resolved_model(cfg.models[0]))
+    flat.update({k: v for k, v in settings.items() if k not in FREE_KEYS})
+    return flat
+
+
+# ----------------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
+    """torch.save through a temporary file and rename: a kill never leaves half a checkpoint."""
+    return artifacts.atomic_write(path, lambda p: torch.save(payload, p))
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
+        raise KagglePlanetError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {exc}); delete it to start the fold again") from None
+
+
+def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+
+
+# ------------------------------------------------------------------------------------- schedules
+
+
+def lr_lambdas(settings: ModelSettings, steps_per_epoch: int) -> list:
+    """Per-step LR factors for the (backbone, classifier) parameter groups, both with base lr ``lr``.
+
+    Frozen stage (``freeze_epochs``): backbone 0, classifier ``freeze_lr / lr``, constant. Then both
+    groups: linear warmup over ``warmup_epochs``, cosine decay to 1% over the remaining epochs.
+    """
+    frozen_steps = settings.freeze_epochs * steps_per_epoch
+    main_steps = max(1, (settings.epochs - settings.freeze_epochs) * steps_per_epoch)
+    warmup_steps = min(int(round(settings.warmup_epochs * steps_per_epoch)), main_steps - 1)
+
+    def main_factor(step: int) -> float:
+        s = step - frozen_steps
+        if s < warmup_steps:
+            return (s + 1) / (warmup_steps + 1)
+        progress = (s - warmup_steps) / max(1, main_steps - warmup_steps)
+        return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    def backbone(step: int) -> float:
+        return 0.0 if step < frozen_steps else main_factor(step)
+
+    def classifier(step: int) -> float:
+        return settings.freeze_lr / settings.lr if step < frozen_steps else main_factor(step)
+
+    return [backbone, classifier]
+
+
+def make_optimizer(model: nn.Module, settings: ModelSettings) -> torch.optim.AdamW:
+    from . import models
+
+    head = list(models.classifier_parameters(model))
+    head_ids = {id(p) for p in head}
+    body = [p for p in model.parameters() if id(p) not in head_ids]
+    return torch.optim.AdamW(
+        [{"params": body, "name": "backbone"}, {"params": head, "name": "classifier"}],
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+    )
+
+
+# ------------------------------------------------------------------------------------- one fold
+
+
+@dataclass
+class FoldState:
+    """What survives between epochs (and in last.pt): next epoch, best score, history rows."""
+
+    epoch: int = 0
+    step: int = 0
+    best_score: float = -math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def write_history(path: Path, rows: list[dict[str, float]]) -> None:
+    artifacts.write_csv(path, pd.DataFrame(rows, columns=HISTORY_COLUMNS), float_format="%.6g")
+
+
+def plot_curves(path: Path, rows: list[dict[str, float]], metric: str, title: str) -> None:
+    """Loss and metric per epoch, train vs valid (matplotlib's Agg canvas: no display needed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    frame = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    fig = Figure(figsize=(9, 3.5), dpi=100)
+    FigureCanvasAgg(fig)
+    for ax, what, label in zip(fig.subplots(1, 2), ("loss", "metric"), ("loss", metric)):
+        for split, style in (("train", "o-"), ("valid", "s-")):
+            ax.plot(frame["epoch"], frame[f"{split}_{what}"], style, label=split, markersize=4)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    artifacts.atomic_write(path, lambda p: fig.savefig(p, format="png"))
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train_fold(
+    cfg: ExperimentConfig,
+    settings: ModelSettings,
+    table: DatasetTable,
+    folds: np.ndarray,
+    fold: int,
+    model_dir: Path,
+    ctx: Dist,
+) -> dict[str, Any]:
+    """Train one fold (resuming from ``last.pt`` when present); returns the fold's done.json content."""
+    from . import augment, models
+
+    out_dir = fold_dir(model_dir, fold)
+    started = time.time()
+    head = get_head(table.task)
+    metric = cfg.metric
+    seed = settings.seed + fold
+    seed_everything(seed)
+    model = models.create_model(settings.backbone, len(table.classes), settings.pretrained, settings.drop_rate)
+    data_cfg = models.model_data_config(model)
+    size = settings.image_size
+    train_tf = augment.build_transform(settings.augment, size, data_cfg["mean"], data_cfg["std"], train=True)
+    eval_tf = augment.build_transform(settings.augment, size, data_cfg["mean"], data_cfg["std"], train=False)
+    files = table.train["file"].to_numpy()
+    targets = table.targets
+    train_idx, valid_idx = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+    loader_args = dict(device=ctx.device, num_workers=settings.num_workers, seed=seed, rank=ctx.rank, world=ctx.world)
+    train_loader = make_loader(ImageDataset(files[train_idx], targets[train_idx], train_tf, seed=seed), settings.batch_size, train=True, **loader_args)
+    valid_loader = make_loader(ImageDataset(files[valid_idx], targets[valid_idx], eval_tf), settings.batch_size, train=False, persistent=True, **loader_args)
+    if len(train_loader) == 0:
+        raise KagglePlanetError(f"fold {fold}: {len(train_idx)} training images give no batch of {settings.batch_size}; lower batch_size")
+
+    precision = resolve_precision(ctx.device, settings.amp, settings.channels_last)
+    model.to(ctx.device, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)
+    ema = _make_ema(model, settings)
+    optimizer = make_optimizer(model, settings)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambdas(settings, len(train_loader)))
+    scaler = torch.amp.GradScaler(ctx.device.type, enabled=precision.use_scaler)
+    loss_fn = head.loss()
+    state = FoldState()
+    last_path = out_dir / LAST
+    if last_path.is_file():
+        state = _restore(load_checkpoint(last_path), model, optimizer, scheduler, scaler, ema)
+        log.info("%s fold %d: resuming after epoch %d (best %s %.4f)", settings.name, fold, state.epoch, metric, state.best_score)
+
+    net: nn.Module | None = None
+    frozen_now: bool | None = None
+    while state.epoch < settings.epochs and not (settings.patience and state.bad_epochs >= settings.patience):
+        epoch = state.epoch
+        frozen = epoch < settings.freeze_epochs
+        if frozen != frozen_now:  # DDP must be (re)built after the set of trainable parameters changes
+            models.set_backbone_trainable(model, not frozen)
+            net = _wrap(model, ctx)
+            frozen_now = frozen
+        torch.manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+        train_loader.sampler.set_epoch(epoch)
+        t0 = time.time()
+        lr = optimizer.param_groups[-1]["lr"]
+        desc = f"{settings.name} f{fold} e{epoch + 1}/{settings.epochs}"
+        tr = train_one_epoch(net, train_loader, optimizer, scheduler, loss_fn, head.activation, precision, scaler, ema,
+                             step=state.step, desc=desc, show_progress=ctx.main)
+        state.step += len(train_loader)
+        eval_model = ema.module if ema is not None else model
+        ev = evaluate(eval_model, valid_loader, loss_fn, head.activation, precision, desc=f"{desc} valid", show_progress=ctx.main)
+        row = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_loss": tr.loss,
+            "valid_loss": ev.loss,
+            "train_metric": score(metric, tr.targets.astype(np.int64), tr.probs),
+            "valid_metric": score(metric, ev.targets.astype(np.int64), ev.probs),
+            "seconds": time.time() - t0,
+        }
+        state.history.append(row)
+        improved = row["valid_metric"] > state.best_score
+        if improved:
+            state.best_score, state.best_epoch, state.bad_epochs = row["valid_metric"], epoch + 1, 0
+        else:
+            state.bad_epochs += 1
+        state.epoch = epoch + 1
+        log.info(
+            "%s fold %d epoch %d/%d: train loss %.4f %s %.4f | valid loss %.4f %s %.4f%s (%.0fs)",
+            settings.name, fold, epoch + 1, settings.epochs, row["train_loss"], metric, row["train_metric"],
+            row["valid_loss"], metric, row["valid_metric"], " *" if improved else "", row["seconds"],
+        )
+        if ctx.main:
+            if improved:
+                save_checkpoint(out_dir / BEST, _best_payload(eval_model, settings, table, fold, row, metric))
+            write_history(out_dir / HISTORY, state.history)
+            plot_curves(out_dir / CURVES, state.history, metric, f"{cfg.name} / {settings.name} / fold {fold}")
+            save_checkpoint(last_path, _resume_payload(state, model, optimizer, scheduler, scaler, ema))
+        ctx.barrier()
+
+    done = {
+        "fold": fold,
+        "best_epoch": state.best_epoch,
+        "best_score": state.best_score,
+        "metric": metric,
+        "epochs_run": state.epoch,
+        "stopped_early": state.epoch < settings.epochs,
+        "seconds": round(time.time() - started, 1),
+        "train_images": int(len(train_idx)),
+        "valid_images": int(len(valid_idx)),
+        "world_size": ctx.world,
+        "device": str(ctx.device),
+        "command": command_line(),
+    }
+    if ctx.main:
+        artifacts.write_json(out_dir / DONE, done)
+        last_path.unlink(missing_ok=True)  # a finished fold needs no resume state (saves 2-3x the model size)
+    ctx.barrier()
+    return done
+
+
+def _make_ema(model: nn.Module, settings: ModelSettings) -> Any:
+    if not settings.ema:
+        return None
+    from timm.utils import ModelEmaV3
+
+    return ModelEmaV3(model, decay=settings.ema_decay, use_warmup=True)
+
+
+def _wrap(model: nn.Module, ctx: Dist) -> nn.Module:
+    if ctx.world <= 1:
+        return model
+    ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def _best_payload(model: nn.Module, settings: ModelSettings, table: DatasetTable, fold: int, row: dict, metric: str) -> dict[str, Any]:
+    return {
+        "model": _cpu_state(model),
+        "settings": settings.to_dict(),
+        "task": table.task,
+        "classes": list(table.classes),
+        "fold": fold,
+        "epoch": int(row["epoch"]),
+        "metric": metric,
+        "score": float(row["valid_metric"]),
+    }
+
+
+def _resume_payload(state: FoldState, model: nn.Module, optimizer, scheduler, scaler, ema) -> dict[str, Any]:
+    return {
+        "state": dataclasses.asdict(state),
+        "model": _cpu_state(model),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "ema": _cpu_state(ema.module) if ema is not None else None,
+    }
+
+
+def _restore(payload: dict[str, Any], model: nn.Module, optimizer, scheduler, scaler, ema) -> FoldState:
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    if payload.get("scaler"):
+        scaler.load_state_dict(payload["scaler"])
+    if ema is not None and payload.get("ema") is not None:
+        ema.module.load_state_dict(payload["ema"])
+    return FoldState(**payload["state"])
+
+
+# ------------------------------------------------------------------------------------ experiment
+
+
+def _select(names: Sequence[str] | None, available: list[str], what: str, source: str) -> list[str]:
+    if not names:
+        return available
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise KagglePlanetError(f"{source}: no {what} {unknown[0]!r}; valid: {', '.join(available)}")
+    return [n for n in available if n in names]
+
+
+def train_experiment(
+    cfg: ExperimentConfig,
+    device: torch.device,
+    models: list[str] | None = None,
+    folds: list[int] | None = None,
+) -> list[Path]:
+    """Train ``models`` (names; default all) on ``folds`` (default all) and predict each model whose folds
+    are all done. Returns the model run folders ``<runs_dir>/<name>/<model name>/``."""
+    from .folds import load_or_make_folds
+
+    ctx = init_distributed(device)
+    names = _select(models, cfg.model_names, "model", f"config {cfg.name!r}")
+    fold_list = [int(f) for f in _select([str(f) for f in folds] if folds else None, [str(f) for f in range(cfg.folds.k)], "fold", f"folds (k={cfg.folds.k})")]
+    table = load_dataset(cfg.competition, cfg.data_dir, cfg.options)
+    if ctx.main:
+        fold_ids = load_or_make_folds(table, cfg.folds.k, cfg.folds.seed)
+    ctx.barrier()
+    if not ctx.main:
+        fold_ids = load_or_make_folds(table, cfg.folds.k, cfg.folds.seed)
+    dirs = []
+    for name in names:
+        settings = cfg.resolved_model(name)
+        model_dir = cfg.model_dir(name)
+        if ctx.main:
+            prepare_model_dir(cfg, name, table)
+        ctx.barrier()
+        for fold in fold_list:
+            if is_fold_done(model_dir, fold):
+                log.info("%s fold %d: already done, skipping", name, fold)
+                continue
+            train_fold(cfg, settings, table, fold_ids, fold, model_dir, ctx)
+        dirs.append(model_dir)
+        missing = missing_folds(model_dir, cfg.folds.k)
+        if missing:
+            log.info("%s: folds %s not trained yet; predictions are written once every fold is done", name, missing)
+        elif ctx.main:
+            from .predict import predict_run
+
+            predict_run(model_dir, ctx.device, tta=settings.tta)
+    return dirs
