@@ -361,8 +361,8 @@ def download(
     if files and all_files:
         raise KagglePlanetError("download: pass either --files or --all, not both")
     wanted = list(files) if files else (None if all_files else DEFAULT_FILES.get(slug))
-    data_dir.mkdir(parents=True, exist_ok=True)
     api = authenticated_api()
+    data_dir.mkdir(parents=True, exist_ok=True)
     if wanted is None:
         return _fetch(api, slug, data_dir, None, force)
     paths: list[Path] = []
