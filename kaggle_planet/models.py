@@ -9,12 +9,14 @@ with ``torch.load(..., weights_only=True)``.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.util
 import logging
 import os
 import pickle
-from collections.abc import Callable, Iterable, Mapping
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,23 +83,78 @@ def create_model(
     or weights that cannot be found or do not fit.
     """
     check_backbone(backbone)
-    if num_classes < 1:
-        raise KagglePlanetError(f"model {backbone}: num_classes must be >= 1, got {num_classes}")
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise KagglePlanetError(f"model {backbone}: num_classes must be an integer >= 1, got {num_classes!r}")
+    pretrained = _parse_pretrained(pretrained, backbone)
     try:
-        model = timm.create_model(backbone, pretrained=False, num_classes=num_classes, drop_rate=drop_rate)
+        with _hub_offline():
+            model = timm.create_model(backbone, pretrained=False, num_classes=num_classes, drop_rate=drop_rate)
     except (RuntimeError, ValueError, TypeError) as exc:
         raise KagglePlanetError(f"model {backbone}: timm could not build it: {_one_line(exc)}") from exc
     if pretrained is True:
-        report = load_pretrained(model, resolve_pretrained_file(model, backbone))
-        log.info("pretrained %s", report.summary())
-    elif isinstance(pretrained, (str, Path)) and not isinstance(pretrained, bool):
-        report = load_pretrained(model, Path(pretrained).expanduser())
-        log.info("pretrained %s", report.summary())
-    elif pretrained not in (False, None):
-        raise KagglePlanetError(
-            f"model {backbone}: pretrained must be true, false or a file path, got {pretrained!r}"
-        )
+        report = _load_timm_weights(model, resolve_pretrained_file(model, backbone))
+    elif isinstance(pretrained, Path):
+        report = load_pretrained(model, pretrained)
+    else:
+        return model
+    log.info("pretrained %s", report.summary())
     return model
+
+
+def _parse_pretrained(pretrained: bool | str | Path | None, backbone: str) -> bool | Path:
+    # YAML and --set overrides may deliver the booleans as text; no weights file is named "true".
+    if isinstance(pretrained, str) and pretrained.strip().lower() in ("true", "false", ""):
+        return pretrained.strip().lower() == "true"
+    if pretrained is None or isinstance(pretrained, bool):
+        return bool(pretrained)
+    if isinstance(pretrained, (str, Path)):
+        return Path(pretrained).expanduser()
+    raise KagglePlanetError(
+        f"model {backbone}: pretrained must be true, false or a weights file path, got {pretrained!r}"
+    )
+
+
+@contextlib.contextmanager
+def _hub_offline():
+    """Make any Hugging Face hub call inside fail fast instead of reaching for the network
+    (huggingface_hub reads HF_HUB_OFFLINE once at import, so the constant is patched too)."""
+    try:
+        import huggingface_hub.constants as hf_constants
+    except ImportError:  # timm works without the hub client
+        hf_constants = None
+    saved_env = os.environ.get("HF_HUB_OFFLINE")
+    saved_const = getattr(hf_constants, "HF_HUB_OFFLINE", None)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    if hf_constants is not None:
+        hf_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        if saved_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = saved_env
+        if hf_constants is not None:
+            hf_constants.HF_HUB_OFFLINE = saved_const
+
+
+def _load_timm_weights(model: nn.Module, path: Path) -> LoadReport:
+    """Load a cached timm checkpoint; if it does not fit as stored, retry after the model
+    module's own ``checkpoint_filter_fn`` (what timm applies to original-format weights)."""
+    try:
+        return load_pretrained(model, path)
+    except KagglePlanetError as exc:
+        filter_fn = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
+        if filter_fn is None:
+            raise
+        first_error = exc
+    try:
+        state = filter_fn(read_state_dict(path), model)
+        report = load_pretrained(model, state)
+    except Exception:  # the filter is best effort; the unfiltered error says more
+        raise first_error from None
+    report.source = str(path)
+    return report
 
 
 def check_backbone(backbone: str) -> str:
@@ -209,8 +266,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a ``.pth``/``.pt``/``.bin`` (``weights_only=True``) or ``.safetensors`` file,
     unwrapped from a training checkpoint dict and from DDP/compile prefixes."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise KagglePlanetError(f"{path}: pretrained weights file not found")
+    if not path.is_file():
+        raise KagglePlanetError(f"{path}: pretrained weights must be a file, this is a folder")
     try:
         if path.suffix == ".safetensors":
             import safetensors.torch
@@ -318,9 +377,9 @@ def _plan_by_order(
     src = [k for k in state if not k.endswith(_BN_COUNTER)]
     body = [k for k in dst if k not in head]
     if len(src) == len(dst):
-        pairs = list(zip(dst, src))
+        pairs = list(zip(dst, src, strict=True))
     elif len(src) == len(body):  # a headless checkpoint (features only)
-        pairs = list(zip(body, src))
+        pairs = list(zip(body, src, strict=True))
     else:
         return (
             f"matched by order it holds {len(src)} tensors, the model has {len(dst)} "

@@ -86,11 +86,11 @@ def test_same_seed_gives_same_sequence_and_reseed_changes_it():
 
     first = draws(build_transform("heavy", 48, IMAGENET_MEAN, IMAGENET_STD, train=True, seed=11))
     second = draws(build_transform("heavy", 48, IMAGENET_MEAN, IMAGENET_STD, train=True, seed=11))
-    for x, y in zip(first, second):
+    for x, y in zip(first, second, strict=True):
         assert torch.equal(x, y)
     other = build_transform("heavy", 48, IMAGENET_MEAN, IMAGENET_STD, train=True, seed=11)
     reseed(other, 12)
-    assert not all(torch.equal(x, y) for x, y in zip(first, draws(other)))
+    assert not all(torch.equal(x, y) for x, y in zip(first, draws(other), strict=True))
 
 
 def test_heavy_changes_images_beyond_the_dihedral_group():

@@ -5,7 +5,6 @@ import os
 from pathlib import Path
 
 import huggingface_hub
-import numpy as np
 import pytest
 import timm
 import torch
@@ -48,7 +47,7 @@ def tiny(num_classes=5, seed=0):
 def randomize_buffers(model, seed=1):
     """BN running stats start at 0/1 in every model: make them distinctive so loading is visible."""
     g = torch.Generator().manual_seed(seed)
-    for name, buf in model.named_buffers():
+    for _, buf in model.named_buffers():
         if buf.is_floating_point():
             buf.copy_(torch.rand(buf.shape, generator=g) + 0.5)
     return model
@@ -69,16 +68,21 @@ def renamed_in_order(state):
 # ----------------------------------------------------------------------------- real ImageNet weights
 
 
+def sample_image_path(name):
+    """scikit-learn's bundled sample photo, found without importing sklearn (a 3 s import)."""
+    spec = importlib.util.find_spec("sklearn")
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "images" / name
+
+
 def test_lite0_pretrained_recognises_the_temple_in_china_jpg(empty_caches):
     from PIL import Image
-    from sklearn.datasets import load_sample_image
     from timm.data import ImageNetInfo
 
     model = models.create_model("tf_efficientnet_lite0", num_classes=1000, pretrained=True).eval()
     config = models.model_data_config(model)
     assert config["input_size"][-1] == 224
     transform = timm.data.create_transform(**config)  # timm's own eval pipeline as the reference
-    x = transform(Image.fromarray(load_sample_image("china.jpg"))).unsqueeze(0)
+    x = transform(Image.open(sample_image_path("china.jpg")).convert("RGB")).unsqueeze(0)
     with torch.no_grad():
         probs = model(x).softmax(dim=1)[0]
     top = ImageNetInfo().index_to_description(int(probs.argmax()))
@@ -289,6 +293,20 @@ def test_unknown_backbone_suggests_close_names():
     assert "\n" not in message
 
 
+def test_pretrained_given_as_text(empty_caches, tmp_path):
+    assert models.create_model(TINY, num_classes=3, pretrained="false") is not None
+    with pytest.raises(KagglePlanetError, match="no local pretrained weights"):
+        models.create_model(TINY, num_classes=3, pretrained="True")
+
+
+def test_creating_a_model_leaves_hub_settings_as_they_were(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    before = huggingface_hub.constants.HF_HUB_OFFLINE
+    models.create_model(TINY, num_classes=3)
+    assert "HF_HUB_OFFLINE" not in os.environ
+    assert huggingface_hub.constants.HF_HUB_OFFLINE == before
+
+
 @pytest.mark.parametrize("bad", ["yes", 3])
 def test_bad_pretrained_values_are_refused(bad, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # "yes" is read as a path that does not exist
@@ -322,7 +340,7 @@ def test_freezing_leaves_only_the_classifier_trainable(backbone):
     models.set_backbone_trainable(model, False)
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert {id(p) for p in trainable} == {id(p) for p in head}
-    x = torch.randn(2, 3, 32, 32) if backbone != "test_vit" else torch.randn(2, 3, *model.pretrained_cfg["input_size"][1:])
+    x = torch.randn(2, *models.model_data_config(model)["input_size"])
     model(x).sum().backward()
     assert all(p.grad is None for p in body) and all(p.grad is not None for p in head)
 
