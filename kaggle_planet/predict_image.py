@@ -1,0 +1,272 @@
+"""Predict tags / labels for single image files with a trained run or blend.
+
+A model run folder predicts with its fold models (``fold<k>/best.pt``), averaged like its test
+predictions, or with one fold's model (``fold=k``: then a training image of fold ``k`` gets exactly
+its OOF row, the same model, preprocessing and TTA). A blend folder predicts with its members and
+combines them as the blend did, where that is possible for new images:
+
+- ``mean``: the members' average;
+- ``weighted``: the fitted weights saved in the blend's run.json;
+- ``rank`` and ``ridge`` are not supported: a rank is relative to a whole prediction set, and the
+  ridge coefficients are not saved. Predict with a ``mean``/``weighted`` blend or a member instead.
+
+Decisions follow the submission formatters: multilabel tags are the classes above the run's
+thresholds (thresholds.json, else 0.2), the most probable one when none passes; multiclass takes the
+argmax; binary reports the probability and calls it positive above 0.5.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import artifacts
+from .competitions import get_spec
+from .errors import KagglePlanetError
+from .metrics import DEFAULT_THRESHOLD
+
+log = logging.getLogger(__name__)
+
+BINARY_THRESHOLD = 0.5
+CHECKPOINT = "best.pt"
+
+
+@dataclass
+class ImagePredictions:
+    """Probabilities and decisions for ``files``; ``probs: (N, C) float in [0, 1]``, classes in run order."""
+
+    run_dir: Path
+    task: str
+    classes: list[str]
+    files: list[Path]
+    probs: np.ndarray
+    labels: list[list[str]]  # decided tags (multilabel), [label] (multiclass), [class] or [] (binary)
+    thresholds: np.ndarray | None  # (C,) multilabel/binary thresholds, None for multiclass (argmax)
+    thresholds_source: str
+    tta: str
+    fold: int | None
+    method: str  # "folds" for a model run, else the blend's method
+    models: list[str] = field(default_factory=list)  # "<model run>/fold<k>" of every model used
+
+
+# ------------------------------------------------------------------------------------ checking
+
+
+def check_images(images: Sequence[Path]) -> list[Path]:
+    """Every image exists and decodes; else one line naming the first bad file."""
+    import cv2
+
+    paths = [Path(p) for p in images]
+    if not paths:
+        raise KagglePlanetError("predict-image: no image files given")
+    for path in paths:
+        if not path.is_file():
+            raise KagglePlanetError(f"{path}: image file not found")
+        data = np.fromfile(path, dtype=np.uint8)
+        if data.size == 0 or cv2.imdecode(data, cv2.IMREAD_COLOR) is None:
+            raise KagglePlanetError(f"{path}: not a readable image (expected a JPEG, PNG, TIFF, BMP or WebP file)")
+    return paths
+
+
+def fold_checkpoints(model_dir: Path) -> dict[int, Path]:
+    """``{fold: fold<k>/best.pt}`` of a model run folder, folds ascending."""
+    found = {}
+    for folder in model_dir.glob("fold*"):
+        suffix = folder.name[len("fold"):]
+        if suffix.isdigit() and (folder / CHECKPOINT).is_file():
+            found[int(suffix)] = folder / CHECKPOINT
+    if not found:
+        raise KagglePlanetError(f"{model_dir}: no fold<k>/{CHECKPOINT} found; train the model first (kaggle-planet train)")
+    return dict(sorted(found.items()))
+
+
+# ---------------------------------------------------------------------------------- predicting
+
+
+@dataclass
+class _Context:
+    files: list[Path]
+    device: Any
+    tta: str | None  # None: each model run's own TTA
+    fold: int | None
+    used: list[str]
+    ttas: set[str]
+
+
+def _model_probs(model_dir: Path, info: artifacts.RunInfo, ctx: _Context) -> np.ndarray:
+    """Mean over the run's fold models (or the one asked for) of their TTA probabilities; (N, C)."""
+    from .predict import load_fold_model, predict_files
+
+    checkpoints = fold_checkpoints(model_dir)
+    if ctx.fold is not None and ctx.fold not in checkpoints:
+        raise KagglePlanetError(f"{model_dir}: no fold{ctx.fold}/{CHECKPOINT}; folds available: {', '.join(map(str, checkpoints))}")
+    folds = [ctx.fold] if ctx.fold is not None else list(checkpoints)
+    tta = ctx.tta or info.extra.get("tta") or "none"
+    ctx.ttas.add(tta)
+    files = [str(f) for f in ctx.files]
+    probs = []
+    for k in folds:
+        model, settings = load_fold_model(model_dir, k, ctx.device)
+        probs.append(np.asarray(predict_files(model, files, settings, ctx.device, tta), dtype=np.float64))
+        ctx.used.append(f"{model_dir}/fold{k}")
+        log.debug("%s fold %d: predicted %d image(s) with TTA %s", model_dir, k, len(files), tta)
+    return np.mean(probs, axis=0)
+
+
+def _combine_mean(blend_dir: Path, info: artifacts.RunInfo, stack: np.ndarray) -> np.ndarray:
+    return stack.mean(axis=0)
+
+
+def _combine_weighted(blend_dir: Path, info: artifacts.RunInfo, stack: np.ndarray) -> np.ndarray:
+    weights = np.asarray(info.extra.get("weights") or [], dtype=np.float64)
+    if weights.shape != (len(stack),):
+        raise KagglePlanetError(
+            f"{blend_dir / artifacts.RUN_INFO}: extra.weights {weights.tolist()} should hold one weight per member ({len(stack)})"
+        )
+    return np.tensordot(weights, stack, axes=1).clip(0.0, 1.0)
+
+
+# blend methods that can be re-applied to new images, as the blend stage computed them
+COMBINERS: dict[str, Callable[[Path, artifacts.RunInfo, np.ndarray], np.ndarray]] = {
+    "mean": _combine_mean,
+    "weighted": _combine_weighted,
+}
+
+
+def blend_method(run_dir: Path, info: artifacts.RunInfo) -> str:
+    scores = run_dir / artifacts.SCORES
+    method = info.extra.get("method") or (artifacts.read_json(scores).get("method") if scores.is_file() else None)
+    if not method:
+        raise KagglePlanetError(f"{run_dir / artifacts.RUN_INFO}: blend without a recorded method (extra.method)")
+    return str(method)
+
+
+def _resolve_member(blend_dir: Path, member: str) -> Path:
+    path = Path(member)
+    for candidate in (path, blend_dir.parent / path.name, blend_dir / path):
+        if (candidate / artifacts.RUN_INFO).is_file():
+            return candidate
+    raise KagglePlanetError(f"{blend_dir / artifacts.RUN_INFO}: member {member} not found (nor beside the blend in {blend_dir.parent})")
+
+
+def _run_probs(run_dir: Path, ctx: _Context, classes: list[str] | None = None) -> tuple[np.ndarray, artifacts.RunInfo]:
+    """(N, C) probabilities of a model run or (recursively) a blend, columns in ``run.json`` class order."""
+    info = artifacts.read_run_info(run_dir)
+    if classes is not None and list(info.classes) != list(classes):
+        raise KagglePlanetError(f"{run_dir / artifacts.RUN_INFO}: classes {info.classes} differ from the blend's {classes}")
+    if info.kind != "blend":
+        return _model_probs(run_dir, info, ctx), info
+    method = blend_method(run_dir, info)
+    if method not in COMBINERS:
+        raise KagglePlanetError(
+            f"{run_dir}: blend method {method!r} cannot be applied to single images; supported: {', '.join(COMBINERS)} "
+            "(predict with one of its members instead)"
+        )
+    stack = np.stack([_run_probs(_resolve_member(run_dir, m), ctx, info.classes)[0] for m in info.members])
+    return COMBINERS[method](run_dir, info, stack), info
+
+
+def _thresholds(run_dir: Path, info: artifacts.RunInfo) -> tuple[np.ndarray | None, str]:
+    if info.task == "multiclass":
+        return None, "argmax"
+    if info.task == "binary":
+        return np.full(len(info.classes), BINARY_THRESHOLD), f"{BINARY_THRESHOLD} (binary)"
+    from .thresholds import THRESHOLDS, read_run_thresholds
+
+    thr = read_run_thresholds(run_dir)
+    if thr is None:
+        return np.full(len(info.classes), DEFAULT_THRESHOLD), f"default {DEFAULT_THRESHOLD} (no {THRESHOLDS} in {run_dir})"
+    return thr, str(run_dir / THRESHOLDS)
+
+
+def _decide_multilabel(info: artifacts.RunInfo, probs: np.ndarray, thresholds: np.ndarray | None) -> list[list[str]]:
+    # the competition's own formatter: tags above threshold, the argmax when none passes
+    ids = [str(i) for i in range(len(probs))]
+    frame = get_spec(info.competition).format_submission(ids, probs, info.classes, thresholds)
+    tags_col = [c for c in frame.columns if c != info.id_col][0]
+    return [str(t).split() for t in frame[tags_col]]
+
+
+def _decide_multiclass(info: artifacts.RunInfo, probs: np.ndarray, thresholds: np.ndarray | None) -> list[list[str]]:
+    return [[info.classes[j]] for j in probs.argmax(axis=1)]
+
+
+def _decide_binary(info: artifacts.RunInfo, probs: np.ndarray, thresholds: np.ndarray | None) -> list[list[str]]:
+    return [[info.classes[0]] if p > t else [] for p, t in zip(probs[:, 0], np.broadcast_to(thresholds, (len(probs), 1))[:, 0])]
+
+
+DECIDERS: dict[str, Callable[[artifacts.RunInfo, np.ndarray, np.ndarray | None], list[list[str]]]] = {
+    "multilabel": _decide_multilabel,
+    "multiclass": _decide_multiclass,
+    "binary": _decide_binary,
+}
+
+
+def predict_images(
+    run_dir: str | Path,
+    images: Sequence[str | Path],
+    device: Any,
+    tta: str | None = None,
+    fold: int | None = None,
+) -> ImagePredictions:
+    """Predict ``images`` with a model run (its fold models, or ``fold``) or a mean/weighted blend.
+
+    ``tta``: "none" | "hflip" | "d4"; None uses each model run's own (run.json extra.tta).
+    ``device``: a ``torch.device``. Returns probabilities ``(N, C)`` in [0, 1] and the decided labels.
+    """
+    run_dir = Path(run_dir)
+    files = check_images(images)
+    ctx = _Context(files, device, tta, fold, [], set())
+    probs, info = _run_probs(run_dir, ctx)
+    if info.task not in DECIDERS:
+        raise KagglePlanetError(f"{run_dir / artifacts.RUN_INFO}: unknown task {info.task!r}; valid: {', '.join(DECIDERS)}")
+    thresholds, source = _thresholds(run_dir, info)
+    return ImagePredictions(
+        run_dir=run_dir,
+        task=info.task,
+        classes=list(info.classes),
+        files=files,
+        probs=probs,
+        labels=DECIDERS[info.task](info, probs, thresholds),
+        thresholds=thresholds,
+        thresholds_source=source,
+        tta=",".join(sorted(ctx.ttas)),
+        fold=fold,
+        method=blend_method(run_dir, info) if info.kind == "blend" else "folds",
+        models=ctx.used,
+    )
+
+
+# ----------------------------------------------------------------------------------- formatting
+
+
+def format_image_predictions(result: ImagePredictions, top: int = 5) -> str:
+    """Per image: the decision, then the classes by descending probability (decided ones marked ``*``).
+
+    Shows every decided class plus the ``top`` most probable others (all classes when there are few).
+    """
+    folds = f"fold {result.fold}" if result.fold is not None else "mean over folds"
+    what = "model run" if result.method == "folds" else f"{result.method} blend"
+    lines = [
+        f"run: {result.run_dir} ({what}, {len(result.models)} model(s), {folds}, TTA {result.tta})",
+        f"thresholds: {result.thresholds_source}",
+    ]
+    width = max(len(c) for c in result.classes)
+    for path, row, labels in zip(result.files, result.probs, result.labels):
+        decided = set(labels)
+        shown_label = " ".join(labels) if labels else f"not {result.classes[0]}"
+        lines.append(f"{path}: {shown_label}")
+        order = np.argsort(-row, kind="stable")
+        others = [j for j in order if result.classes[j] not in decided][:top]
+        for j in order:
+            name = result.classes[j]
+            if name not in decided and j not in others:
+                continue
+            mark = "*" if name in decided else " "
+            thr = f"  (threshold {result.thresholds[j]:.3f})" if result.thresholds is not None else ""
+            lines.append(f"  {mark} {name:<{width}}  {row[j]:.4f}{thr}")
+    return "\n".join(lines)

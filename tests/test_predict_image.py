@@ -1,0 +1,138 @@
+"""predict-image against the files the pipeline wrote: a training image with its fold and TTA gets its
+OOF row, a test image with every fold gets its test.csv row, blends combine members as the blend did."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from kaggle_planet import artifacts
+from kaggle_planet.blend import blend_runs
+from kaggle_planet.cli import main
+from kaggle_planet.errors import KagglePlanetError
+from kaggle_planet.predict_image import DECIDERS, format_image_predictions, predict_images
+from trained_runs import tiny_planet_experiment
+
+CPU = torch.device("cpu")
+# oof.csv / test.csv store 8 significant digits
+ATOL = 1e-6
+
+
+@pytest.fixture(scope="session")
+def experiment(tmp_path_factory, demo_datasets) -> Path:
+    return tiny_planet_experiment(tmp_path_factory, demo_datasets["planet"])
+
+
+def _train_file(run: artifacts.Run, row: int) -> Path:
+    return Path(run.info.data_dir) / "train-jpg" / f"{run.oof[run.info.id_col].iloc[row]}.jpg"
+
+
+@pytest.mark.parametrize("model", ["test_resnet", "effnet"])
+def test_training_image_with_its_fold_and_tta_gets_its_oof_row(experiment, model):
+    run = artifacts.load_run(experiment / model)
+    tta = run.info.extra["tta"]
+    for k in np.unique(run.folds):
+        rows = np.flatnonzero(run.folds == k)[:2]
+        result = predict_images(run.path, [_train_file(run, r) for r in rows], CPU, tta=tta, fold=int(k))
+        np.testing.assert_allclose(result.probs, run.oof_probs[rows], atol=ATOL)
+        assert result.models == [f"{run.path}/fold{k}"]
+
+
+def test_default_tta_is_the_runs_and_every_fold_gives_the_test_row(experiment):
+    run = artifacts.load_run(experiment / "test_resnet")
+    test_files = _test_files(run, 3)
+    result = predict_images(run.path, test_files, CPU)  # tta None: the run's own; fold None: mean over folds
+    assert result.tta == run.info.extra["tta"]
+    assert len(result.models) == len(np.unique(run.folds))
+    np.testing.assert_allclose(result.probs, run.test_probs[:3], atol=ATOL)
+    # another TTA gives other numbers (the check above is not vacuous)
+    other = predict_images(run.path, test_files, CPU, tta="d4")
+    assert np.abs(other.probs - result.probs).max() > 1e-6
+
+
+def _test_files(run: artifacts.Run, n: int) -> list[Path]:
+    data_dir = Path(run.info.data_dir)
+    found = []
+    for image_id in run.test[run.info.id_col].iloc[:n]:
+        found.append(next(p for p in (data_dir / "test-jpg" / f"{image_id}.jpg", data_dir / "test-jpg-additional" / f"{image_id}.jpg") if p.is_file()))
+    return found
+
+
+def test_mean_blend_gives_its_oof_row_and_tags_follow_its_thresholds(experiment):
+    blend = artifacts.load_run(experiment / "blend")
+    rows = np.flatnonzero(blend.folds == 1)[:3]
+    result = predict_images(blend.path, [_train_file(blend, r) for r in rows], CPU, fold=1)
+    np.testing.assert_allclose(result.probs, blend.oof_probs[rows], atol=ATOL)
+    assert result.method == "mean" and len(result.models) == 2
+    thr = np.asarray(artifacts.read_json(blend.path / "thresholds.json")["thresholds"])
+    np.testing.assert_array_equal(result.thresholds, thr)
+    for probs, tags in zip(result.probs, result.labels):
+        above = [c for c, p, t in zip(blend.info.classes, probs, thr) if p > t]
+        assert tags == (above or [blend.info.classes[int(np.argmax(probs))]])
+
+
+def test_weighted_blend_uses_its_saved_weights(experiment, tmp_path):
+    members = [experiment / "test_resnet", experiment / "effnet"]
+    blend_runs(members, "weighted", tmp_path / "weighted")
+    blend = artifacts.load_run(tmp_path / "weighted")
+    result = predict_images(blend.path, _test_files(blend, 2), CPU)
+    np.testing.assert_allclose(result.probs, blend.test_probs[:2], atol=ATOL)
+    assert result.thresholds_source.startswith("default 0.2")  # no thresholds.json fitted for this blend
+
+
+def test_rank_blend_is_refused_naming_the_supported_methods(experiment, tmp_path):
+    blend_runs([experiment / "test_resnet", experiment / "effnet"], "rank", tmp_path / "rank")
+    image = _test_files(artifacts.load_run(tmp_path / "rank"), 1)
+    with pytest.raises(KagglePlanetError, match=r"blend method 'rank' cannot be applied to single images; supported: mean, weighted"):
+        predict_images(tmp_path / "rank", image, CPU)
+
+
+def test_unreadable_and_missing_images_name_the_file(experiment, tmp_path):
+    bad = tmp_path / "photo.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    with pytest.raises(KagglePlanetError, match=r"photo\.jpg: not a readable image") as err:
+        predict_images(experiment / "blend", [bad], CPU)
+    assert "\n" not in str(err.value)
+    with pytest.raises(KagglePlanetError, match=r"nothere\.png: image file not found"):
+        predict_images(experiment / "blend", [tmp_path / "nothere.png"], CPU)
+
+
+def test_missing_fold_lists_the_available_ones(experiment):
+    run = artifacts.load_run(experiment / "test_resnet")
+    with pytest.raises(KagglePlanetError, match=r"no fold7/best\.pt; folds available: 0, 1"):
+        predict_images(run.path, _test_files(run, 1), CPU, fold=7)
+
+
+def test_format_shows_each_image_its_tags_and_probabilities(experiment):
+    run = artifacts.load_run(experiment / "blend")
+    files = _test_files(run, 2)
+    result = predict_images(run.path, files, CPU)
+    text = format_image_predictions(result)
+    lines = text.splitlines()
+    assert lines[0].startswith(f"run: {run.path} (mean blend") and "TTA hflip" in lines[0]
+    for path, probs, tags in zip(files, result.probs, result.labels):
+        assert f"{path}: {' '.join(tags)}" in lines
+        for tag in tags:
+            j = run.info.classes.index(tag)
+            assert any(line.split()[:3] == ["*", tag, f"{probs[j]:.4f}"] for line in lines)
+
+
+def test_cli_predict_image(experiment, capsys, tmp_path):
+    run = artifacts.load_run(experiment / "test_resnet")
+    image = _test_files(run, 1)[0]
+    assert main(["predict-image", str(run.path), str(image), "--device", "cpu", "--fold", "0", "--tta", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "fold 0" in out and "TTA none" in out and str(image) in out
+    (tmp_path / "x.jpg").write_text("")
+    assert main(["predict-image", str(run.path), str(tmp_path / "x.jpg"), "--device", "cpu"]) == 2
+    assert "x.jpg: not a readable image" in capsys.readouterr().err
+
+
+def test_multiclass_and_binary_decisions():
+    probs = np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]])
+    info = artifacts.RunInfo("imagefolder", "multiclass", "path", ["a", "b", "c"], "data")
+    assert DECIDERS["multiclass"](info, probs, None) == [["b"], ["a"]]
+    info = artifacts.RunInfo("invasive", "binary", "name", ["invasive"], "data")
+    assert DECIDERS["binary"](info, np.array([[0.7], [0.5], [0.2]]), np.array([0.5])) == [["invasive"], [], []]
