@@ -250,22 +250,42 @@ def test_create_model_with_a_weights_path(tmp_path):
     assert_same_tensors(model, source.state_dict(), body)
 
 
-def test_pretrained_true_reads_a_prefilled_hf_cache(empty_caches):
+def fill_hf_cache(cache, backbone, state):
+    """Lay out a Hugging Face hub cache entry the way huggingface_hub writes one."""
     import safetensors.torch
 
-    probe = timm.create_model(TINY, pretrained=False)
-    repo = probe.pretrained_cfg["hf_hub_id"]  # e.g. timm/test_resnet.r160_in1k
-    snapshot = empty_caches / f"models--{repo.replace('/', '--')}" / "snapshots" / ("a" * 40)
+    repo = timm.create_model(backbone, pretrained=False).pretrained_cfg["hf_hub_id"]  # timm/<arch>.<tag>
+    entry = cache / f"models--{repo.replace('/', '--')}"
+    snapshot = entry / "snapshots" / ("a" * 40)
     snapshot.mkdir(parents=True)
-    (snapshot.parent.parent / "refs").mkdir()
-    (snapshot.parent.parent / "refs" / "main").write_text("a" * 40)
+    (entry / "refs").mkdir()
+    (entry / "refs" / "main").write_text("a" * 40)
+    safetensors.torch.save_file({k: v.contiguous() for k, v in state.items()}, str(snapshot / "model.safetensors"))
+
+
+def test_pretrained_true_reads_a_prefilled_hf_cache(empty_caches):
     source = randomize_buffers(tiny(num_classes=1000, seed=3))
-    safetensors.torch.save_file(source.state_dict(), str(snapshot / "model.safetensors"))
+    fill_hf_cache(empty_caches, TINY, source.state_dict())
 
     model = models.create_model(TINY, num_classes=6, pretrained=True)
     body = [k for k in source.state_dict() if not k.startswith("fc.")]
     assert_same_tensors(model, source.state_dict(), body)
     assert model.get_classifier().out_features == 6
+
+
+def test_cached_weights_in_another_format_go_through_timms_filter(empty_caches):
+    # OpenCLIP-style keys: neither names nor tensor count match, timm's vit filter strips the prefix.
+    torch.manual_seed(4)
+    source = timm.create_model("test_vit", pretrained=False).state_dict()
+    wrapped = {f"visual.trunk.{k}": v for k, v in source.items()}
+    wrapped["text.token_embedding.weight"] = torch.randn(10, 4)
+    fill_hf_cache(empty_caches, "test_vit", wrapped)
+    with pytest.raises(KagglePlanetError):
+        models.load_pretrained(timm.create_model("test_vit", pretrained=False), wrapped)
+
+    model = models.create_model("test_vit", num_classes=3, pretrained=True)
+    body = [k for k in source if not k.startswith("head.")]
+    assert_same_tensors(model, source, body)
 
 
 def test_pretrained_true_without_local_weights_says_how_to_supply_them(empty_caches):
