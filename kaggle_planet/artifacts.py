@@ -194,7 +194,8 @@ def write_predictions(
     frame.insert(0, id_col, list(ids))
     if folds is not None:
         frame[FOLD_COL] = np.asarray(folds, dtype=int)
-    return write_csv(path, frame, float_format="%.8g")
+    # shortest round-trip repr: a score recomputed from the file equals the one computed in memory
+    return write_csv(path, frame)
 
 
 def write_labels(run_dir: str | Path, ids: Sequence[str], targets: np.ndarray, id_col: str, classes: Sequence[str]) -> Path:
