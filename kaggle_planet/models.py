@@ -161,9 +161,11 @@ def check_backbone(backbone: str) -> str:
     """Return ``backbone`` if timm knows it, else raise naming close matches."""
     if not isinstance(backbone, str) or ":" in backbone:
         # "hf-hub:..." names need the network to fetch their config.
+        plain = str(backbone).removeprefix("hf-hub:").removeprefix("timm/")
+        example = plain if ":" not in plain and "/" not in plain and timm.is_model(plain) else "resnet18"
         raise KagglePlanetError(
-            f"model: backbone {backbone!r} is not a plain timm model name; use e.g. 'resnet18' "
-            f"and pass weights with pretrained: /path/to/weights.pth"
+            f"model: backbone {backbone!r} is not a plain timm model name (hub names need the network); "
+            f"use e.g. {example!r} with pretrained: true (local cache) or pretrained: /path/to/weights.pth"
         )
     if timm.is_model(backbone):
         return backbone

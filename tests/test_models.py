@@ -327,6 +327,16 @@ def test_creating_a_model_leaves_hub_settings_as_they_were(monkeypatch):
     assert huggingface_hub.constants.HF_HUB_OFFLINE == before
 
 
+def test_hub_names_are_refused_with_the_plain_name():
+    with pytest.raises(KagglePlanetError, match="'resnet18.a1_in1k'"):
+        models.create_model("hf-hub:timm/resnet18.a1_in1k", num_classes=3)
+
+
+def test_invalid_pretrained_tag_is_one_line():
+    with pytest.raises(KagglePlanetError, match="nosuchtag"):
+        models.create_model("resnet18.nosuchtag", num_classes=3)
+
+
 @pytest.mark.parametrize("bad", ["yes", 3])
 def test_bad_pretrained_values_are_refused(bad, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # "yes" is read as a path that does not exist
