@@ -13,6 +13,7 @@ import contextlib
 import difflib
 import importlib.util
 import logging
+import numbers
 import os
 import pickle
 import sys
@@ -83,12 +84,12 @@ def create_model(
     or weights that cannot be found or do not fit.
     """
     check_backbone(backbone)
-    if not isinstance(num_classes, int) or num_classes < 1:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
         raise KagglePlanetError(f"model {backbone}: num_classes must be an integer >= 1, got {num_classes!r}")
     pretrained = _parse_pretrained(pretrained, backbone)
     try:
         with _hub_offline():
-            model = timm.create_model(backbone, pretrained=False, num_classes=num_classes, drop_rate=drop_rate)
+            model = timm.create_model(backbone, pretrained=False, num_classes=int(num_classes), drop_rate=drop_rate)
     except (RuntimeError, ValueError, TypeError) as exc:
         raise KagglePlanetError(f"model {backbone}: timm could not build it: {_one_line(exc)}") from exc
     if pretrained is True:
