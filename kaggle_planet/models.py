@@ -15,7 +15,6 @@ import importlib.util
 import logging
 import numbers
 import os
-import pickle
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -280,7 +279,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             obj: Any = safetensors.torch.load_file(str(path), device="cpu")
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any reader failure means "not a weights file"; named below
         raise KagglePlanetError(
             f"{path}: not a loadable weights file (only plain tensors are read, weights_only=True): "
             f"{_one_line(exc)}"

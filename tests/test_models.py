@@ -226,6 +226,15 @@ def test_missing_and_non_checkpoint_files(tmp_path):
         models.load_pretrained(tiny(), lists)
 
 
+def test_folder_and_broken_safetensors_are_refused(tmp_path):
+    with pytest.raises(KagglePlanetError, match="folder"):
+        models.load_pretrained(tiny(), tmp_path)
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x00" * 64)
+    with pytest.raises(KagglePlanetError, match="broken.safetensors"):
+        models.load_pretrained(tiny(), broken)
+
+
 def test_safetensors_file_loads(tmp_path):
     import safetensors.torch
 
