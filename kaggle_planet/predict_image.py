@@ -250,9 +250,10 @@ def format_image_predictions(result: ImagePredictions, top: int = 5) -> str:
     Shows every decided class plus the ``top`` most probable others (all classes when there are few).
     """
     folds = f"fold {result.fold}" if result.fold is not None else "mean over folds"
-    what = "model run" if result.method == "folds" else f"{result.method} blend"
+    runs = sorted({m.rsplit("/fold", 1)[0] for m in result.models})
+    what = "model run" if result.method == "folds" else f"{result.method} blend of {len(runs)} runs"
     lines = [
-        f"run: {result.run_dir} ({what}, {len(result.models)} model(s), {folds}, TTA {result.tta})",
+        f"run: {result.run_dir} ({what}, {len(result.models)} fold model(s), {folds}, TTA {result.tta})",
         f"thresholds: {result.thresholds_source}",
     ]
     width = max(len(c) for c in result.classes)

@@ -490,9 +490,10 @@ def plot_scores(views: Sequence[RunView], metric: str) -> str:
     for i, view in enumerate(views):
         folds = list(view.scores["per_fold"].values())
         ax.plot(np.full(len(folds), i), folds, "k.", ms=6)
-        ax.annotate(f"{oof[i]:.4f}", (i, oof[i]), ha="center", va="bottom", fontsize=8)
-    lows = [min(v.scores["per_fold"].values()) for v in views] + oof
-    ax.set_ylim(max(0.0, min(lows) - 0.05), min(1.0, max(oof) + 0.05) if max(oof) <= 1 else max(oof) * 1.05)
+        ax.annotate(f"{oof[i]:.4f}", (i, oof[i]), xytext=(0, -4), textcoords="offset points", ha="center", va="top",
+                    fontsize=8, color="white", fontweight="bold")
+    values = [s for v in views for s in v.scores["per_fold"].values()] + oof
+    ax.set_ylim(max(0.0, min(values) - 0.05), max(values) + 0.03)
     ax.set_xticks(x, [v.name for v in views], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel(f"OOF {metric}")
     ax.set_title("OOF score (bars) and per-fold scores (dots); blends in orange")
@@ -532,10 +533,11 @@ def plot_heatmap(matrix: np.ndarray, labels_x: Sequence[str], labels_y: Sequence
     fig.colorbar(image, ax=ax, shrink=0.8)
     ax.set_xticks(range(len(labels_x)), labels_x, rotation=35, ha="right", fontsize=8)
     ax.set_yticks(range(len(labels_y)), labels_y, fontsize=8)
-    middle = (float(finite.min()) + float(finite.max())) / 2
     for (i, j), value in np.ndenumerate(matrix):
+        # text in black or white, whichever contrasts with the cell's colour (by its luminance)
+        r, g, b, _ = image.cmap(image.norm(value)) if np.isfinite(value) else (1, 1, 1, 1)
         ax.text(j, i, format(value, fmt) if np.isfinite(value) else "n/a", ha="center", va="center", fontsize=7,
-                color="white" if value < middle else "black")
+                color="white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black")
     ax.set_title(title, fontsize=9)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -396,3 +396,81 @@ def test_cli_report(tmp_path, capsys):
     assert main(["report", str(root / "effnet"), "--out", str(tmp_path / "r.html")]) == 0
     assert (tmp_path / "r.html").is_file() and "wrote" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "nowhere")]) == 2
+
+
+# ------------------------------------------------------------------------------- a trained run
+
+
+@pytest.fixture(scope="session")
+def trained_experiment(tmp_path_factory, demo_datasets) -> Path:
+    from trained_runs import tiny_planet_experiment
+
+    return tiny_planet_experiment(tmp_path_factory, demo_datasets["planet"])
+
+
+def test_report_of_a_trained_run(trained_experiment, tmp_path):
+    exp = trained_experiment
+    out = report.write_report(exp, tmp_path / "report.html")
+    text = out.read_text(encoding="utf-8")
+    page = Page(text)
+    assert page.sections == ["summary", "learning-curves", "per-class", "models", "provenance"]
+    assert 'class="warn"' not in text
+    scores = page.table("scores")
+    assert set(scores.index) == {"test_resnet", "effnet", "blend"}
+    for name in scores.index:
+        stored = artifacts.read_json(exp / name / "scores.json")
+        assert scores.loc[name, "OOF f2_samples"] == f4(stored["oof"])
+        assert scores.loc[name, "fold std"] == f4(stored["fold_std"])
+    summary = artifacts.read_json(exp / "scores.json")  # the pipeline's own summary agrees too
+    assert scores.loc["blend", "OOF f2_samples"] == f4(summary["blend"]["oof"])
+    thr = artifacts.read_json(exp / "blend" / "thresholds.json")
+    assert list(page.table("per-class")["threshold"]) == [f4(t) for t in thr["thresholds"]]
+    assert page.ids["focus-f2"] == f4(thr["f2_tuned"]) == scores.loc["blend", "F2 tuned (thresholds.json)"]
+    gain = page.table("blend-gain").loc["blend"]
+    assert gain["gain"] == f4(artifacts.read_json(exp / "blend" / "scores.json")["gain_over_best"])
+    for name in ("test_resnet", "effnet"):
+        history = page.table(f"history-{name}")
+        for k in ("0", "1"):
+            hist = pd.read_csv(exp / name / f"fold{k}" / "history.csv")
+            assert history.loc[k, "valid loss"] == f4(hist["valid_loss"].iloc[-1])
+    assert len(page.images) == 5
+    for uri in page.images:
+        decode_png(uri)
+    provenance = text.split('id="provenance"')[1]
+    for name in ("test_resnet", "effnet", "blend"):
+        commands = artifacts.read_run_info(exp / name).extra["commands"]
+        assert commands and all(html.escape(c, quote=True) in provenance for c in commands)
+    assert "backbone: test_efficientnet" in provenance
+
+
+# ---------------------------------------------------------------------------- headless browser
+
+
+def _chromium() -> str | None:
+    return next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium")
+                 if p and Path(p).is_file()), None)
+
+
+def screenshot(html_file: Path, png: Path, profile: Path, width: int = 1200, height: int = 2400) -> Path:
+    """Render ``html_file`` in headless Chromium (no network, throwaway profile) to ``png``."""
+    browser = _chromium()
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={profile}", f"--screenshot={png}", f"--window-size={width},{height}",
+           html_file.resolve().as_uri()]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    return png
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_chromium() is None, reason="chromium not installed (Debian: apt-get install chromium chromium-driver)")
+def test_report_renders_in_headless_chromium(planet_page, tmp_path):
+    _, out, _ = planet_page
+    png = screenshot(out, tmp_path / "shot.png", tmp_path / "profile")
+    pixels = mpimg.imread(png)[..., :3]
+    assert pixels.shape[:2] == (2400, 1200)
+    ink = (pixels < 0.9).any(axis=2)  # anything but white / near-white background
+    assert ink.mean() > 0.02, "the page rendered (nearly) blank"
+    # the embedded figures were drawn: a good share of rows carries colour, not only black text
+    colour = pixels.max(axis=2) - pixels.min(axis=2) > 0.2
+    assert colour.any(axis=1).mean() > 0.1
