@@ -195,6 +195,8 @@ def discover_runs(run_dir: Path) -> tuple[str, list[RunView], list[RunView], lis
             f"{run_dir}: no run.json here nor in its subfolders; expected an experiment folder (runs/<exp>/), "
             "a model run folder or a blend folder"
         )
+    unfinished = sorted(d for d in run_dir.iterdir() if d.is_dir() and d not in children and any(d.glob("fold*")))
+    problems += [f"{d}: fold folders but no run.json (training or prediction not finished); left out" for d in unfinished]
     views = [load_view(d) for d in children]
     return "experiment", [v for v in views if v.kind != "blend"], [v for v in views if v.kind == "blend"], problems
 

@@ -377,6 +377,14 @@ def test_disagreeing_scores_json_is_flagged(tmp_path):
     assert re.search(r'<div class="warn">[^<]*effnet[/\\]scores\.json: oof [0-9.]+ differs', text)
 
 
+def test_unfinished_model_folder_is_flagged(tmp_path):
+    root = make_experiment(tmp_path / "exp", "planet", methods=("mean",))
+    artifacts.write_csv(root / "late" / "fold0" / report.HISTORY, _history(0))
+    data = report.build_report(root)
+    assert [v.name for v in data.models] == sorted(MODELS)
+    assert any("late: fold folders but no run.json" in w for w in data.warnings)
+
+
 def test_folder_without_runs_is_a_one_line_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(KagglePlanetError, match=r"empty: no run\.json here nor in its subfolders") as err:
