@@ -189,7 +189,7 @@ def _first_difference(a: set[str], b: set[str], name_a: str, name_b: str) -> str
 
 
 def check_compatible(ref: artifacts.Run, other: artifacts.Run) -> None:
-    """Raise a one-line error naming both files and the first difference when runs cannot be blended."""
+    """Same competition, task, id column and class names, or a one-line error naming both run.json files."""
     ra, rb = ref.path / artifacts.RUN_INFO, other.path / artifacts.RUN_INFO
     for key in ("competition", "task", "id_col"):
         va, vb = getattr(ref.info, key), getattr(other.info, key)
@@ -198,63 +198,72 @@ def check_compatible(ref: artifacts.Run, other: artifacts.Run) -> None:
     if set(ref.info.classes) != set(other.info.classes):
         diff = _first_difference(set(ref.info.classes), set(other.info.classes), str(ra), str(rb))
         raise KagglePlanetError(f"{ra} and {rb}: classes differ (first difference: class {diff})")
-    id_col = ref.info.id_col
-    for name, fa, fb in (
-        (artifacts.OOF, ref.oof, other.oof),
-        (artifacts.TEST, ref.test, other.test),
-    ):
-        a, b = set(fa[id_col]), set(fb[id_col])
-        if a != b:
-            diff = _first_difference(a, b, str(ref.path / name), str(other.path / name))
-            raise KagglePlanetError(f"{ref.path / name} and {other.path / name}: ids differ (first difference: {diff})")
-    folds_a = ref.oof.set_index(id_col)[artifacts.FOLD_COL]
-    folds_b = other.oof.set_index(id_col)[artifacts.FOLD_COL].reindex(folds_a.index)
-    bad = folds_a != folds_b
-    if bad.any():
-        first = sorted(folds_a.index[bad.to_numpy()], key=natural_key)[0]
-        raise KagglePlanetError(
-            f"{ref.path / artifacts.OOF} and {other.path / artifacts.OOF}: folds differ "
-            f"(first difference: {id_col} {first!r} is in fold {folds_a[first]} vs {folds_b[first]}); blend runs made with the same folds"
-        )
-    classes = list(ref.info.classes)
-    labels_a = pd.DataFrame(ref.y_true, index=ref.oof[id_col], columns=classes)
-    labels_b = pd.DataFrame(other.y_true, index=other.oof[id_col], columns=other.info.classes).loc[labels_a.index, classes]
-    bad_rows = (labels_a != labels_b).any(axis=1)
-    if bad_rows.any():
-        first = sorted(labels_a.index[bad_rows.to_numpy()], key=natural_key)[0]
-        raise KagglePlanetError(
-            f"{ref.path / artifacts.LABELS} and {other.path / artifacts.LABELS}: labels differ (first difference: {id_col} {first!r})"
-        )
 
 
-def _aligned(run: artifacts.Run, oof_ids: list[str], test_ids: list[str], classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    id_col = run.info.id_col
-    oof = run.oof.set_index(id_col).loc[oof_ids, classes].to_numpy(dtype=np.float64)
-    test = run.test.set_index(id_col).loc[test_ids, classes].to_numpy(dtype=np.float64)
-    return oof, test
+def _positions(ref: artifacts.Run, other: artifacts.Run, name: str, ids: pd.Index, other_ids: pd.Series) -> np.ndarray:
+    """Row of each canonical id in ``other``'s file; a one-line error when the id sets differ."""
+    pos = pd.Index(other_ids).get_indexer(ids)  # ids are unique (checked when read)
+    if (pos < 0).any() or len(other_ids) != len(ids):
+        a, b = ref.path / name, other.path / name
+        diff = _first_difference(set(ids), set(other_ids), str(a), str(b))
+        raise KagglePlanetError(f"{a} and {b}: ids differ (first difference: {diff})")
+    return pos
+
+
+def _first_bad(ids: pd.Index, bad: np.ndarray) -> str:
+    return sorted(ids[bad], key=natural_key)[0]
+
+
+def _align(ref: artifacts.Run, run: artifacts.Run, oof_ids: pd.Index, test_ids: pd.Index, ref_folds: np.ndarray, ref_y: np.ndarray):
+    """``run``'s (oof (N, C), test (T, C)) in canonical row order and ``ref``'s class order.
+
+    Checks against the reference run: the same OOF and test ids, the same fold and labels per id.
+    """
+    id_col, classes = ref.info.id_col, list(ref.info.classes)
+    cols = [list(run.info.classes).index(c) for c in classes]
+    pos = _positions(ref, run, artifacts.OOF, oof_ids, run.oof[id_col])
+    test_pos = _positions(ref, run, artifacts.TEST, test_ids, run.test[id_col])
+    folds = run.folds[pos]
+    if ref_folds is not None and (bad := folds != ref_folds).any():
+        first = _first_bad(oof_ids, bad)
+        k = oof_ids.get_loc(first)
+        raise KagglePlanetError(
+            f"{ref.path / artifacts.OOF} and {run.path / artifacts.OOF}: folds differ (first difference: {id_col} {first!r} "
+            f"is in fold {ref_folds[k]} vs {folds[k]}); blend runs made with the same folds"
+        )
+    y = run.y_true[pos][:, cols]
+    if ref_y is not None and (bad := (y != ref_y).any(axis=1)).any():
+        raise KagglePlanetError(
+            f"{ref.path / artifacts.LABELS} and {run.path / artifacts.LABELS}: labels differ "
+            f"(first difference: {id_col} {_first_bad(oof_ids, bad)!r})"
+        )
+    return run.oof_probs[pos][:, cols], run.test_probs[test_pos][:, cols], folds, y
 
 
 def load_members(run_dirs: list[Path]) -> tuple[list[artifacts.Run], BlendInput, list[str], list[str]]:
-    """Load, check and align member runs; returns (runs, blend input, OOF ids, test ids) in canonical order."""
+    """Load, check and align member runs; returns (runs, blend input, OOF ids, test ids) in canonical order.
+
+    Every member must match the first one: same competition, classes, ids, folds and labels.
+    """
     if not run_dirs:
         raise KagglePlanetError("blend: no run folders given")
     runs = [artifacts.load_run(d) for d in run_dirs]
     ref = runs[0]
     for other in runs[1:]:
         check_compatible(ref, other)
-    id_col, classes = ref.info.id_col, list(ref.info.classes)
-    oof_ids, test_ids = _canonical(ref.oof[id_col]), _canonical(ref.test[id_col])
-    stacks = [_aligned(run, oof_ids, test_ids, classes) for run in runs]
-    order = ref.oof.set_index(id_col).loc[oof_ids]
-    labels = pd.DataFrame(ref.y_true, index=ref.oof[id_col], columns=classes).loc[oof_ids]
+    id_col = ref.info.id_col
+    oof_ids = pd.Index(_canonical(ref.oof[id_col]))
+    test_ids = pd.Index(_canonical(ref.test[id_col]))
+    oof0, test0, folds, y = _align(ref, ref, oof_ids, test_ids, None, None)
+    stacks = [(oof0, test0)] + [_align(ref, run, oof_ids, test_ids, folds, y)[:2] for run in runs[1:]]
     data = BlendInput(
         oof=np.stack([s[0] for s in stacks]),
         test=np.stack([s[1] for s in stacks]),
-        y_true=labels.to_numpy(dtype=np.int64),
-        folds=order[artifacts.FOLD_COL].to_numpy(dtype=int),
+        y_true=y.astype(np.int64),
+        folds=folds.astype(int),
         task=ref.info.task,
     )
-    return runs, data, oof_ids, test_ids
+    return runs, data, oof_ids.tolist(), test_ids.tolist()
 
 
 def blend_runs(run_dirs: list[Path], method: str, out_dir: Path) -> dict[str, Any]:
