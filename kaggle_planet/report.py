@@ -628,7 +628,8 @@ def _summary_section(data: ReportData) -> str:
         img_html(plot_scores(data.runs, metric), "OOF scores per run"),
     ]
     if data.experiment_scores is not None:
-        body.append("<h3>Pipeline summary (scores.json)</h3><pre>" + esc(json.dumps(data.experiment_scores, indent=2)) + "</pre>")
+        body.append("<details><summary>pipeline summary (scores.json)</summary><pre>"
+                    + esc(json.dumps(data.experiment_scores, indent=2)) + "</pre></details>")
     return section("summary", "Scores", "\n".join(body))
 
 
@@ -639,7 +640,7 @@ def _curves_section(data: ReportData) -> str:
             parts.append(f"<h3>{esc(view.name)}</h3><p>No fold&lt;k&gt;/history.csv in {esc(view.path)}.</p>")
             continue
         last = [[k, int(h['epoch'].iloc[-1]), h["train_loss"].iloc[-1], h["valid_loss"].iloc[-1],
-                 h["train_metric"].iloc[-1], h["valid_metric"].iloc[-1], h["valid_metric"].max(), h["seconds"].sum()]
+                 h["train_metric"].iloc[-1], h["valid_metric"].iloc[-1], h["valid_metric"].max(), f"{h['seconds'].sum():.1f}"]
                 for k, h in view.histories.items()]
         parts.append(f"<h3>{esc(view.name)}</h3>")
         parts.append(img_html(plot_learning_curves(view, data.metric), f"learning curves of {view.name}"))
