@@ -142,7 +142,9 @@ def read_histories(run_dir: Path) -> dict[int, pd.DataFrame]:
     for folder in run_dir.glob("fold*"):
         k = _fold_number(folder)
         if k is not None and (folder / HISTORY).is_file():
-            found[k] = read_history(folder / HISTORY)
+            history = read_history(folder / HISTORY)
+            if len(history):  # a fold killed before its first epoch ended has only the header
+                found[k] = history
     return dict(sorted(found.items()))
 
 
@@ -366,7 +368,7 @@ def focus_thresholds(view: RunView, task: str) -> tuple[np.ndarray | None, str]:
     return np.full(len(classes), value), f"default {value} for every class (no {THRESHOLDS} in {view.path})"
 
 
-def pick_focus(layout: str, models: Sequence[RunView], blends: Sequence[RunView]) -> RunView:
+def pick_focus(models: Sequence[RunView], blends: Sequence[RunView]) -> RunView:
     """The blend named ``blend`` (the pipeline's), else the first blend, else the best model."""
     if blends:
         return next((b for b in blends if b.name == "blend"), blends[0])
@@ -400,7 +402,7 @@ def build_report(run_dir: str | Path) -> ReportData:
         problems += _stored_score_problems(view)
     info = views[0].run.info
     spec = get_spec(info.competition)
-    focus = pick_focus(layout, models, blends)
+    focus = pick_focus(models, blends)
     run = focus.run
     thresholds, source = focus_thresholds(focus, info.task)
     if info.task == "multiclass":
@@ -562,9 +564,6 @@ pre { background: #f6f8fa; padding: 8px; overflow-x: auto; font-size: 0.85em; wh
 .good { color: #1a7f37; } .bad { color: #c62828; } nav a { margin-right: 12px; }
 """
 
-Cell = Any
-
-
 def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
@@ -580,7 +579,7 @@ def fmt(value: Any, digits: int = 4) -> str:
     return "" if value is None else str(value)
 
 
-def table_html(table_id: str, header: Sequence[str], rows: Sequence[Sequence[Cell]], digits: int = 4) -> str:
+def table_html(table_id: str, header: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 4) -> str:
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{esc(fmt(c, digits))}</td>" for c in row) + "</tr>" for row in rows)
     return f'<table id="{esc(table_id)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'

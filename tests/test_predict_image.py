@@ -48,8 +48,8 @@ def test_default_tta_is_the_runs_and_every_fold_gives_the_test_row(experiment):
     assert len(result.models) == len(np.unique(run.folds))
     np.testing.assert_allclose(result.probs, run.test_probs[:3], atol=ATOL)
     # another TTA gives other numbers (the check above is not vacuous)
-    other = predict_images(run.path, test_files, CPU, tta="d4")
-    assert np.abs(other.probs - result.probs).max() > 1e-6
+    other = predict_images(run.path, test_files[:1], CPU, tta="d4")
+    assert np.abs(other.probs - result.probs[:1]).max() > 1e-6
 
 
 def _test_files(run: artifacts.Run, n: int) -> list[Path]:

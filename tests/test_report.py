@@ -385,6 +385,13 @@ def test_unfinished_model_folder_is_flagged(tmp_path):
     assert any("late: fold folders but no run.json" in w for w in data.warnings)
 
 
+def test_fold_without_a_finished_epoch_is_left_out_of_the_curves(tmp_path):
+    root = make_experiment(tmp_path / "exp", "planet", methods=("mean",))
+    (root / "effnet" / "fold2" / "history.csv").write_text(",".join(report.HISTORY_COLUMNS) + "\n")
+    page = Page(report.write_report(root / "effnet").read_text(encoding="utf-8"))
+    assert list(page.table("history-effnet").index) == ["0", "1"]
+
+
 def test_folder_without_runs_is_a_one_line_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(KagglePlanetError, match=r"empty: no run\.json here nor in its subfolders") as err:
