@@ -34,6 +34,8 @@ LABELS = "labels.csv"
 TEST = "test.csv"
 SCORES = "scores.json"
 FOLD_COL = "fold"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read the process umask (the only way is to set it and put it back)
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
@@ -49,6 +51,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
+        # mkstemp creates 0600; give the file the permissions a plain open() would have
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -162,7 +166,7 @@ def read_predictions(
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise KagglePlanetError(
-                f"{path}: row {row + 2}, column {col!r}: {frame[col].iloc[row]!r} is not a probability in [0, 1]"
+                f"{path}: row {row + 2}, column {col!r}: {str(frame[col].iloc[row])!r} is not a probability in [0, 1]"
             )
         frame[col] = values
     if with_fold:

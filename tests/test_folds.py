@@ -78,3 +78,4 @@ def test_load_or_make_writes_once_then_validates(demo_datasets, tmp_path):
     frame.to_csv(path, index=False)
     with pytest.raises(KagglePlanetError, match=r"line 3: fold '7'; expected an integer 0..2"):
         load_or_make_folds(table, 3, 1, tmp_path)
+
