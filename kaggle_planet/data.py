@@ -21,11 +21,21 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+
+# OpenCV single-threaded, set here in the parent before any worker is forked: the parallelism is the
+# DataLoader workers (cv2's own threads would oversubscribe the cores), and calling cv2.setNumThreads
+# inside a forked worker deadlocks when the parent's cv2 thread pool was already running (it was, after
+# make-demo-data or check in the same process).
+cv2.setNumThreads(1)
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from .errors import KagglePlanetError
 
 log = logging.getLogger(__name__)
+
+# The parallelism is the DataLoader workers. OpenCV's own thread pool would oversubscribe the cores,
+# and a pool started in the parent before workers fork can deadlock them: keep OpenCV single-threaded.
+cv2.setNumThreads(0)
 
 Transform = Callable[..., dict[str, Any]]
 
@@ -38,9 +48,12 @@ def read_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """A 32-bit seed for one sample of one epoch; independent streams for different (seed, epoch, index)."""
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+def reseed_sample(rng: np.random.Generator, py_random: random.Random, seed: int, epoch: int, index: int) -> None:
+    """Put ``rng`` and ``py_random`` (shared by every step of a pipeline) in the state for one sample of one
+    epoch: independent streams for different (seed, epoch, index); about 0.1 ms."""
+    seq = np.random.SeedSequence([seed, epoch, index])
+    rng.bit_generator.state = np.random.PCG64(seq).state
+    py_random.seed(int(seq.generate_state(1)[0]))
 
 
 class ImageDataset(Dataset):
@@ -58,6 +71,11 @@ class ImageDataset(Dataset):
             raise ValueError(f"{len(self.files)} files but {len(self.targets)} target rows")
         self.transform = transform
         self.seed = seed
+        if seed is not None:
+            # one generator pair shared by all steps, reseeded per sample (cheaper than set_random_seed,
+            # which builds a generator per step)
+            self._rng, self._py_random = np.random.default_rng(seed), random.Random(seed)
+            transform.set_random_state(self._rng, self._py_random)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -65,7 +83,7 @@ class ImageDataset(Dataset):
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
         index, epoch = item if isinstance(item, tuple) else (item, 0)
         if self.seed is not None:
-            self.transform.set_random_seed(sample_seed(self.seed, epoch, index))
+            reseed_sample(self._rng, self._py_random, self.seed, epoch, index)
         image = self.transform(image=read_image(self.files[index]))["image"]
         target = torch.from_numpy(self.targets[index]) if self.targets is not None else torch.zeros(0)
         return image, target, index
@@ -90,12 +108,10 @@ class EpochSampler(Sampler):
 
 
 def seed_worker(worker_id: int) -> None:
-    """DataLoader worker_init_fn: numpy/random seeded from torch's per-worker seed; OpenCV single-threaded
-    (the parallelism is the workers; cv2's own threads would oversubscribe the cores)."""
+    """DataLoader worker_init_fn: numpy/random seeded from torch's per-worker seed."""
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
-    cv2.setNumThreads(1)
 
 
 def make_loader(
