@@ -151,8 +151,11 @@ def prepare_model_dir(cfg: ExperimentConfig, model_name: str, table: DatasetTabl
 def _resolved_settings(cfg_dict: dict[str, Any]) -> dict[str, Any]:
     from .config import config_from_dict
 
+    from .config import TRAIN_KEYS
+
     cfg = config_from_dict(cfg_dict)
-    flat = {f"experiment.{k}": v for k, v in _comparable(config_to_dict(cfg)).items() if k != "models"}
+    # experiment-level keys (data, folds...) plus the model's resolved training settings
+    flat = {k: v for k, v in _comparable(config_to_dict(cfg)).items() if k != "models" and k not in TRAIN_KEYS}
     settings = dataclasses.asdict(cfg.resolved_model(cfg.models[0]))
     flat.update({k: v for k, v in settings.items() if k not in FREE_KEYS})
     return flat
