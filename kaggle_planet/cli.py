@@ -138,8 +138,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     dirs = train_experiment(cfg, _device_for(args, cfg.device), models=args.models, folds=_parse_folds(args.folds))
-    for d in dirs:
-        print(f"model run: {d}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
+        from .predict import scores_line
+
+        for d in dirs:
+            print(f"model run: {d} ({scores_line(d)})")
     return 0
 
 
@@ -150,10 +153,10 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import predict_run
+    from .predict import predict_run, scores_line
 
     out = predict_run(args.run_dir, _device_for(args), tta=args.tta)
-    print(f"wrote predictions in {out}")
+    print(f"wrote predictions in {out}: {scores_line(out)}")
     return 0
 
 

@@ -160,3 +160,13 @@ def write_run(model_dir: Path, cfg, table, folds: np.ndarray, oof: np.ndarray, t
     per_fold = ", ".join(f"{k}: {v:.4f}" for k, v in scores["per_fold"].items())
     log.info("%s: OOF %s %.4f (folds %s; tta %s) -> %s", settings.name, cfg.metric, scores["oof"], per_fold, tta, model_dir)
     return model_dir
+
+
+def scores_line(model_dir: Path) -> str:
+    """One line for the CLI: the OOF score of a model folder, per fold, and its TTA."""
+    path = Path(model_dir) / artifacts.SCORES
+    if not path.is_file():
+        return "no predictions yet: they are written once every fold is trained"
+    s = artifacts.read_json(path)
+    folds = ", ".join(f"{k}: {v:.4f}" for k, v in s.get("per_fold", {}).items())
+    return f"OOF {s['metric']} {s['oof']:.4f} (per fold {folds}; tta {s.get('tta', '?')})"

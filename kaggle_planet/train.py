@@ -113,6 +113,20 @@ def missing_folds(model_dir: Path, k: int) -> list[int]:
     return [f for f in range(k) if not is_fold_done(model_dir, f)]
 
 
+def predictions_current(model_dir: Path, k: int, tta: str) -> bool:
+    """True when the model's prediction files exist, were made with ``tta`` and are newer than every fold's
+    best.pt (so re-running a finished training does not predict again)."""
+    files = [model_dir / name for name in (artifacts.OOF, artifacts.TEST, artifacts.RUN_INFO, artifacts.SCORES)]
+    if not all(f.is_file() for f in files):
+        return False
+    try:
+        made_with = artifacts.read_json(model_dir / artifacts.SCORES).get("tta")
+    except KagglePlanetError:
+        return False
+    newest_model = max((fold_dir(model_dir, f) / BEST).stat().st_mtime for f in range(k))
+    return made_with == tta and min(f.stat().st_mtime for f in files) >= newest_model
+
+
 def command_line() -> str:
     argv = list(sys.argv)
     if argv and Path(argv[0]).name == "kaggle-planet":
@@ -480,8 +494,12 @@ def train_experiment(
         missing = missing_folds(model_dir, cfg.folds.k)
         if missing:
             log.info("%s: folds %s not trained yet; predictions are written once every fold is done", name, missing)
+        elif ctx.main and predictions_current(model_dir, cfg.folds.k, settings.tta):
+            log.info("%s: predictions are up to date (every fold done, tta %s); kept", name, settings.tta)
         elif ctx.main:
             from .predict import predict_run
 
             predict_run(model_dir, ctx.device, tta=settings.tta)
+    if ctx.world > 1 and dist.is_initialized():
+        dist.destroy_process_group()
     return dirs

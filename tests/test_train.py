@@ -109,6 +109,9 @@ def test_folds_trained_by_separate_runs_are_gathered(demo_datasets, tmp_path, mo
     train_experiment(cfg, CPU)  # trains fold 0 only, then predicts
     assert (model_dir / "fold1" / "best.pt").stat().st_mtime_ns == stamp
     assert len(pd.read_csv(model_dir / "oof.csv")) == 60
+    oof_stamp = (model_dir / "oof.csv").stat().st_mtime_ns
+    train_experiment(cfg, CPU)  # nothing left to do: neither training nor predicting again
+    assert (model_dir / "oof.csv").stat().st_mtime_ns == oof_stamp
     # the folder remembers its settings: training on with other ones is refused
     changed = config_from_dict(tiny_config(demo_datasets["planet"], "planet", epochs=1, lr=0.1))
     with pytest.raises(KagglePlanetError, match=r"trained with lr=0.003, the config now says 0.1"):
