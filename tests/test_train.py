@@ -122,6 +122,18 @@ def test_folds_trained_by_separate_runs_are_gathered(demo_datasets, tmp_path, mo
         train_experiment(cfg, CPU, folds=[7])
 
 
+def test_early_stopping_after_patience_epochs_without_improvement(demo_datasets, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # lr ~ 0: an untrained model puts every tag above 0.2, so the valid F2 cannot improve after epoch 1
+    cfg = config_from_dict(tiny_config(demo_datasets["planet"], "planet", epochs=5, patience=1, lr=1e-12, warmup_epochs=0))
+    [model_dir] = train_experiment(cfg, CPU, folds=[0])
+    history = pd.read_csv(model_dir / "fold0" / "history.csv")
+    assert history["valid_metric"].nunique() == 1
+    assert history["epoch"].tolist() == [1, 2]
+    done = json.loads((model_dir / "fold0" / "done.json").read_text())
+    assert done["stopped_early"] and done["epochs_run"] == 2 and done["best_epoch"] == 1
+
+
 def test_schedule_warmup_cosine_and_frozen_stage():
     from kaggle_planet.config import ModelSettings
 
