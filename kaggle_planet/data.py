@@ -147,5 +147,4 @@ def make_loader(
         persistent_workers=persistent,
         worker_init_fn=seed_worker,
         generator=generator,
-        prefetch_factor=4 if num_workers > 0 else None,
     )
