@@ -129,7 +129,10 @@ def train_one_epoch(
     Returns the loss and the (augmented) training predictions, gathered over ranks.
     """
     model.train()
-    total, count = 0.0, 0
+    # losses and predictions stay on the device until the end of the epoch: reading them back every
+    # step (loss.item(), .cpu()) would make the CPU wait for the GPU at each step
+    loss_sum = torch.zeros((), device=precision.device)
+    count = 0
     indices, probs, targets = [], [], []
     bar = _progress(loader, desc, show_progress)
     for images, target, index in bar:
@@ -150,14 +153,22 @@ def train_one_epoch(
         step += 1
         if ema is not None:
             ema.update(_unwrap(model), step=step)
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"training loss is {loss.item()} at step {step}; lower lr or turn amp off")
-        total += loss.item() * len(images)
+        loss_sum += loss.detach() * len(images)
         count += len(images)
-        indices.append(index.numpy())
-        probs.append(activation(logits.detach().float()).cpu().numpy())
-        targets.append(target.cpu().numpy())
-        bar.set_postfix(loss=f"{total / max(count, 1):.4f}", refresh=False)
+        indices.append(index)
+        probs.append(activation(logits.detach().float()))
+        targets.append(target)
+        if step % 20 == 0:
+            mean = loss_sum.item() / count
+            if not math.isfinite(mean):
+                raise FloatingPointError(f"training loss is {mean} at step {step}; lower lr, or set amp: false")
+            bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
+    total = loss_sum.item()
+    if not math.isfinite(total):
+        raise FloatingPointError(f"training loss is {total} at step {step}; lower lr, or set amp: false")
+    indices = [torch.cat(indices).numpy()] if indices else []
+    probs = [torch.cat(probs).cpu().numpy()] if probs else []
+    targets = [torch.cat(targets).cpu().numpy()] if targets else []
     return gather_outputs(total, count, indices, probs, targets)
 
 

@@ -316,6 +316,8 @@ def train_fold(
         raise KagglePlanetError(f"fold {fold}: {len(train_idx)} training images give no batch of {settings.batch_size}; lower batch_size")
 
     precision = resolve_precision(ctx.device, settings.amp, settings.channels_last)
+    if ctx.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
     model.to(ctx.device, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)
     ema = _make_ema(model, settings)
     optimizer = make_optimizer(model, settings)
