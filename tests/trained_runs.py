@@ -1,8 +1,9 @@
-"""A tiny really-trained Planet experiment, trained once per test session and shared by test modules.
+"""Tiny really-trained experiments, trained once per test session and shared by test modules.
 
 Two models (timm's ``test_resnet`` and ``test_efficientnet``), k=2, one epoch at 32 px on the
-conftest's 60-image demo data, through the real CLI (``kaggle-planet run``), so the report and
-predict-image are checked against files the pipeline itself wrote. Treat the result as read-only.
+conftest's 60-image demo data, through the real CLI (``kaggle-planet run``), so the pipeline test,
+the report and predict-image are all checked against files the pipeline itself wrote. Treat the
+results as read-only.
 """
 from __future__ import annotations
 
@@ -16,8 +17,6 @@ from kaggle_planet.cli import main
 _CACHE: dict[str, Path] = {}
 
 CONFIG = {
-    "name": "tiny",
-    "competition": "planet",
     "folds": {"k": 2, "seed": 0},
     "image_size": 32,
     "augment": "light",
@@ -34,17 +33,28 @@ CONFIG = {
 }
 
 
-def tiny_planet_experiment(tmp_path_factory, data_dir: Path) -> Path:
-    """``runs/tiny/`` (test_resnet/, effnet/, blend/ with thresholds.json, scores.json) of a trained run."""
-    if "planet" not in _CACHE:
-        work = tmp_path_factory.mktemp("trained")
-        config = work / "tiny.yaml"
-        config.write_text(yaml.safe_dump({**CONFIG, "data_dir": str(data_dir)}))
+def experiment_name(competition: str) -> str:
+    return f"tiny-{competition}"
+
+
+def tiny_experiment(tmp_path_factory, competition: str, data_dir: Path) -> Path:
+    """The working directory of a finished ``kaggle-planet run`` (holding ``runs/``, ``folds/``,
+    ``submissions/`` and ``<name>.yaml``) for a tiny config of ``competition``."""
+    if competition not in _CACHE:
+        work = tmp_path_factory.mktemp(f"trained-{competition}")
+        config = work / f"{experiment_name(competition)}.yaml"
+        config.write_text(yaml.safe_dump({"name": experiment_name(competition), "competition": competition,
+                                          "data_dir": str(data_dir), **CONFIG}))
         cwd = os.getcwd()
         os.chdir(work)  # the pipeline writes runs/, folds/ and submissions/ in the working directory
         try:
             assert main(["run", str(config)]) == 0
         finally:
             os.chdir(cwd)
-        _CACHE["planet"] = work / "runs" / "tiny"
-    return _CACHE["planet"]
+        _CACHE[competition] = work
+    return _CACHE[competition]
+
+
+def tiny_planet_experiment(tmp_path_factory, data_dir: Path) -> Path:
+    """``runs/tiny-planet/`` (test_resnet/, effnet/, blend/ with thresholds.json, scores.json) of a trained run."""
+    return tiny_experiment(tmp_path_factory, "planet", data_dir) / "runs" / experiment_name("planet")
