@@ -70,9 +70,23 @@ def load_fold_model(model_dir: Path, fold: int, device: torch.device) -> tuple[n
     return model, settings
 
 
-def predict_files(model: nn.Module, files: list[str], settings: ModelSettings, device: torch.device, tta: str) -> np.ndarray:
+def _process_group() -> tuple[int, int]:
+    """(rank, world size) of the torchrun job this process belongs to; (0, 1) when alone."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def predict_files(
+    model: nn.Module, files: list[str], settings: ModelSettings, device: torch.device, tta: str, *, shard: bool = False
+) -> np.ndarray:
     """(N, C) probabilities in [0, 1] of ``model`` (images -> probabilities, see :func:`load_fold_model`)
-    on image ``files``, averaged over the ``tta`` views (none | hflip | d4)."""
+    on image ``files``, averaged over the ``tta`` views (none | hflip | d4).
+
+    shard: under torchrun, every rank calls this with the same files, predicts its share, and all get
+    the whole result (every rank must take part)."""
     from . import augment, models
 
     base = model.model if isinstance(model, ProbabilityModel) else model
@@ -80,10 +94,13 @@ def predict_files(model: nn.Module, files: list[str], settings: ModelSettings, d
         return np.zeros((0, _num_outputs(base)), dtype=np.float64)
     data_cfg = models.model_data_config(base)
     transform = augment.build_transform(settings.augment, settings.image_size, data_cfg["mean"], data_cfg["std"], train=False)
+    rank, world = _process_group() if shard else (0, 1)
     loader = make_loader(ImageDataset(files, None, transform), settings.batch_size, train=False, device=device,
-                         num_workers=min(settings.num_workers, max(0, len(files) // settings.batch_size)))
+                         num_workers=min(settings.num_workers, max(0, len(files) // settings.batch_size)),
+                         rank=rank, world=world)
     precision = resolve_precision(device, settings.amp, settings.channels_last)
-    out = evaluate(with_tta(model, tta), loader, None, None, precision, desc=f"predict ({tta})", distributed=False)
+    out = evaluate(with_tta(model, tta), loader, None, None, precision, desc=f"predict ({tta})", distributed=shard,
+                   show_progress=rank == 0)
     return np.clip(out.probs.astype(np.float64), 0.0, 1.0)
 
 
@@ -93,7 +110,9 @@ def _num_outputs(model: nn.Module) -> int:
 
 def predict_run(model_dir: Path, device: torch.device, tta: str | None = None) -> Path:
     """Write oof.csv, test.csv, labels.csv, run.json and scores.json for a model folder whose folds are all
-    done; ``tta`` None uses the model's configured TTA. Returns ``model_dir``."""
+    done; ``tta`` None uses the model's configured TTA. Returns ``model_dir``.
+
+    Under torchrun every rank must call it: each predicts a share of the images, rank 0 writes the files."""
     model_dir = Path(model_dir)
     cfg = load_config(model_dir / CONFIG)
     settings = cfg.resolved_model(cfg.models[0])
@@ -118,14 +137,16 @@ def predict_run(model_dir: Path, device: torch.device, tta: str | None = None) -
         fold_settings.num_workers = settings.num_workers
         rows = np.flatnonzero(folds == fold)
         log.info("%s fold %d: predicting %d OOF + %d test images (tta %s)", settings.name, fold, len(rows), len(table.test), tta)
-        oof[rows] = predict_files(model, table.train["file"].to_numpy()[rows].tolist(), fold_settings, device, tta)
-        test += predict_files(model, table.test["file"].tolist(), fold_settings, device, tta) / cfg.folds.k
+        oof[rows] = predict_files(model, table.train["file"].to_numpy()[rows].tolist(), fold_settings, device, tta, shard=True)
+        test += predict_files(model, table.test["file"].tolist(), fold_settings, device, tta, shard=True) / cfg.folds.k
         done = artifacts.read_json(fold_dir(model_dir, fold) / DONE)
         if done.get("command") and done["command"] not in commands:
             commands.append(done["command"])
     if np.isnan(oof).any():
         raise KagglePlanetError(f"{model_dir}: {int(np.isnan(oof).any(axis=1).sum())} training images fell in no fold")
     commands.append(command_line())
+    if _process_group()[0] != 0:  # under torchrun only rank 0 writes
+        return model_dir
     return write_run(model_dir, cfg, table, folds, oof, test, tta, commands)
 
 

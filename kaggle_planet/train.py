@@ -14,8 +14,10 @@ Reproducibility: the weights are seeded from ``seed + fold``; each epoch reseeds
 killed with ``kill -9`` and started again with the same command ends with the same files.
 
 Scale-out: under ``torchrun --nproc_per_node=N`` the model is wrapped in DistributedDataParallel
-(NCCL on CUDA, gloo on CPU), each rank trains on its share of every epoch, predictions are gathered
-on all ranks, and only rank 0 writes files.
+(NCCL on CUDA, gloo on CPU), each rank trains on its share of every epoch and predicts its share of
+the OOF/test images, predictions are gathered on all ranks (so all take the same early-stopping
+decision), and only rank 0 writes files. Separate processes or machines may also train different
+folds into one model folder (``--folds``); whichever finishes the last fold writes the predictions.
 """
 from __future__ import annotations
 
@@ -89,7 +91,7 @@ def init_distributed(device: torch.device) -> Dist:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        # generous timeout: rank 0 alone writes predictions while the others wait
+        # generous timeout: rank 0 alone writes checkpoints and prediction files while the others wait
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=2))
     rank = dist.get_rank()
     if rank != 0:
@@ -493,15 +495,17 @@ def train_experiment(
                 continue
             train_fold(cfg, settings, table, fold_ids, fold, model_dir, ctx)
         dirs.append(model_dir)
+        ctx.barrier()
         missing = missing_folds(model_dir, cfg.folds.k)
         if missing:
             log.info("%s: folds %s not trained yet; predictions are written once every fold is done", name, missing)
-        elif ctx.main and predictions_current(model_dir, cfg.folds.k, settings.tta):
+        elif predictions_current(model_dir, cfg.folds.k, settings.tta):
             log.info("%s: predictions are up to date (every fold done, tta %s); kept", name, settings.tta)
-        elif ctx.main:
+        else:
             from .predict import predict_run
 
-            predict_run(model_dir, ctx.device, tta=settings.tta)
+            predict_run(model_dir, ctx.device, tta=settings.tta)  # every rank predicts a share; rank 0 writes
+        ctx.barrier()
     if ctx.world > 1 and dist.is_initialized():
         dist.destroy_process_group()
     return dirs

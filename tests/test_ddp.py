@@ -9,12 +9,14 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import torch
 import yaml
 
 from kaggle_planet import artifacts
+from kaggle_planet.predict import predict_run
 
 
-def test_two_process_gloo_run_completes(demo_datasets, tmp_path):
+def test_two_process_gloo_run_completes(demo_datasets, tmp_path, monkeypatch):
     config = tmp_path / "ddp.yaml"
     config.write_text(yaml.safe_dump({
         "name": "ddp", "competition": "planet", "data_dir": str(demo_datasets["planet"]),
@@ -37,3 +39,10 @@ def test_two_process_gloo_run_completes(demo_datasets, tmp_path):
     assert len(run.oof) == 60 and sorted(run.oof["fold"].unique()) == [0, 1]
     # validation predictions were gathered from both ranks: every valid image scored once
     assert json.loads((model_dir / "scores.json").read_text())["per_fold"].keys() == {"0", "1"}
+
+    # the two ranks each predicted a share of the images: the gathered files equal one process's predictions
+    sharded = {name: pd.read_csv(model_dir / name) for name in ("oof.csv", "test.csv")}
+    monkeypatch.chdir(tmp_path)
+    predict_run(model_dir, torch.device("cpu"))
+    for name, frame in sharded.items():
+        pd.testing.assert_frame_equal(frame, pd.read_csv(model_dir / name), check_exact=False, atol=1e-6, obj=name)
