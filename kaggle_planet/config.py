@@ -43,7 +43,7 @@ class ConfigValueError(ValueError):
 
 
 def _describe(value: Any) -> str:
-    return repr(value) if not isinstance(value, str) else repr(value)
+    return repr(value)
 
 
 def is_int(lo: int | None = None) -> Callable[[Any], int]:

@@ -21,20 +21,15 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-
-# OpenCV single-threaded, set here in the parent before any worker is forked: the parallelism is the
-# DataLoader workers (cv2's own threads would oversubscribe the cores), and calling cv2.setNumThreads
-# inside a forked worker deadlocks when the parent's cv2 thread pool was already running (it was, after
-# make-demo-data or check in the same process).
-cv2.setNumThreads(1)
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from .errors import KagglePlanetError
 
 log = logging.getLogger(__name__)
 
-# The parallelism is the DataLoader workers. OpenCV's own thread pool would oversubscribe the cores,
-# and a pool started in the parent before workers fork can deadlock them: keep OpenCV single-threaded.
+# OpenCV single-threaded, set in the parent before any worker is forked: the parallelism is the
+# DataLoader workers (cv2's own threads would oversubscribe the cores), and a cv2 thread pool running
+# in the parent when workers fork (e.g. after make-demo-data or check in the same process) deadlocks them.
 cv2.setNumThreads(0)
 
 Transform = Callable[..., dict[str, Any]]

@@ -114,6 +114,10 @@ def predict_run(model_dir: Path, device: torch.device, tta: str | None = None) -
 
     Under torchrun every rank must call it: each predicts a share of the images, rank 0 writes the files."""
     model_dir = Path(model_dir)
+    if not (model_dir / CONFIG).is_file():
+        raise KagglePlanetError(
+            f"{model_dir}: not a model run folder (no {CONFIG}); expected <runs_dir>/<experiment>/<model>/ as made by kaggle-planet train"
+        )
     cfg = load_config(model_dir / CONFIG)
     settings = cfg.resolved_model(cfg.models[0])
     tta = tta or settings.tta

@@ -45,7 +45,7 @@ from . import artifacts
 from .competitions import DatasetTable, load_dataset
 from .config import ExperimentConfig, ModelSettings, config_to_dict, save_config, single_model_config
 from .data import ImageDataset, make_loader
-from .engine import Precision, evaluate, get_head, resolve_precision, train_one_epoch
+from .engine import evaluate, get_head, resolve_precision, train_one_epoch
 from .errors import KagglePlanetError
 from .metrics import score
 
