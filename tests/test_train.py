@@ -168,7 +168,7 @@ def _run_files(model_dir: Path) -> dict[str, pd.DataFrame]:
     return out
 
 
-@pytest.mark.slow  # ~40 s: two CLI processes and a reference run
+# ~20 s (two CLI processes and a reference run): kept in the default run, it is the resume guarantee
 def test_resume_after_kill_gives_the_same_files(demo_datasets, tmp_path, monkeypatch):
     data = tiny_config(demo_datasets["planet"], "planet", epochs=2, augment="heavy", tta="hflip", drop_rate=0.2)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
