@@ -463,6 +463,20 @@ def _select(names: Sequence[str] | None, available: list[str], what: str, source
     return [n for n in available if n in names]
 
 
+def check_weights(cfg: ExperimentConfig, names: Sequence[str]) -> None:
+    """Fail before any training when a model's pretrained weights cannot be found (not hours later)."""
+    from . import models
+
+    for name in names:
+        settings = cfg.resolved_model(name)
+        if settings.pretrained is True:
+            models.resolve_pretrained_file(models.create_model(settings.backbone, 1, pretrained=False), settings.backbone)
+        elif isinstance(settings.pretrained, str) and not Path(settings.pretrained).expanduser().is_file():
+            raise KagglePlanetError(
+                f"config {cfg.name!r}: model {name!r}: pretrained weights file {settings.pretrained!r} not found"
+            )
+
+
 def train_experiment(
     cfg: ExperimentConfig,
     device: torch.device,
@@ -477,6 +491,7 @@ def train_experiment(
     names = _select(models, cfg.model_names, "model", f"config {cfg.name!r}")
     fold_list = [int(f) for f in _select([str(f) for f in folds] if folds else None, [str(f) for f in range(cfg.folds.k)], "fold", f"folds (k={cfg.folds.k})")]
     table = load_dataset(cfg.competition, cfg.data_dir, cfg.options)
+    check_weights(cfg, names)
     if ctx.main:
         fold_ids = load_or_make_folds(table, cfg.folds.k, cfg.folds.seed)
     ctx.barrier()

@@ -123,6 +123,15 @@ def test_folds_trained_by_separate_runs_are_gathered(demo_datasets, tmp_path, mo
         train_experiment(cfg, CPU, folds=[7])
 
 
+def test_missing_weights_fail_before_any_training(demo_datasets, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    models = [{"backbone": "test_resnet", "name": "ok"}, {"backbone": "test_resnet", "name": "bad", "pretrained": "nope.pth"}]
+    cfg = config_from_dict(tiny_config(demo_datasets["planet"], "planet", models=models))
+    with pytest.raises(KagglePlanetError, match="model 'bad': pretrained weights file 'nope.pth' not found"):
+        train_experiment(cfg, CPU)
+    assert not Path("runs").exists()  # the first model did not train for nothing
+
+
 def test_early_stopping_after_patience_epochs_without_improvement(demo_datasets, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     # lr ~ 0: an untrained model puts every tag above 0.2, so the valid F2 cannot improve after epoch 1
