@@ -1,0 +1,32 @@
+"""The README tells the truth: its config table, its CLI and its set-up commands match the code."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from kaggle_planet.cli import COMMANDS
+from kaggle_planet.config import key_table_markdown
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_config_key_table_is_current():
+    text = README.read_text()
+    table = text.split("<!-- config-keys -->")[1].split("<!-- /config-keys -->")[0].strip()
+    assert table == key_table_markdown().strip(), "regenerate the README table with config.key_table_markdown()"
+
+
+def test_every_subcommand_is_documented():
+    text = README.read_text()
+    missing = [name for name in COMMANDS if f"kaggle-planet {name}" not in text]
+    assert not missing
+
+
+def test_exactly_two_fresh_machine_commands_and_ci_runs_the_test_one():
+    text = README.read_text()
+    setup = text.split("## Set up on a fresh machine")[1].split("\n## ")[0]
+    commands = re.findall(r"```bash\n(.*?)\n```", setup, flags=re.S)
+    assert len(commands) == 2
+    assert commands[0].endswith("kaggle-planet demo") and "pytest" in commands[1]
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert "<!-- test-command -->" in ci and "<!-- test-command -->" in setup.split(commands[1])[0].split(commands[0])[1]
