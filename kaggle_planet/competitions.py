@@ -104,14 +104,20 @@ class CompetitionSpec:
 # ----------------------------------------------------------------------------------------- reading
 
 
-def read_csv(path: Path, columns: Sequence[str], what: str) -> pd.DataFrame:
-    """Read a CSV of strings and check its columns; errors name the file and what was expected."""
+def read_string_csv(path: Path, what: str, expected: str = "a CSV file") -> pd.DataFrame:
+    """Every cell as text (no NaN guessing); a missing or unparsable file is a one-line error."""
+    path = Path(path)
     if not path.is_file():
-        raise KagglePlanetError(f"{path}: {what} not found (expected a CSV with columns {','.join(columns)})")
+        raise KagglePlanetError(f"{path}: {what} not found (expected {expected})")
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise KagglePlanetError(f"{path}: not a readable CSV ({str(exc).strip()})") from None
+
+
+def read_csv(path: Path, columns: Sequence[str], what: str) -> pd.DataFrame:
+    """Read a CSV of strings and check its columns; errors name the file and what was expected."""
+    frame = read_string_csv(path, what, f"a CSV with columns {','.join(columns)}")
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise KagglePlanetError(

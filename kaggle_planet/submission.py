@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from . import artifacts, metrics
-from .competitions import DatasetTable, get_spec, load_dataset
+from .competitions import DatasetTable, get_spec, load_dataset, read_string_csv
 from .errors import KagglePlanetError
 from .thresholds import THRESHOLDS, fit_run_thresholds, read_run_thresholds
 
@@ -136,13 +136,7 @@ def validate_submission(frame: pd.DataFrame, competition: str, table: DatasetTab
 
 def validate_submission_file(path: Path, competition: str, data_dir: Path, options: dict | None = None) -> None:
     """Validate a submission CSV against the competition's data folder (sample submission, test ids)."""
-    path = Path(path)
-    if not path.is_file():
-        raise KagglePlanetError(f"{path}: submission file not found")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise KagglePlanetError(f"{path}: not a readable CSV ({str(exc).strip()})") from None
+    frame = read_string_csv(path, "submission file")
     table = load_dataset(competition, data_dir, options, check_images=False)
     validate_submission(frame, competition, table, str(path))
 

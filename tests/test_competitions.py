@@ -125,16 +125,6 @@ BAD_PLANET = {
 }
 
 
-@pytest.mark.parametrize("case", BAD_PLANET)
-def test_planet_bad_input_is_one_line(dataset_copy, case):
-    root = dataset_copy("planet")
-    corrupt, pattern = BAD_PLANET[case]
-    corrupt(root)
-    with pytest.raises(KagglePlanetError, match=pattern) as info:
-        load_dataset("planet", root)
-    assert "\n" not in str(info.value)
-
-
 BAD_INVASIVE = {
     "label outside 0/1": (lambda r: _edit_csv(r / "train_labels.csv", lambda f: f.loc.__setitem__((2, "invasive"), "2")),
                           r"train_labels.csv: line 4 \(name 3\): invasive is '2'; expected 0 or 1"),
@@ -148,13 +138,15 @@ BAD_INVASIVE = {
 }
 
 
-@pytest.mark.parametrize("case", BAD_INVASIVE)
-def test_invasive_bad_input_is_one_line(dataset_copy, case):
-    root = dataset_copy("invasive")
-    corrupt, pattern = BAD_INVASIVE[case]
+BAD_INPUT = [("planet", case, *v) for case, v in BAD_PLANET.items()] + [("invasive", case, *v) for case, v in BAD_INVASIVE.items()]
+
+
+@pytest.mark.parametrize("competition, case, corrupt, pattern", BAD_INPUT, ids=[f"{c}-{case}" for c, case, *_ in BAD_INPUT])
+def test_bad_input_is_one_line(dataset_copy, competition, case, corrupt, pattern):
+    root = dataset_copy(competition)
     corrupt(root)
     with pytest.raises(KagglePlanetError, match=pattern) as info:
-        load_dataset("invasive", root)
+        load_dataset(competition, root)
     assert "\n" not in str(info.value)
 
 
