@@ -485,7 +485,7 @@ def _colours(n: int) -> list:
 
 def plot_scores(views: Sequence[RunView], metric: str) -> str:
     """OOF score per run (bars) with its per-fold scores (dots); blends in a second colour."""
-    fig = _new_figure(max(4.0, 1.1 * len(views) + 2), 3.2)
+    fig = _new_figure(max(5.5, 1.1 * len(views) + 2), 3.2)
     ax = fig.subplots()
     x = np.arange(len(views))
     colours = ["#4c72b0" if v.kind != "blend" else "#dd8452" for v in views]
@@ -500,7 +500,7 @@ def plot_scores(views: Sequence[RunView], metric: str) -> str:
     ax.set_ylim(max(0.0, min(values) - 0.05), max(values) + 0.03)
     ax.set_xticks(x, [v.name for v in views], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel(f"OOF {metric}")
-    ax.set_title("OOF score (bars) and per-fold scores (dots); blends in orange")
+    ax.set_title("OOF score (bars), per-fold scores (dots); blends orange", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     return figure_to_data_uri(fig)
 
