@@ -365,6 +365,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(exc: KagglePlanetError) -> str:
+    """The error's own message. An error raised in a DataLoader worker comes back re-raised by torch
+    with the worker's whole traceback as its message; the original message is its last line."""
+    text = str(exc).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1]
+        prefix = f"{type(exc).__module__}.{type(exc).__name__}: "
+        text = text[len(prefix):] if text.startswith(prefix) else text
+    return text
+
+
 def _command_line() -> str:
     return shlex.join(["kaggle-planet", *sys.argv[1:]])
 
@@ -376,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except KagglePlanetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished work is kept; re-run the same command to resume", file=sys.stderr)

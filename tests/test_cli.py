@@ -50,3 +50,16 @@ def test_bad_input_prints_one_line_and_exit_2(tmp_path, dataset_copy):
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr == "error: folds: k=1 is too small; expected k >= 2\n"
     assert "Traceback" not in proc.stderr and not (tmp_path / "folds").exists()
+
+
+def test_unreadable_image_met_by_a_loader_worker_is_one_line(dataset_copy, tmp_path):
+    root = dataset_copy("invasive")
+    (root / "train" / "7.jpg").write_bytes(b"garbage")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"name: bad\ncompetition: invasive\ndata_dir: {root}\nfolds: {{k: 2, seed: 0}}\nimage_size: 32\n"
+                      "epochs: 1\nbatch_size: 8\nnum_workers: 2\nmodels:\n  - {backbone: test_resnet}\n")
+    proc = subprocess.run([sys.executable, "-m", "kaggle_planet.cli", "train", str(config)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if not line.startswith("INFO")]
+    assert errors == [f"error: {root}/train/7.jpg: cannot read image (missing or not a decodable image file)"]
