@@ -118,6 +118,11 @@ def write_run_info(run_dir: str | Path, info: RunInfo) -> Path:
 
 def read_run_info(run_dir: str | Path) -> RunInfo:
     path = Path(run_dir) / RUN_INFO
+    if not path.is_file():
+        raise KagglePlanetError(
+            f"{run_dir}: not a run folder (no {RUN_INFO}); expected a model folder with its predictions "
+            "written (kaggle-planet train / predict) or a blend folder (kaggle-planet blend)"
+        )
     data = read_json(path)
     try:
         return RunInfo(**data)

@@ -82,3 +82,8 @@ def test_load_run_aligns_labels_by_id(tmp_path):
     artifacts.write_labels(tmp_path, ["p", "q", "zzz"], y, "id", CLASSES)
     with pytest.raises(KagglePlanetError, match=r"ids differ \(first difference: 'r'\)"):
         artifacts.load_run(tmp_path)
+
+
+def test_a_folder_without_run_json_is_named_as_not_a_run(tmp_path):
+    with pytest.raises(KagglePlanetError, match=r"not a run folder \(no run.json\); expected a model folder"):
+        artifacts.load_run(tmp_path)
