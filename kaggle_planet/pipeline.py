@@ -102,7 +102,7 @@ def format_score_table(scores: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(data_dir: Path, config: Path | None, overrides: list[str], device=None, command: str | None = None) -> RunResult:
+def run_demo(data_dir: Path, config: Path | None, overrides: list[str], device, command: str | None = None) -> RunResult:
     """Make Planet demo data in ``data_dir`` if absent, then run the demo config end to end."""
     from .synthetic import make_demo_data
 
@@ -114,8 +114,4 @@ def run_demo(data_dir: Path, config: Path | None, overrides: list[str], device=N
         log.info("making Planet demo data in %s", data_dir)
         make_demo_data("planet", data_dir, overwrite=False, **DEMO_DATA)
     cfg = load_config(config, [f"data_dir={data_dir}", *overrides])
-    if device is None:
-        from .cli import resolve_device
-
-        device = resolve_device(cfg.device)
     return run_experiment(cfg, device, command=command)

@@ -71,3 +71,17 @@ def test_rerun_skips_finished_work_and_gives_the_same_submission(tmp_path_factor
     scores = json.loads((exp / "scores.json").read_text())
     out = capsys.readouterr().out
     assert f"{scores['blend']['oof']:.5f}" in out and f"submission: submissions/{name}.csv" in out
+
+
+@pytest.mark.slow
+def test_demo_makes_its_data_and_runs_the_demo_config(tmp_path, monkeypatch, capsys):
+    """`kaggle-planet demo` wiring (data made when absent, the packaged config, pretrained lite0), kept short
+    with overrides; the full demo is timed in the closing note, not here."""
+    monkeypatch.chdir(tmp_path)
+    overrides = ["--set", "epochs=1", "--set", "image_size=32", "--set", "folds.k=2", "--set", "tta=hflip",
+                 "--set", "models.1.backbone=test_resnet", "--set", "models.1.name=small"]
+    assert main(["demo", "--data-dir", "demo-data", *overrides]) == 0
+    out = capsys.readouterr().out
+    assert "tf_efficientnet_lite0" in out and "submission: submissions/demo.csv" in out
+    validate_submission_file(tmp_path / "submissions" / "demo.csv", "planet", tmp_path / "demo-data")
+    assert len(pd.read_csv(tmp_path / "demo-data" / "train_v2.csv")) == 600
