@@ -78,10 +78,30 @@ def _scaled_ranks(stack: np.ndarray) -> np.ndarray:
     return (rankdata(stack, axis=1) - 1.0) / (n - 1.0)
 
 
+def scaled_ranks_against(reference: np.ndarray, values: np.ndarray, tol: float = 1e-6) -> np.ndarray:
+    """Scaled rank of each of ``values (N, C)`` within ``reference (T, C)``, per column, in [0, 1].
+
+    A value equal to a reference row (within ``tol``: a model's output for one image can differ in the
+    last bits between batch sizes) gets exactly that row's :func:`_scaled_ranks` value (average rank
+    among ties); any other value sits half a rank step above the largest smaller reference value
+    (clipped to [0, 1]). This is how a rank blend places images that were not part of the ranked set.
+    """
+    n = reference.shape[0]
+    if n == 1:
+        return np.full(values.shape, 0.5)
+    out = np.empty(values.shape, dtype=np.float64)
+    for j in range(reference.shape[1]):
+        ref = np.sort(reference[:, j])
+        less = np.searchsorted(ref, values[:, j] - tol, side="left")
+        equal = np.searchsorted(ref, values[:, j] + tol, side="right") - less
+        out[:, j] = (less + (equal - 1) / 2.0) / (n - 1.0)
+    return out.clip(0.0, 1.0)
+
+
 def blend_rank(data: BlendInput) -> BlendOutput:
     oof = _scaled_ranks(data.oof).mean(axis=0)
     test = _scaled_ranks(data.test).mean(axis=0)
-    return BlendOutput(_finish(oof, data.task), _finish(test, data.task))
+    return BlendOutput(finish_probabilities(oof, data.task), finish_probabilities(test, data.task))
 
 
 def _log_loss_and_grad(weights: np.ndarray, stack: np.ndarray, y: np.ndarray, task: str) -> tuple[float, np.ndarray]:
@@ -132,7 +152,7 @@ def _features(stack: np.ndarray) -> np.ndarray:
 
 
 def blend_ridge(data: BlendInput) -> BlendOutput:
-    x, x_test = _features(data.oof), _features(data.test)
+    x = _features(data.oof)
     y = data.y_true.astype(np.float64)
     oof = np.empty_like(y)
     # one multi-target Ridge solves each class's ridge independently with the same features
@@ -143,11 +163,19 @@ def blend_ridge(data: BlendInput) -> BlendOutput:
             log.warning("ridge blend: only one fold, its OOF score is in-sample")
             break
         oof[held] = Ridge(alpha=RIDGE_ALPHA).fit(x[~held], y[~held]).predict(x[held])
-    test = Ridge(alpha=RIDGE_ALPHA).fit(x, y).predict(x_test)
-    return BlendOutput(_finish(oof, data.task), _finish(test, data.task), {"alpha": RIDGE_ALPHA})
+    full = Ridge(alpha=RIDGE_ALPHA).fit(x, y)
+    test = apply_ridge(data.test, full.coef_, full.intercept_, data.task)
+    # the all-rows fit is saved so new images can be blended exactly as the test rows were
+    details = {"alpha": RIDGE_ALPHA, "ridge_coef": full.coef_.tolist(), "ridge_intercept": full.intercept_.tolist()}
+    return BlendOutput(finish_probabilities(oof, data.task), test, details)
 
 
-def _finish(probs: np.ndarray, task: str) -> np.ndarray:
+def apply_ridge(stack: np.ndarray, coef: np.ndarray, intercept: np.ndarray, task: str) -> np.ndarray:
+    """Apply a saved ridge blend to members' outputs ``stack (M, N, C)`` -> ``(N, C)`` in [0, 1]."""
+    return finish_probabilities(_features(stack) @ np.asarray(coef).T + np.asarray(intercept), task)
+
+
+def finish_probabilities(probs: np.ndarray, task: str) -> np.ndarray:
     """Clip to [0, 1]; multiclass rows renormalised to sum to one (uniform when all clip to zero)."""
     p = np.clip(probs, 0.0, 1.0)
     if task == "multiclass":

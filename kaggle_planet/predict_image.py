@@ -7,8 +7,10 @@ combines them as the blend did, where that is possible for new images:
 
 - ``mean``: the members' average;
 - ``weighted``: the fitted weights saved in the blend's run.json;
-- ``rank`` and ``ridge`` are not supported: a rank is relative to a whole prediction set, and the
-  ridge coefficients are not saved. Predict with a ``mean``/``weighted`` blend or a member instead.
+- ``rank``: each member's probability is ranked within that member's test predictions (the set the
+  blend ranked), scaled to [0, 1] and averaged; a test image gets exactly its blend row, a new image
+  its place among the test images;
+- ``ridge``: the all-rows ridge fit saved in the blend's run.json, applied to the members' outputs.
 
 Decisions follow the submission formatters: multilabel tags are the classes above the run's
 thresholds (thresholds.json, else 0.2), the most probable one when none passes; multiclass takes the
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import artifacts
+from .blend import apply_ridge, finish_probabilities, scaled_ranks_against
 from .competitions import get_spec
 from .errors import KagglePlanetError
 from .metrics import DEFAULT_THRESHOLD
@@ -130,10 +133,30 @@ def _combine_weighted(blend_dir: Path, info: artifacts.RunInfo, stack: np.ndarra
     return np.tensordot(weights, stack, axes=1).clip(0.0, 1.0)
 
 
-# blend methods that can be re-applied to new images, as the blend stage computed them
+def _combine_rank(blend_dir: Path, info: artifacts.RunInfo, stack: np.ndarray) -> np.ndarray:
+    ranks = []
+    for member, probs in zip(info.members, stack):
+        test = artifacts.read_predictions(_resolve_member(blend_dir, member) / artifacts.TEST, info.id_col, info.classes)
+        ranks.append(scaled_ranks_against(test[info.classes].to_numpy(dtype=np.float64), probs))
+    return finish_probabilities(np.mean(ranks, axis=0), info.task)
+
+
+def _combine_ridge(blend_dir: Path, info: artifacts.RunInfo, stack: np.ndarray) -> np.ndarray:
+    coef, intercept = info.extra.get("ridge_coef"), info.extra.get("ridge_intercept")
+    if coef is None or intercept is None:
+        raise KagglePlanetError(
+            f"{blend_dir / artifacts.RUN_INFO}: ridge blend without saved coefficients (extra.ridge_coef); "
+            f"re-run kaggle-planet blend to save them"
+        )
+    return apply_ridge(stack, np.asarray(coef), np.asarray(intercept), info.task)
+
+
+# blend methods re-applied to new images as the blend stage computed them
 COMBINERS: dict[str, Callable[[Path, artifacts.RunInfo, np.ndarray], np.ndarray]] = {
     "mean": _combine_mean,
     "weighted": _combine_weighted,
+    "rank": _combine_rank,
+    "ridge": _combine_ridge,
 }
 
 

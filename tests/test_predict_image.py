@@ -82,11 +82,22 @@ def test_weighted_blend_uses_its_saved_weights(experiment, tmp_path):
     assert result.thresholds_source.startswith("default 0.2")  # no thresholds.json fitted for this blend
 
 
-def test_rank_blend_is_refused_naming_the_supported_methods(experiment, tmp_path):
-    blend_runs([experiment / "test_resnet", experiment / "effnet"], "rank", tmp_path / "rank")
-    image = _test_files(artifacts.load_run(tmp_path / "rank"), 1)
-    with pytest.raises(KagglePlanetError, match=r"blend method 'rank' cannot be applied to single images; supported: mean, weighted"):
-        predict_images(tmp_path / "rank", image, CPU)
+@pytest.mark.parametrize("method", ["rank", "ridge"])
+def test_rank_and_ridge_blends_give_a_test_image_its_blend_row(experiment, tmp_path, method):
+    blend_runs([experiment / "test_resnet", experiment / "effnet"], method, tmp_path / method)
+    blend = artifacts.load_run(tmp_path / method)
+    result = predict_images(blend.path, _test_files(blend, 3), CPU)
+    np.testing.assert_allclose(result.probs, blend.test_probs[:3], atol=ATOL)
+    assert result.method == method
+
+
+def test_rank_blend_places_a_new_image_among_the_ranked_test_images():
+    from kaggle_planet.blend import _scaled_ranks, scaled_ranks_against
+
+    reference = np.array([[0.1], [0.4], [0.4], [0.9]])
+    np.testing.assert_allclose(scaled_ranks_against(reference, reference), _scaled_ranks(reference[None])[0])
+    # 0.5: half a rank above the 3rd value (rank 3.5 of 1..4 -> 2.5/3); beyond either end: clipped
+    np.testing.assert_allclose(scaled_ranks_against(reference, np.array([[0.5], [0.0], [1.0]])), [[2.5 / 3], [0.0], [1.0]])
 
 
 def test_unreadable_and_missing_images_name_the_file(experiment, tmp_path):
