@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,6 +38,15 @@ SCORES = "scores.json"
 FOLD_COL = "fold"
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process umask (the only way is to set it and put it back)
+
+
+def command_line() -> str:
+    """This process's command as a user would type it again, recorded in run files for provenance.
+
+    The program is always written ``kaggle-planet``: the console script, ``python -m kaggle_planet.cli``
+    and torchrun's ``--no-python kaggle-planet`` / ``-m kaggle_planet.cli`` all run the same CLI.
+    """
+    return shlex.join(["kaggle-planet", *sys.argv[1:]])
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
+from .artifacts import command_line
 from .errors import KagglePlanetError
 
 log = logging.getLogger("kaggle_planet")
@@ -213,7 +213,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import run_experiment
 
     cfg = load_config(args.config, args.overrides)
-    result = run_experiment(cfg, _device_for(args, cfg.device), command=_command_line())
+    result = run_experiment(cfg, _device_for(args, cfg.device), command=command_line())
     print(result.table)
     print(f"submission: {result.submission}")
     return 0
@@ -229,7 +229,7 @@ def add_demo_args(p: argparse.ArgumentParser) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .pipeline import run_demo
 
-    result = run_demo(args.data_dir, args.config, args.overrides, device=_device_for(args), command=_command_line())
+    result = run_demo(args.data_dir, args.config, args.overrides, device=_device_for(args), command=command_line())
     print(result.table)
     print(f"submission: {result.submission}")
     return 0
@@ -374,10 +374,6 @@ def one_line(exc: KagglePlanetError) -> str:
         prefix = f"{type(exc).__module__}.{type(exc).__name__}: "
         text = text[len(prefix):] if text.startswith(prefix) else text
     return text
-
-
-def _command_line() -> str:
-    return shlex.join(["kaggle-planet", *sys.argv[1:]])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

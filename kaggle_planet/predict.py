@@ -24,7 +24,7 @@ from .data import ImageDataset, make_loader
 from .engine import ProbabilityModel, evaluate, resolve_precision
 from .errors import KagglePlanetError
 from .metrics import summarize_scores
-from .train import BEST, CONFIG, DONE, command_line, fold_dir, load_checkpoint, missing_folds
+from .train import BEST, CONFIG, DONE, fold_dir, load_checkpoint, missing_folds
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,8 @@ def predict_run(model_dir: Path, device: torch.device, tta: str | None = None) -
             commands.append(done["command"])
     if np.isnan(oof).any():
         raise KagglePlanetError(f"{model_dir}: {int(np.isnan(oof).any(axis=1).sum())} training images fell in no fold")
-    commands.append(command_line())
+    if artifacts.command_line() not in commands:
+        commands.append(artifacts.command_line())
     if _process_group()[0] != 0:  # under torchrun only rank 0 writes
         return model_dir
     return write_run(model_dir, cfg, table, folds, oof, test, tta, commands)

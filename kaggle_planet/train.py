@@ -26,8 +26,6 @@ import datetime
 import logging
 import math
 import os
-import shlex
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -127,13 +125,6 @@ def predictions_current(model_dir: Path, k: int, tta: str) -> bool:
         return False
     newest_model = max((fold_dir(model_dir, f) / BEST).stat().st_mtime for f in range(k))
     return made_with == tta and min(f.stat().st_mtime for f in files) >= newest_model
-
-
-def command_line() -> str:
-    argv = list(sys.argv)
-    if argv and Path(argv[0]).name == "kaggle-planet":
-        argv[0] = "kaggle-planet"
-    return shlex.join(argv)
 
 
 def _comparable(cfg_dict: dict[str, Any]) -> dict[str, Any]:
@@ -392,7 +383,7 @@ def train_fold(
         "valid_images": int(len(valid_idx)),
         "world_size": ctx.world,
         "device": str(ctx.device),
-        "command": command_line(),
+        "command": artifacts.command_line(),
     }
     if ctx.main:
         artifacts.write_json(out_dir / DONE, done)

@@ -87,3 +87,9 @@ def test_load_run_aligns_labels_by_id(tmp_path):
 def test_a_folder_without_run_json_is_named_as_not_a_run(tmp_path):
     with pytest.raises(KagglePlanetError, match=r"not a run folder \(no run.json\); expected a model folder"):
         artifacts.load_run(tmp_path)
+
+
+@pytest.mark.parametrize("argv0", ["/venv/bin/kaggle-planet", "/src/kaggle_planet/cli.py", "kaggle-planet"])
+def test_recorded_command_names_the_cli_however_it_was_started(monkeypatch, argv0):
+    monkeypatch.setattr("sys.argv", [argv0, "train", "configs/my exp.yaml", "--folds", "0,1"])
+    assert artifacts.command_line() == "kaggle-planet train 'configs/my exp.yaml' --folds 0,1"
