@@ -430,7 +430,7 @@ class CheckReport:
         else:
             lines += [f"  {c:<{width}}  {n:>7}  ({n / len(t.train):6.1%})" for c, n in counts.items()]
         if t.test_labelled:
-            lines.append(f"test folder has class subfolders: labels used only to report test accuracy")
+            lines.append("test folder has class subfolders: labels used only to report test accuracy")
         lines.append(f"images missing or unreadable: {len(self.problems)}")
         lines += [f"  {p}" for p in self.problems[:20]]
         if len(self.problems) > 20:

@@ -601,7 +601,7 @@ def section(section_id: str, title: str, body: str) -> str:
 
 def _summary_section(data: ReportData) -> str:
     metric = data.metric
-    header = ["run", "kind", "method", f"OOF {metric}", "fold mean", "fold std", "per fold", f"scores.json OOF"]
+    header = ["run", "kind", "method", f"OOF {metric}", "fold mean", "fold std", "per fold", "scores.json OOF"]
     if data.task == "multilabel":
         header += ["F2 tuned (thresholds.json)", "F2 held-out"]
     rows = []
@@ -622,7 +622,7 @@ def _summary_section(data: ReportData) -> str:
         f"{len(data.blends)} blend(s). OOF scores are recomputed from oof.csv and labels.csv; "
         f"fold std is the population standard deviation over folds.</p>",
         table_html("scores", header, rows),
-        f"<h3>Other OOF numbers</h3>",
+        "<h3>Other OOF numbers</h3>",
         table_html("extra-scores", ["run", *extras], extra_rows),
         img_html(plot_scores(data.runs, metric), "OOF scores per run"),
     ]
@@ -682,7 +682,7 @@ def _models_section(data: ReportData) -> str:
     else:
         parts.append("<p>Only one model run: no correlation matrix.</p>")
     if len(data.blend_gains):
-        gains = data.blend_gains.rename(columns={"blend_oof": f"blend OOF", "best_member_oof": "best member OOF",
+        gains = data.blend_gains.rename(columns={"blend_oof": "blend OOF", "best_member_oof": "best member OOF",
                                                  "best_member": "best member", "stored_gain": "scores.json gain_over_best"})
         parts.append(f"<h3>Blend gain over the best single model ({esc(data.metric)})</h3>")
         parts.append(frame_html("blend-gain", gains.drop(columns=["metric"]).set_index("blend"), index_name="blend"))

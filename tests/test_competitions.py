@@ -10,7 +10,7 @@ import pytest
 
 from kaggle_planet.competitions import COMPETITIONS, check_dataset, get_spec, load_dataset
 from kaggle_planet.errors import KagglePlanetError
-from kaggle_planet.synthetic import PLANET_TAGS, make_demo_data
+from kaggle_planet.synthetic import PLANET_TAGS
 
 
 def test_planet_spec_reads_real_layout(demo_datasets):
@@ -94,7 +94,7 @@ def test_check_summary_counts(demo_datasets):
     report = check_dataset("planet", demo_datasets["planet"])
     text = report.summary()
     counts = pd.read_csv(demo_datasets["planet"] / "train_v2.csv")["tags"].str.split().explode().value_counts()
-    assert f"agriculture" in text and not report.problems
+    assert "agriculture" in text and not report.problems
     line = next(l for l in text.splitlines() if l.strip().startswith("water "))
     assert int(line.split()[1]) == counts["water"]
 

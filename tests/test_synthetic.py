@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from kaggle_planet.competitions import load_dataset
 from kaggle_planet.errors import KagglePlanetError
-from kaggle_planet.synthetic import LAND_SHARE, PLANET_TAGS, make_demo_data, planet_labels
+from kaggle_planet.synthetic import PLANET_TAGS, make_demo_data, planet_labels
 
 
 def test_planet_label_structure():
