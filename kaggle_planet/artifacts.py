@@ -36,8 +36,26 @@ LABELS = "labels.csv"
 TEST = "test.csv"
 SCORES = "scores.json"
 FOLD_COL = "fold"
+# per-fold files of a model run folder: fold<k>/best.pt, fold<k>/history.csv (written by train)
+BEST = "best.pt"
+HISTORY = "history.csv"
+HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "valid_loss", "train_metric", "valid_metric", "seconds"]
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process umask (the only way is to set it and put it back)
+
+
+def fold_dir(model_dir: str | Path, fold: int) -> Path:
+    return Path(model_dir) / f"fold{fold}"
+
+
+def fold_files(model_dir: str | Path, name: str) -> dict[int, Path]:
+    """``{k: fold<k>/<name>}`` for every fold folder of a model run that holds ``name``, folds ascending."""
+    found = {}
+    for folder in Path(model_dir).glob("fold*"):
+        suffix = folder.name[len("fold"):]
+        if suffix.isdigit() and (folder / name).is_file():
+            found[int(suffix)] = folder / name
+    return dict(sorted(found.items()))
 
 
 def command_line() -> str:

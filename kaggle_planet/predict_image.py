@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import artifacts
+from .artifacts import BEST as CHECKPOINT
 from .blend import apply_ridge, finish_probabilities, scaled_ranks_against
 from .competitions import get_spec
 from .errors import KagglePlanetError
@@ -35,7 +36,6 @@ from .metrics import DEFAULT_THRESHOLD
 log = logging.getLogger(__name__)
 
 BINARY_THRESHOLD = 0.5
-CHECKPOINT = "best.pt"
 
 
 @dataclass
@@ -77,14 +77,10 @@ def check_images(images: Sequence[Path]) -> list[Path]:
 
 def fold_checkpoints(model_dir: Path) -> dict[int, Path]:
     """``{fold: fold<k>/best.pt}`` of a model run folder, folds ascending."""
-    found = {}
-    for folder in model_dir.glob("fold*"):
-        suffix = folder.name[len("fold"):]
-        if suffix.isdigit() and (folder / CHECKPOINT).is_file():
-            found[int(suffix)] = folder / CHECKPOINT
+    found = artifacts.fold_files(model_dir, CHECKPOINT)
     if not found:
         raise KagglePlanetError(f"{model_dir}: no fold<k>/{CHECKPOINT} found; train the model first (kaggle-planet train)")
-    return dict(sorted(found.items()))
+    return found
 
 
 # ---------------------------------------------------------------------------------- predicting

@@ -34,14 +34,13 @@ import yaml
 from sklearn.metrics import confusion_matrix, fbeta_score, precision_score, recall_score, roc_auc_score
 
 from . import artifacts, metrics
+from .artifacts import HISTORY, HISTORY_COLUMNS
 from .competitions import get_spec
 from .errors import KagglePlanetError
 
 log = logging.getLogger(__name__)
 
 REPORT = "report.html"
-HISTORY = "history.csv"
-HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "valid_loss", "train_metric", "valid_metric", "seconds"]
 THRESHOLDS = "thresholds.json"  # same name as thresholds.THRESHOLDS; not imported to keep this module standalone
 DEFAULT_THRESHOLD = {"multilabel": metrics.DEFAULT_THRESHOLD, "binary": 0.5}
 # recomputed and stored scores may differ by the float formatting of the CSVs (8 significant digits)
@@ -131,21 +130,14 @@ def read_history(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _fold_number(folder: Path) -> int | None:
-    suffix = folder.name[len("fold"):]
-    return int(suffix) if folder.name.startswith("fold") and suffix.isdigit() else None
-
-
 def read_histories(run_dir: Path) -> dict[int, pd.DataFrame]:
     """``{fold: history}`` of every ``fold<k>/history.csv`` in a model run folder, folds ascending."""
     found = {}
-    for folder in run_dir.glob("fold*"):
-        k = _fold_number(folder)
-        if k is not None and (folder / HISTORY).is_file():
-            history = read_history(folder / HISTORY)
-            if len(history):  # a fold killed before its first epoch ended has only the header
-                found[k] = history
-    return dict(sorted(found.items()))
+    for k, path in artifacts.fold_files(run_dir, HISTORY).items():
+        history = read_history(path)
+        if len(history):  # a fold killed before its first epoch ended has only the header
+            found[k] = history
+    return found
 
 
 def load_view(run_dir: Path, name: str | None = None) -> RunView:

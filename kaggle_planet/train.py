@@ -40,6 +40,7 @@ import yaml
 from torch import nn
 
 from . import artifacts
+from .artifacts import BEST, HISTORY, HISTORY_COLUMNS, fold_dir
 from .competitions import DatasetTable, load_dataset
 from .config import ExperimentConfig, ModelSettings, config_to_dict, save_config, single_model_config
 from .data import ImageDataset, make_loader
@@ -49,13 +50,10 @@ from .metrics import score
 
 log = logging.getLogger(__name__)
 
-BEST = "best.pt"
 LAST = "last.pt"
 DONE = "done.json"
-HISTORY = "history.csv"
 CURVES = "curves.png"
 CONFIG = "config.yaml"
-HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "valid_loss", "train_metric", "valid_metric", "seconds"]
 # settings that may change between runs into one model folder without invalidating finished folds
 FREE_KEYS = {"num_workers", "tta", "device", "blend", "runs_dir"}
 
@@ -98,10 +96,6 @@ def init_distributed(device: torch.device) -> Dist:
 
 
 # -------------------------------------------------------------------------------------- run folder
-
-
-def fold_dir(model_dir: Path, fold: int) -> Path:
-    return Path(model_dir) / f"fold{fold}"
 
 
 def is_fold_done(model_dir: Path, fold: int) -> bool:
