@@ -326,6 +326,7 @@ def blend_runs(run_dirs: list[Path], method: str, out_dir: Path) -> dict[str, An
             "method": method,
             **result.details,
             "config": {"blend": method, "members": {str(d): run.info.extra.get("config") for d, run in zip(run_dirs, runs)}},
+            "commands": [artifacts.command_line()],
         },
     )
     artifacts.write_labels(out_dir, oof_ids, data.y_true, ref.id_col, classes)

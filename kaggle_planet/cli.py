@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
-from .artifacts import command_line
 from .errors import KagglePlanetError
 
 log = logging.getLogger("kaggle_planet")
@@ -213,7 +212,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import run_experiment
 
     cfg = load_config(args.config, args.overrides)
-    result = run_experiment(cfg, _device_for(args, cfg.device), command=command_line())
+    result = run_experiment(cfg, _device_for(args, cfg.device))
     print(result.table)
     print(f"submission: {result.submission}")
     return 0
@@ -229,7 +228,7 @@ def add_demo_args(p: argparse.ArgumentParser) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .pipeline import run_demo
 
-    result = run_demo(args.data_dir, args.config, args.overrides, device=_device_for(args), command=command_line())
+    result = run_demo(args.data_dir, args.config, args.overrides, device=_device_for(args))
     print(result.table)
     print(f"submission: {result.submission}")
     return 0

@@ -35,7 +35,7 @@ class RunResult:
     table: str
 
 
-def run_experiment(cfg: ExperimentConfig, device, command: str | None = None) -> RunResult:
+def run_experiment(cfg: ExperimentConfig, device) -> RunResult:
     """Run every stage for ``cfg``; returns where things went and the score table.
 
     Writes ``<runs_dir>/<name>/{<model>/, blend/, scores.json, submission.csv}`` and
@@ -55,8 +55,6 @@ def run_experiment(cfg: ExperimentConfig, device, command: str | None = None) ->
     exp_dir = cfg.experiment_dir
     blend_dir = exp_dir / BLEND_DIR
     blend_scores = blend_runs(model_dirs, cfg.blend_method, blend_dir)
-    if command:
-        _record_command(blend_dir, command)
     thresholds = fit_run_thresholds(blend_dir) if table.task == "multilabel" else None
 
     submission = write_run_submission(blend_dir, Path("submissions") / f"{cfg.name}.csv")
@@ -73,14 +71,6 @@ def run_experiment(cfg: ExperimentConfig, device, command: str | None = None) ->
     }
     artifacts.write_json(exp_dir / artifacts.SCORES, scores)
     return RunResult(exp_dir, submission, scores, format_score_table(scores))
-
-
-def _record_command(run_dir: Path, command: str) -> None:
-    info = artifacts.read_run_info(run_dir)
-    commands = info.extra.setdefault("commands", [])
-    if command not in commands:
-        commands.append(command)
-        artifacts.write_run_info(run_dir, info)
 
 
 def format_score_table(scores: dict[str, Any]) -> str:
@@ -102,7 +92,7 @@ def format_score_table(scores: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(data_dir: Path, config: Path | None, overrides: list[str], device, command: str | None = None) -> RunResult:
+def run_demo(data_dir: Path, config: Path | None, overrides: list[str], device) -> RunResult:
     """Make Planet demo data in ``data_dir`` if absent, then run the demo config end to end."""
     from .synthetic import make_demo_data
 
@@ -114,4 +104,4 @@ def run_demo(data_dir: Path, config: Path | None, overrides: list[str], device, 
         log.info("making Planet demo data in %s", data_dir)
         make_demo_data("planet", data_dir, overwrite=False, **DEMO_DATA)
     cfg = load_config(config, [f"data_dir={data_dir}", *overrides])
-    return run_experiment(cfg, device, command=command)
+    return run_experiment(cfg, device)

@@ -59,11 +59,13 @@ def test_shuffled_files_blend_to_identical_output(tmp_path, method):
 
 
 @pytest.mark.parametrize("method", list(blend.BLENDERS))
-def test_each_method_writes_a_valid_run_folder(tmp_path, method):
+def test_each_method_writes_a_valid_run_folder(tmp_path, monkeypatch, method):
     dirs, y, classes = planet_members(tmp_path)
+    monkeypatch.setattr("sys.argv", ["kaggle-planet", "blend", "a", "b", "--method", method])
     scores = blend.blend_runs(dirs, method, tmp_path / "blend")
     run = artifacts.load_run(tmp_path / "blend")  # validates ids, [0, 1], folds, labels
     assert run.info.kind == "blend" and run.info.members == [str(d) for d in dirs]
+    assert run.info.extra["commands"] == [f"kaggle-planet blend a b --method {method}"]
     assert run.info.classes == classes
     assert len(run.oof) == N_TRAIN and len(run.test) == N_TEST
     for probs in (run.oof_probs, run.test_probs):
