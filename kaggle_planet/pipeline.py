@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from . import artifacts
-from .competitions import load_dataset
+from .competitions import get_spec
 from .config import ExperimentConfig, load_config
 from .errors import KagglePlanetError
-from .folds import fold_file_path, load_or_make_folds
+from .folds import fold_file_path
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +46,13 @@ def run_experiment(cfg: ExperimentConfig, device) -> RunResult:
     from .thresholds import fit_run_thresholds
     from .train import train_experiment
 
-    table = load_dataset(cfg.competition, cfg.data_dir, cfg.options)
-    folds_path = fold_file_path(cfg.competition, cfg.folds.k, cfg.folds.seed)
-    load_or_make_folds(table, cfg.folds.k, cfg.folds.seed)
-    log.info("folds: %s", folds_path)
-
+    # train reads the data folder and makes the folds file if it is missing
     model_dirs = train_experiment(cfg, device)
+    folds_path = fold_file_path(cfg.competition, cfg.folds.k, cfg.folds.seed)
     exp_dir = cfg.experiment_dir
     blend_dir = exp_dir / BLEND_DIR
     blend_scores = blend_runs(model_dirs, cfg.blend_method, blend_dir)
-    thresholds = fit_run_thresholds(blend_dir) if table.task == "multilabel" else None
+    thresholds = fit_run_thresholds(blend_dir) if get_spec(cfg.competition).task == "multilabel" else None
 
     submission = write_run_submission(blend_dir, Path("submissions") / f"{cfg.name}.csv")
     run_copy = exp_dir / "submission.csv"
