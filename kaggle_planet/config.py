@@ -99,6 +99,51 @@ def is_auto_bool(value: Any) -> str | bool:
 is_auto_bool.kind = "auto | true | false"  # type: ignore[attr-defined]
 
 
+def is_optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``check`` or None (YAML ``null`` / ``none``: the feature is off)."""
+
+    def optional(value: Any) -> Any:
+        return None if value is None or value == "none" else check(value)
+
+    optional.kind = f"{getattr(check, 'kind', '')} | none"  # type: ignore[attr-defined]
+    return optional
+
+
+def is_mapping(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ConfigValueError(f"expected a mapping of name: value, got {_describe(value)}")
+    return dict(value)
+
+
+is_mapping.kind = "mapping"  # type: ignore[attr-defined]
+
+
+def is_mix(value: Any) -> dict[str, float] | None:
+    """``{alpha: >0, prob: [0, 1]}`` (prob defaults to 1) or none."""
+    if value is None or value == "none" or value is False:
+        return None
+    if not isinstance(value, dict) or set(value) - {"alpha", "prob"} or "alpha" not in value:
+        raise ConfigValueError(f"expected {{alpha: NUMBER > 0, prob: NUMBER in [0, 1]}} or none, got {_describe(value)}")
+    return {"alpha": is_float(0.0, lo_open=True)(value["alpha"]), "prob": is_float(0.0, 1.0)(value.get("prob", 1.0))}
+
+
+is_mix.kind = "{alpha, prob} | none"  # type: ignore[attr-defined]
+
+
+def is_pos_weight(value: Any) -> float | str | None:
+    if value is None or value == "none" or value == "auto":
+        return None if value in (None, "none") else value
+    try:
+        return is_float(0.0, lo_open=True)(value)
+    except ConfigValueError:
+        raise ConfigValueError(f"expected auto, none or a number > 0, got {_describe(value)}") from None
+
+
+is_pos_weight.kind = "auto | none | number > 0"  # type: ignore[attr-defined]
+
+
 def is_choice(*choices: str) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if value not in choices:
@@ -183,9 +228,27 @@ class TrainSettings:
     tta: str = key("d4", is_choice(*TTA_MODES), "test-time augmentation for OOF/test predictions (probabilities averaged)")
     epochs: int = key(10, is_int(1), "training epochs per fold (including freeze_epochs)")
     batch_size: int = key(32, is_int(1), "images per step (per process under torchrun)")
-    lr: float = key(5e-4, is_float(0.0, lo_open=True), "AdamW peak learning rate (all layers)")
-    weight_decay: float = key(0.01, is_float(0.0), "AdamW weight decay")
-    warmup_epochs: float = key(1.0, is_float(0.0), "linear warmup before the cosine decay, in epochs (fractions allowed)")
+    lr: float = key(5e-4, is_float(0.0, lo_open=True), "peak learning rate (after warmup)")
+    optimizer: str = key("adamw", is_text, "any optimizer name timm.optim.create_optimizer_v2 accepts (adamw, sgd, lamb, adan, lion, ...)")
+    weight_decay: float = key(0.01, is_float(0.0), "weight decay (never on norm layers and biases)")
+    layer_decay: float | None = key(None, is_optional(is_float(0.0, 1.0, lo_open=True)), "layer-wise lr decay (timm): each layer group towards the stem gets lr x this per step; none: off")
+    head_lr_scale: float = key(1.0, is_float(0.0, lo_open=True), "the classifier's lr is lr x this")
+    scheduler: str = key("cosine", is_text, "learning-rate schedule after warmup")
+    scheduler_args: dict[str, Any] = key({}, is_mapping, "parameters of the chosen scheduler")
+    warmup_epochs: float = key(1.0, is_float(0.0), "linear warmup from 0, in epochs (fractions allowed)")
+    min_lr: float = key(1e-6, is_float(0.0), "learning rate at the end of the schedule")
+    loss: str = key("auto", is_text, "training loss; auto: bce for multilabel/binary, ce for multiclass")
+    loss_args: dict[str, Any] = key({}, is_mapping, "parameters of the chosen loss")
+    label_smoothing: float = key(0.0, is_float(0.0, 0.5, hi_open=True), "target smoothing: ce spreads it over the classes, sigmoid losses move 0/1 targets to eps/2 and 1-eps/2")
+    pos_weight: float | str | None = key(None, is_pos_weight, "weight of positive targets in bce/focal; auto: negatives/positives per class of the training fold")
+    mixup: dict[str, float] | None = key(None, is_mix, "mixup of image pairs, e.g. {alpha: 0.4, prob: 1.0} (timm Mixup); multi-hot targets are mixed alike")
+    cutmix: dict[str, float] | None = key(None, is_mix, "cutmix, e.g. {alpha: 1.0, prob: 0.5}")
+    mix_switch_prob: float = key(0.5, is_float(0.0, 1.0), "with both mixup and cutmix set: chance a batch uses cutmix")
+    mix_off_epochs: int = key(0, is_int(0), "no mixing in the last N epochs")
+    grad_accum: int = key(1, is_int(1), "batches per optimizer step (effective batch = batch_size x grad_accum)")
+    clip_grad: float | None = key(None, is_optional(is_float(0.0, lo_open=True)), "clip the gradient norm to this; none: off")
+    drop_path_rate: float = key(0.0, is_float(0.0, 1.0, hi_open=True), "stochastic depth rate of the backbone (timm drop_path_rate)")
+    compile: str | bool = key("auto", is_auto_bool, "torch.compile the model; auto: on for CUDA, off on CPU")
     ema: bool = key(False, is_bool, "keep an exponential moving average of the weights (timm ModelEmaV3); validate/save the EMA")
     ema_decay: float = key(0.998, is_float(0.0, 1.0, hi_open=True), "EMA decay per step")
     patience: int = key(5, is_int(0), "early stopping: stop after this many epochs without a better valid metric (0: never)")
