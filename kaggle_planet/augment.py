@@ -13,7 +13,9 @@ that workers holding a copy of the same seeded pipeline do not repeat each other
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import albumentations as A
 import cv2
@@ -88,6 +90,23 @@ def _heavy(size: int) -> list[A.BasicTransform]:
     ]
 
 
+def _affine(size: int) -> list[A.BasicTransform]:
+    # No flips, no right-angle turns: for data whose orientation is part of the label (digits, text,
+    # oriented objects). Small shifts, zooms, rotations and colour changes keep such labels.
+    return _resize(size) + [
+        A.Affine(
+            scale=(0.9, 1.1),
+            translate_percent=(-0.08, 0.08),
+            rotate=(-10, 10),
+            shear=(-5, 5),
+            border_mode=_BORDER,
+            p=0.7,
+        ),
+        A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.15, p=0.5),
+        A.HueSaturationValue(hue_shift_limit=5, sat_shift_limit=15, val_shift_limit=10, p=0.3),
+    ]
+
+
 def _d4(size: int) -> list[A.BasicTransform]:
     # One of the 8 symmetries of the square, uniformly: identity, 3 rotations, 4 reflections.
     # Satellite chips have no "up", so these are label-preserving and add no interpolation blur.
@@ -99,16 +118,64 @@ PRESETS: dict[str, Callable[[int], list[A.BasicTransform]]] = {
     "light": _light,
     "heavy": _heavy,
     "d4": _d4,
+    "affine": _affine,
 }
+
+# what each preset is for (README and --help read this)
+PRESET_HELP = {
+    "none": "resize only",
+    "light": "horizontal flip, small affine, brightness/contrast (photos and scenes with an up)",
+    "heavy": "random resized crop, D4, affine, colour, blur/noise, coarse dropout (satellite chips)",
+    "d4": "one of the 8 flips/rotations of the square (no up, no handedness: satellite chips)",
+    "affine": "small affine + colour, no flips or turns (digits, text, oriented objects)",
+}
+PIPELINE_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def is_pipeline_file(augment: str) -> bool:
+    """True when ``augment`` names an albumentations pipeline file rather than a preset."""
+    return str(augment).lower().endswith(PIPELINE_SUFFIXES)
 
 
 def check_preset(preset: str) -> str:
-    """Return ``preset`` if it names a preset, else raise a one-line error listing the valid names."""
+    """Return ``preset`` if it names a preset or a loadable pipeline file, else raise a one-line error."""
+    if is_pipeline_file(preset):
+        load_pipeline(preset)
+        return preset
     if preset not in PRESETS:
         raise KagglePlanetError(
-            f"augment: unknown preset {preset!r}; expected one of {', '.join(sorted(PRESETS))}"
+            f"augment: unknown preset {preset!r}; expected one of {', '.join(PRESETS)} "
+            f"or a path to an albumentations pipeline ({', '.join(PIPELINE_SUFFIXES)}) saved with A.save"
         )
     return preset
+
+
+def load_pipeline(path: str | Path) -> A.BasicTransform | A.BaseCompose:
+    """An albumentations pipeline saved with ``A.save(pipeline, path, data_format="yaml"|"json")``."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise KagglePlanetError(f"augment: {path}: pipeline file not found (expected a preset name or a file saved with A.save)")
+    data_format = "json" if path.suffix.lower() == ".json" else "yaml"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pipeline = A.load(str(path), data_format=data_format)
+    except Exception as exc:  # noqa: BLE001 - any reader failure: say which file and why, in one line
+        problem = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise KagglePlanetError(f"augment: {path}: not an albumentations pipeline saved with A.save ({type(exc).__name__}: {problem})") from None
+    if not isinstance(pipeline, (A.BasicTransform, A.BaseCompose)):
+        raise KagglePlanetError(f"augment: {path}: holds {type(pipeline).__name__}, not an albumentations transform")
+    return pipeline
+
+
+def _train_steps(augment: str, size: int) -> list[A.BasicTransform]:
+    if is_pipeline_file(augment):
+        # the user's pipeline sees the decoded image; the toolkit's resize makes the size right afterwards
+        pipeline = load_pipeline(augment)
+        # a saved Compose is unpacked so that its steps draw from our Compose's seeded generator
+        steps = list(pipeline.transforms) if isinstance(pipeline, A.Compose) else [pipeline]
+        return steps + _resize(size)
+    return PRESETS[augment](size)
 
 
 def build_transform(
@@ -121,7 +188,8 @@ def build_transform(
 ) -> A.Compose:
     """Albumentations pipeline for one split.
 
-    preset: a key of ``PRESETS``; image_size: output side in pixels (square);
+    preset: a key of ``PRESETS`` or the path of a pipeline saved with ``A.save`` (resize and
+    normalisation are added after it); image_size: output side in pixels (square);
     mean, std: per-channel RGB values in [0, 1] (timm data config); train: False gives resize +
     normalise only. Input ``image``: HxWx3 uint8 RGB; output ``{"image": float32 (3, S, S) tensor}``.
     seed: the Compose's own generator seed (None: fresh randomness).
@@ -134,7 +202,7 @@ def build_transform(
             f"augment: mean and std must be 3 per-channel values with std > 0, got mean={mean!r} std={std!r}"
         )
     size = int(image_size)
-    steps = PRESETS[preset](size) if train else _resize(size)
+    steps = _train_steps(preset, size) if train else _resize(size)
     steps = steps + [
         A.Normalize(mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std), max_pixel_value=255.0),
         ToTensorV2(),

@@ -1,14 +1,20 @@
 """One epoch of training or evaluation, and the pieces that depend on the task kind.
 
-``HEADS`` maps a task kind to its loss and its output activation: multi-label and binary tasks
-train one sigmoid per class with ``BCEWithLogitsLoss``; multiclass tasks a softmax with
-cross-entropy. Predictions always leave this module as probabilities, never logits.
+``HEADS`` maps a task kind to its output activation and its prior logits: multi-label and binary tasks
+train one sigmoid per class (prior logit: the log-odds of the class frequency); multiclass tasks a
+softmax (prior logit: the log of the class frequency). The losses live in :mod:`kaggle_planet.losses`.
+Predictions always leave this module as probabilities, never logits.
+
+A training step (:class:`Trainer`) is: optional mixup/cutmix, forward under autocast, loss divided by
+``grad_accum``, backward; every ``grad_accum`` batches: unscale, clip the gradient norm, optimizer step,
+EMA update; the learning rate is set by the schedule before each update from the update count alone.
 Under DistributedDataParallel each rank sees a share of the data; :func:`gather_outputs` puts
 the shares back together (by sample index, dropping the sampler's padding) on every rank, so that
 every rank computes the same metric and takes the same early-stopping decision.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -23,22 +29,33 @@ from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
+# the prior's logits are clipped so that an absent or universal class gets a finite bias
+_PRIOR_EPS = 1e-4
+
 
 def _softmax(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits, dim=1)
 
 
+def _log_odds(prior: np.ndarray) -> np.ndarray:
+    p = np.clip(prior, _PRIOR_EPS, 1 - _PRIOR_EPS)
+    return np.log(p / (1 - p))
+
+
+def _log_frequency(prior: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(prior, _PRIOR_EPS, None))
+
+
 @dataclass(frozen=True)
 class Head:
-    loss: Callable[[], nn.Module]
     activation: Callable[[torch.Tensor], torch.Tensor]
+    prior_logits: Callable[[np.ndarray], np.ndarray]  # (C,) class frequencies -> (C,) logits
 
 
-# CrossEntropyLoss accepts the one-hot float targets as class probabilities (same as class indices).
 HEADS: dict[str, Head] = {
-    "multilabel": Head(nn.BCEWithLogitsLoss, torch.sigmoid),
-    "binary": Head(nn.BCEWithLogitsLoss, torch.sigmoid),
-    "multiclass": Head(nn.CrossEntropyLoss, _softmax),
+    "multilabel": Head(torch.sigmoid, _log_odds),
+    "binary": Head(torch.sigmoid, _log_odds),
+    "multiclass": Head(_softmax, _log_frequency),
 }
 
 
@@ -103,6 +120,7 @@ class EpochOutput:
     indices: np.ndarray  # (N,) int dataset indices
     probs: np.ndarray  # (N, C) float probabilities
     targets: np.ndarray  # (N, C) float 0/1 targets (empty columns for unlabelled data)
+    first_loss: float = float("nan")  # training: the loss of the first batch, before any update
 
 
 def _progress(loader: Any, desc: str, enabled: bool) -> Any:
@@ -110,66 +128,123 @@ def _progress(loader: Any, desc: str, enabled: bool) -> Any:
     return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None if enabled else True)
 
 
+@dataclass
+class Trainer:
+    """Everything a training step needs besides the model and the data."""
+
+    optimizer: torch.optim.Optimizer
+    schedule: Any  # optim.LRSchedule: step_update(update_index) sets the lr
+    loss_fn: nn.Module
+    activation: Callable[[torch.Tensor], torch.Tensor]
+    precision: Precision
+    scaler: torch.amp.GradScaler
+    ema: Any = None
+    mixer: Any = None  # mixing.Mixer
+    grad_accum: int = 1
+    clip_grad: float | None = None
+    frozen_backbone: bool = False
+
+
+def set_train_mode(model: nn.Module, frozen_backbone: bool) -> None:
+    """``model.train()``; with the backbone frozen, every module outside the classifier is put in eval
+    mode (flag by flag, not recursively), so BatchNorm running statistics stay as loaded."""
+    model.train()
+    if not frozen_backbone:
+        return
+    base = _unwrap(model)
+    head = set(base.get_classifier().modules())
+    for module in base.modules():
+        if module is not base and module not in head:
+            module.training = False
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Any,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    loss_fn: nn.Module,
-    activation: Callable[[torch.Tensor], torch.Tensor],
-    precision: Precision,
-    scaler: torch.amp.GradScaler,
-    ema: Any = None,
+    trainer: Trainer,
+    epoch: int = 0,
     step: int = 0,
     desc: str = "train",
     show_progress: bool = True,
 ) -> EpochOutput:
-    """One pass over ``loader`` updating ``model``; the scheduler steps per optimizer step.
+    """One pass over ``loader`` updating ``model``; ``step`` counts optimizer updates before this epoch.
 
-    Returns the loss and the (augmented) training predictions, gathered over ranks.
+    Returns the loss and the training predictions (on the augmented, possibly mixed images) against the
+    unmixed targets, gathered over ranks.
     """
-    model.train()
+    t = trainer
+    set_train_mode(model, t.frozen_backbone)
     # losses and predictions stay on the device until the end of the epoch: reading them back every
     # step (loss.item(), .cpu()) would make the CPU wait for the GPU at each step
-    loss_sum = torch.zeros((), device=precision.device)
+    loss_sum = torch.zeros((), device=t.precision.device)
     count = 0
     indices, probs, targets = [], [], []
     bar = _progress(loader, desc, show_progress)
-    for images, target, index in bar:
-        images = precision.to_device(images)
-        target = target.to(precision.device, non_blocking=True)
-        with precision.autocast():
-            logits = model(images)
-        loss = loss_fn(logits.float(), target)
-        optimizer.zero_grad(set_to_none=True)
-        if precision.use_scaler:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        scheduler.step()
-        step += 1
-        if ema is not None:
-            ema.update(_unwrap(model), step=step)
+    batches = len(loader)
+    t.optimizer.zero_grad(set_to_none=True)
+    for i, (images, target, index) in enumerate(bar):
+        images = t.precision.to_device(images)
+        target = target.to(t.precision.device, non_blocking=True)
+        inputs, mixed = (images, target) if t.mixer is None else t.mixer(images, target, epoch, i)
+        closes_group = (i + 1) % t.grad_accum == 0 or i + 1 == batches
+        if (i % t.grad_accum) == 0:
+            t.schedule.step_update(step)
+        with _no_sync(model, closes_group):  # DDP needs forward and backward inside
+            with t.precision.autocast():
+                logits = model(inputs)
+            loss = t.loss_fn(logits.float(), mixed)
+            if t.precision.use_scaler:
+                t.scaler.scale(loss / t.grad_accum).backward()
+            else:
+                (loss / t.grad_accum).backward()
+        if closes_group:
+            _update(model, t)
+            step += 1
+            if t.ema is not None:
+                t.ema.update(_unwrap(model), step=step)
+        if i == 0:
+            first_loss = loss.detach()
         loss_sum += loss.detach() * len(images)
         count += len(images)
         indices.append(index)
-        probs.append(activation(logits.detach().float()))
+        probs.append(t.activation(logits.detach().float()))
         targets.append(target)
-        if step % 20 == 0:
+        if (i + 1) % 20 == 0:
             mean = loss_sum.item() / count
             if not math.isfinite(mean):
-                raise FloatingPointError(f"training loss is {mean} at step {step}; lower lr, or set amp: false")
+                raise FloatingPointError(f"training loss is {mean} at update {step} (lr {t.optimizer.param_groups[-1]['lr']:.3g}); lower lr, set clip_grad, or set amp: false")
             bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
     total = loss_sum.item()
     if not math.isfinite(total):
-        raise FloatingPointError(f"training loss is {total} at step {step}; lower lr, or set amp: false")
+        raise FloatingPointError(f"training loss is {total} at update {step} (lr {t.optimizer.param_groups[-1]['lr']:.3g}); lower lr, set clip_grad, or set amp: false")
     indices = [torch.cat(indices).numpy()] if indices else []
     probs = [torch.cat(probs).cpu().numpy()] if probs else []
     targets = [torch.cat(targets).cpu().numpy()] if targets else []
-    return gather_outputs(total, count, indices, probs, targets)
+    out = gather_outputs(total, count, indices, probs, targets)
+    out.first_loss = float(first_loss) if count else float("nan")
+    return out
+
+
+def _update(model: nn.Module, t: Trainer) -> None:
+    """The optimizer step closing an accumulation group: unscale, clip, step, clear."""
+    if t.precision.use_scaler:
+        if t.clip_grad:
+            t.scaler.unscale_(t.optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
+        t.scaler.step(t.optimizer)
+        t.scaler.update()
+    else:
+        if t.clip_grad:
+            nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
+        t.optimizer.step()
+    t.optimizer.zero_grad(set_to_none=True)
+
+
+def _no_sync(model: nn.Module, closes_group: bool) -> Any:
+    """DDP: skip the gradient all-reduce on accumulation steps that do not update."""
+    if closes_group or not isinstance(model, nn.parallel.DistributedDataParallel):
+        return contextlib.nullcontext()
+    return model.no_sync()
 
 
 @torch.no_grad()
@@ -210,7 +285,10 @@ def evaluate(
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    """The bare model inside DistributedDataParallel and torch.compile wrappers."""
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        model = model.module
+    return getattr(model, "_orig_mod", model)
 
 
 def _concat(parts: list[np.ndarray], empty_shape: tuple[int, ...]) -> np.ndarray:

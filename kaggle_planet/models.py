@@ -75,30 +75,69 @@ def create_model(
     num_classes: int,
     pretrained: bool | str | Path = False,
     drop_rate: float = 0.0,
+    drop_path_rate: float = 0.0,
+    head_bias: Any = None,
 ) -> nn.Module:
     """A timm model with a ``num_classes`` head (logits; the caller applies sigmoid/softmax).
 
     pretrained: False for random init, True for the offline ImageNet weights (see module doc),
-    or a path to a state dict / checkpoint file. Raises KagglePlanetError for an unknown backbone
-    or weights that cannot be found or do not fit.
+    or a path to a state dict / checkpoint file. head_bias: (num_classes,) logits of the class prior;
+    when given and the classifier is fresh (not loaded from ``pretrained``), the classifier starts at
+    the prior (:func:`init_head`). Raises KagglePlanetError for an unknown backbone or weights that
+    cannot be found or do not fit.
     """
     check_backbone(backbone)
     if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
         raise KagglePlanetError(f"model {backbone}: num_classes must be an integer >= 1, got {num_classes!r}")
     pretrained = _parse_pretrained(pretrained, backbone)
+    # only models with stochastic depth take drop_path_rate; asking for 0 must work everywhere
+    extra = {"drop_path_rate": drop_path_rate} if drop_path_rate else {}
     try:
         with _hub_offline():
-            model = timm.create_model(backbone, pretrained=False, num_classes=int(num_classes), drop_rate=drop_rate)
-    except (RuntimeError, ValueError, TypeError) as exc:
+            model = timm.create_model(backbone, pretrained=False, num_classes=int(num_classes), drop_rate=drop_rate, **extra)
+    except TypeError as exc:
+        if extra and "drop_path_rate" in str(exc):
+            raise KagglePlanetError(f"model {backbone}: this architecture has no stochastic depth; set drop_path_rate: 0") from exc
         raise KagglePlanetError(f"model {backbone}: timm could not build it: {_one_line(exc)}") from exc
-    if pretrained is True:
-        report = _load_timm_weights(model, resolve_pretrained_file(model, backbone))
-    elif isinstance(pretrained, Path):
-        report = load_pretrained(model, pretrained)
-    else:
-        return model
-    log.info("pretrained %s", report.summary())
+    except (RuntimeError, ValueError) as exc:
+        raise KagglePlanetError(f"model {backbone}: timm could not build it: {_one_line(exc)}") from exc
+    fresh_head = True
+    if pretrained is True or isinstance(pretrained, Path):
+        report = _load_timm_weights(model, resolve_pretrained_file(model, backbone)) if pretrained is True else load_pretrained(model, pretrained)
+        log.info("pretrained %s", report.summary())
+        fresh_head = bool(set(classifier_keys(model)) & set(report.skipped))
+    if head_bias is not None and fresh_head:
+        init_head(model, head_bias)
     return model
+
+
+def final_layer(model: nn.Module) -> nn.Linear | nn.Conv2d:
+    """The layer that outputs the class logits: the last Linear / 1x1 Conv2d of timm's classifier."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    layers = [m for m in head.modules() if isinstance(m, (nn.Linear, nn.Conv2d))] if isinstance(head, nn.Module) else []
+    if not layers:
+        raise KagglePlanetError(f"model {type(model).__name__}: no Linear or Conv2d classifier found (get_classifier() is {type(head).__name__})")
+    return layers[-1]
+
+
+@torch.no_grad()
+def init_head(model: nn.Module, bias: Any) -> None:
+    """Start the classifier at the class prior: zero weights, bias = ``bias`` (C,).
+
+    With zero weights every image gets the prior's logits, so the loss at step 0 is the constant-prior
+    loss (the focal-loss paper's prior init) instead of the +-1/sqrt(fan_in) logits of a fresh timm
+    head, whose large first gradients wreck pretrained features. Weights leave zero at the first update
+    (their gradient is (p - y) x features), so nothing is stuck.
+    """
+    layer = final_layer(model)
+    bias = torch.as_tensor(bias, dtype=layer.weight.dtype).reshape(-1)
+    if bias.numel() != layer.weight.shape[0]:
+        raise KagglePlanetError(f"head bias: {bias.numel()} values for a classifier of {layer.weight.shape[0]} outputs")
+    layer.weight.zero_()
+    if layer.bias is None:
+        log.warning("%s: the classifier has no bias; it starts at zero logits, not at the class prior", type(model).__name__)
+        return
+    layer.bias.copy_(bias)
 
 
 def _parse_pretrained(pretrained: bool | str | Path | None, backbone: str) -> bool | Path:

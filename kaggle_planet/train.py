@@ -44,7 +44,7 @@ from .artifacts import BEST, HISTORY, HISTORY_COLUMNS, fold_dir
 from .competitions import DatasetTable, load_dataset
 from .config import ExperimentConfig, ModelSettings, config_to_dict, save_config, single_model_config
 from .data import ImageDataset, make_loader
-from .engine import evaluate, get_head, resolve_precision, train_one_epoch
+from .engine import Trainer, evaluate, get_head, resolve_precision, train_one_epoch
 from .errors import KagglePlanetError
 from .metrics import score
 
@@ -55,7 +55,7 @@ DONE = "done.json"
 CURVES = "curves.png"
 CONFIG = "config.yaml"
 # settings that may change between runs into one model folder without invalidating finished folds
-FREE_KEYS = {"num_workers", "tta", "device", "blend", "runs_dir"}
+FREE_KEYS = {"num_workers", "tta", "device", "blend", "runs_dir", "compile"}
 
 
 # ------------------------------------------------------------------------------------ distributed
@@ -181,48 +181,6 @@ def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
 
 
-# ------------------------------------------------------------------------------------- schedules
-
-
-def lr_lambdas(settings: ModelSettings, steps_per_epoch: int) -> list:
-    """Per-step LR factors for the (backbone, classifier) parameter groups, both with base lr ``lr``.
-
-    Frozen stage (``freeze_epochs``): backbone 0, classifier ``freeze_lr / lr``, constant. Then both
-    groups: linear warmup over ``warmup_epochs``, cosine decay to 1% over the remaining epochs.
-    """
-    frozen_steps = settings.freeze_epochs * steps_per_epoch
-    main_steps = max(1, (settings.epochs - settings.freeze_epochs) * steps_per_epoch)
-    warmup_steps = min(int(round(settings.warmup_epochs * steps_per_epoch)), main_steps - 1)
-
-    def main_factor(step: int) -> float:
-        s = step - frozen_steps
-        if s < warmup_steps:
-            return (s + 1) / (warmup_steps + 1)
-        progress = (s - warmup_steps) / max(1, main_steps - warmup_steps)
-        return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    def backbone(step: int) -> float:
-        return 0.0 if step < frozen_steps else main_factor(step)
-
-    def classifier(step: int) -> float:
-        return settings.freeze_lr / settings.lr if step < frozen_steps else main_factor(step)
-
-    return [backbone, classifier]
-
-
-def make_optimizer(model: nn.Module, settings: ModelSettings) -> torch.optim.AdamW:
-    from . import models
-
-    head = list(models.classifier_parameters(model))
-    head_ids = {id(p) for p in head}
-    body = [p for p in model.parameters() if id(p) not in head_ids]
-    return torch.optim.AdamW(
-        [{"params": body, "name": "backbone"}, {"params": head, "name": "classifier"}],
-        lr=settings.lr,
-        weight_decay=settings.weight_decay,
-    )
-
-
 # ------------------------------------------------------------------------------------- one fold
 
 
@@ -235,6 +193,8 @@ class FoldState:
     best_score: float = -math.inf
     best_epoch: int = -1
     bad_epochs: int = 0
+    step0_loss: float = math.nan  # loss of the first batch before any update
+    prior_loss: float = math.nan  # the training loss of predicting the class prior for every training row
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -280,7 +240,8 @@ def train_fold(
     ctx: Dist,
 ) -> dict[str, Any]:
     """Train one fold (resuming from ``last.pt`` when present); returns the fold's done.json content."""
-    from . import augment, models
+    from . import augment, losses, models, optim
+    from .mixing import Mixer
 
     out_dir = fold_dir(model_dir, fold)
     started = time.time()
@@ -288,14 +249,16 @@ def train_fold(
     metric = cfg.metric
     seed = settings.seed + fold
     seed_everything(seed)
-    model = models.create_model(settings.backbone, len(table.classes), settings.pretrained, settings.drop_rate)
+    files = table.train["file"].to_numpy()
+    targets = table.targets
+    train_idx, valid_idx = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+    prior = targets[train_idx].mean(0)
+    model = models.create_model(settings.backbone, len(table.classes), settings.pretrained, settings.drop_rate,
+                                settings.drop_path_rate, head_bias=head.prior_logits(prior))
     data_cfg = models.model_data_config(model)
     size = settings.image_size
     train_tf = augment.build_transform(settings.augment, size, data_cfg["mean"], data_cfg["std"], train=True)
     eval_tf = augment.build_transform(settings.augment, size, data_cfg["mean"], data_cfg["std"], train=False)
-    files = table.train["file"].to_numpy()
-    targets = table.targets
-    train_idx, valid_idx = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
     loader_args = dict(device=ctx.device, num_workers=settings.num_workers, seed=seed, rank=ctx.rank, world=ctx.world)
     train_loader = make_loader(ImageDataset(files[train_idx], targets[train_idx], train_tf, seed=seed), settings.batch_size, train=True, **loader_args)
     valid_loader = make_loader(ImageDataset(files[valid_idx], targets[valid_idx], eval_tf), settings.batch_size, train=False, persistent=True, **loader_args)
@@ -307,15 +270,30 @@ def train_fold(
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
     model.to(ctx.device, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)
     ema = _make_ema(model, settings)
-    optimizer = make_optimizer(model, settings)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambdas(settings, len(train_loader)))
-    scaler = torch.amp.GradScaler(ctx.device.type, enabled=precision.use_scaler)
-    loss_fn = head.loss()
+    loss_fn = losses.build_loss(settings.loss, table.task, settings.loss_args, settings.label_smoothing,
+                                losses.pos_weight_for(settings.pos_weight, targets[train_idx])).to(ctx.device)
+    # valid loss: the task's plain log loss, comparable across recipes (no smoothing, no focusing)
+    valid_loss_fn = losses.build_loss("auto", table.task).to(ctx.device)
+    optimizer = optim.make_optimizer(model, settings)  # before freezing: timm groups only trainable parameters
+    updates_per_epoch = optim.steps_per_epoch(len(train_loader), settings.grad_accum)
+    trainer = Trainer(
+        optimizer=optimizer,
+        schedule=optim.LRSchedule(optimizer, settings, updates_per_epoch),
+        loss_fn=loss_fn,
+        activation=head.activation,
+        precision=precision,
+        scaler=torch.amp.GradScaler(ctx.device.type, enabled=precision.use_scaler),
+        ema=ema,
+        mixer=Mixer(settings, seed),
+        grad_accum=settings.grad_accum,
+        clip_grad=settings.clip_grad,
+    )
     state = FoldState()
     last_path = out_dir / LAST
     if last_path.is_file():
-        state = _restore(load_checkpoint(last_path), model, optimizer, scheduler, scaler, ema)
+        state = _restore(load_checkpoint(last_path), model, optimizer, trainer.scaler, ema)
         log.info("%s fold %d: resuming after epoch %d (best %s %.4f)", settings.name, fold, state.epoch, metric, state.best_score)
+    prior_loss = constant_prior_loss(loss_fn, head.prior_logits(prior), targets[train_idx], ctx.device)
 
     net: nn.Module | None = None
     frozen_now: bool | None = None
@@ -324,18 +302,21 @@ def train_fold(
         frozen = epoch < settings.freeze_epochs
         if frozen != frozen_now:  # DDP must be (re)built after the set of trainable parameters changes
             models.set_backbone_trainable(model, not frozen)
-            net = _wrap(model, ctx)
+            net = _compile(_wrap(model, ctx), settings, ctx)
             frozen_now = frozen
+        trainer.frozen_backbone = frozen
         torch.manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
         train_loader.sampler.set_epoch(epoch)
         t0 = time.time()
-        lr = optimizer.param_groups[-1]["lr"]
+        lr = trainer.schedule.base_lr(state.step)
         desc = f"{settings.name} f{fold} e{epoch + 1}/{settings.epochs}"
-        tr = train_one_epoch(net, train_loader, optimizer, scheduler, loss_fn, head.activation, precision, scaler, ema,
-                             step=state.step, desc=desc, show_progress=ctx.main)
-        state.step += len(train_loader)
+        tr = train_one_epoch(net, train_loader, trainer, epoch=epoch, step=state.step, desc=desc, show_progress=ctx.main)
+        if epoch == 0:
+            state.step0_loss, state.prior_loss = tr.first_loss, prior_loss
+            _check_step0(settings.name, fold, tr.first_loss, prior_loss)
+        state.step += updates_per_epoch
         eval_model = ema.module if ema is not None else model
-        ev = evaluate(eval_model, valid_loader, loss_fn, head.activation, precision, desc=f"{desc} valid", show_progress=ctx.main)
+        ev = evaluate(eval_model, valid_loader, valid_loss_fn, head.activation, precision, desc=f"{desc} valid", show_progress=ctx.main)
         row = {
             "epoch": epoch + 1,
             "lr": lr,
@@ -362,7 +343,7 @@ def train_fold(
                 save_checkpoint(out_dir / BEST, _best_payload(eval_model, settings, table, fold, row, metric))
             write_history(out_dir / HISTORY, state.history)
             plot_curves(out_dir / CURVES, state.history, metric, f"{cfg.name} / {settings.name} / fold {fold}")
-            save_checkpoint(last_path, _resume_payload(state, model, optimizer, scheduler, scaler, ema))
+            save_checkpoint(last_path, _resume_payload(state, model, optimizer, trainer.scaler, ema))
         ctx.barrier()
 
     done = {
@@ -373,6 +354,8 @@ def train_fold(
         "epochs_run": state.epoch,
         "stopped_early": state.epoch < settings.epochs,
         "seconds": round(time.time() - started, 1),
+        "step0_loss": state.step0_loss,
+        "prior_loss": state.prior_loss,
         "train_images": int(len(train_idx)),
         "valid_images": int(len(valid_idx)),
         "world_size": ctx.world,
@@ -392,6 +375,29 @@ def _make_ema(model: nn.Module, settings: ModelSettings) -> Any:
     from timm.utils import ModelEmaV3
 
     return ModelEmaV3(model, decay=settings.ema_decay, use_warmup=True)
+
+
+def constant_prior_loss(loss_fn: nn.Module, prior_logits: np.ndarray, targets: np.ndarray, device: torch.device) -> float:
+    """The loss of predicting the class prior for every row of ``targets`` (N, C): where a calibrated
+    head starts, and the bar every epoch must clear."""
+    with torch.no_grad():
+        y = torch.as_tensor(targets, dtype=torch.float32, device=device)
+        logits = torch.as_tensor(prior_logits, dtype=torch.float32, device=device).expand_as(y)
+        return float(loss_fn(logits, y))
+
+
+def _check_step0(name: str, fold: int, step0: float, prior: float) -> None:
+    log.info("%s fold %d: loss at step 0 %.4f, constant-prior loss %.4f", name, fold, step0, prior)
+    if math.isfinite(step0) and math.isfinite(prior) and step0 > 1.5 * prior + 0.05:
+        log.warning("%s fold %d: the loss at step 0 (%.4f) is far above the constant-prior loss (%.4f): the head does "
+                    "not start at the prior (a loaded classifier, or augmentation/mixing that changes the targets?)",
+                    name, fold, step0, prior)
+
+
+def _compile(net: nn.Module, settings: ModelSettings, ctx: Dist) -> nn.Module:
+    """torch.compile when ``compile`` says so (auto: on CUDA only; CPU compile costs more than it saves)."""
+    wanted = ctx.device.type == "cuda" if settings.compile == "auto" else bool(settings.compile)
+    return torch.compile(net) if wanted else net
 
 
 def _wrap(model: nn.Module, ctx: Dist) -> nn.Module:
@@ -414,21 +420,20 @@ def _best_payload(model: nn.Module, settings: ModelSettings, table: DatasetTable
     }
 
 
-def _resume_payload(state: FoldState, model: nn.Module, optimizer, scheduler, scaler, ema) -> dict[str, Any]:
+def _resume_payload(state: FoldState, model: nn.Module, optimizer, scaler, ema) -> dict[str, Any]:
+    # no scheduler state: the schedule is a function of the update count (state.step)
     return {
         "state": dataclasses.asdict(state),
         "model": _cpu_state(model),
         "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(),
         "ema": _cpu_state(ema.module) if ema is not None else None,
     }
 
 
-def _restore(payload: dict[str, Any], model: nn.Module, optimizer, scheduler, scaler, ema) -> FoldState:
+def _restore(payload: dict[str, Any], model: nn.Module, optimizer, scaler, ema) -> FoldState:
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
-    scheduler.load_state_dict(payload["scheduler"])
     if payload.get("scaler"):
         scaler.load_state_dict(payload["scaler"])
     if ema is not None and payload.get("ema") is not None:

@@ -1,6 +1,6 @@
 """Tiny really-trained experiments, trained once per test session and shared by test modules.
 
-Two models (timm's ``test_resnet`` and ``test_efficientnet``), k=2, one epoch at 32 px on the
+Two models (timm's ``test_resnet`` and ``test_efficientnet``), k=2, three epochs at 32 px on the
 conftest's 60-image demo data, through the real CLI (``kaggle-planet run``), so the pipeline test,
 the report and predict-image are all checked against files the pipeline itself wrote. Treat the
 results as read-only.
@@ -22,13 +22,13 @@ CONFIG = {
     "augment": "light",
     "tta": "hflip",
     "device": "cpu",
-    "epochs": 1,
-    "batch_size": 16,
+    "epochs": 3,
+    "batch_size": 8,
     "num_workers": 0,
     "warmup_epochs": 0,
     "models": [
-        {"backbone": "test_resnet", "lr": 0.003},
-        {"backbone": "test_efficientnet", "name": "effnet", "lr": 0.003, "augment": "d4"},
+        {"backbone": "test_resnet", "lr": 0.01},
+        {"backbone": "test_efficientnet", "name": "effnet", "lr": 0.01, "augment": "d4"},
     ],
 }
 
