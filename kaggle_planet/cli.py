@@ -145,6 +145,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_lr_find_args(p: argparse.ArgumentParser) -> None:
+    _add_config_args(p)
+    p.add_argument("--model", help="the model name to test (default: the config's first)")
+    p.add_argument("--start-lr", type=float, default=1e-7, help="first lr of the sweep (default 1e-7)")
+    p.add_argument("--end-lr", type=float, default=10.0, help="last lr of the sweep (default 10)")
+    p.add_argument("--steps", type=int, default=200, help="updates in the sweep (default 200)")
+    p.add_argument("--out", type=Path, help="the plot (default lr-find-<experiment>-<model>.png here)")
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .lr_find import lr_find
+
+    cfg = load_config(args.config, args.overrides)
+    result, png = lr_find(cfg, args.model, _device_for(args, cfg.device), args.start_lr, args.end_lr, args.steps, args.out)
+    print(result.summary())
+    print(f"suggested lr: {result.suggestion:.2e}  (set lr: {result.suggestion:.1e})")
+    print(f"plot: {png}")
+    return 0
+
+
 def add_predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, help="a model's run folder, e.g. runs/planet/resnet18")
     p.add_argument("--tta", choices=["none", "hflip", "d4"], help="test-time augmentation (default: the config's)")
@@ -328,6 +349,8 @@ COMMANDS: dict[str, Command] = {
                    "kaggle-planet thresholds runs/planet/blend"),
     "blend": (add_blend_args, cmd_blend, "combine model runs into a blend run",
               "kaggle-planet blend runs/planet/resnet34 runs/planet/effnet --method ridge --out runs/planet/ridge"),
+    "lr-find": (add_lr_find_args, cmd_lr_find, "learning-rate range test on fold 0, with a suggested lr and a plot",
+                "kaggle-planet lr-find configs/planet.yaml --model tf_efficientnet_lite0"),
     "submission": (add_submission_args, cmd_submission, "write a validated submission CSV",
                    "kaggle-planet submission runs/planet/blend --out submissions/planet.csv"),
     "run": (add_run_args, cmd_run, "the main job: folds, train, predict, blend, thresholds, submission",

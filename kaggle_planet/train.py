@@ -230,23 +230,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train_fold(
-    cfg: ExperimentConfig,
-    settings: ModelSettings,
-    table: DatasetTable,
-    folds: np.ndarray,
-    fold: int,
-    model_dir: Path,
-    ctx: Dist,
-) -> dict[str, Any]:
-    """Train one fold (resuming from ``last.pt`` when present); returns the fold's done.json content."""
-    from . import augment, losses, models, optim
-    from .mixing import Mixer
+@dataclass
+class FoldSetup:
+    """A fold's model (head at the training prior) and loaders, as training and lr-find start them."""
 
-    out_dir = fold_dir(model_dir, fold)
-    started = time.time()
+    model: nn.Module
+    train_loader: Any
+    valid_loader: Any
+    train_idx: np.ndarray
+    valid_idx: np.ndarray
+    prior: np.ndarray  # (C,) class frequencies of the training rows
+    head: Any  # engine.Head of the task
+    seed: int
+
+
+def prepare_fold(settings: ModelSettings, table: DatasetTable, folds: np.ndarray, fold: int, ctx: Dist) -> FoldSetup:
+    """Seed, build the model with its head at the training rows' prior, and the fold's loaders."""
+    from . import augment, models
+
     head = get_head(table.task)
-    metric = cfg.metric
     seed = settings.seed + fold
     seed_everything(seed)
     files = table.train["file"].to_numpy()
@@ -264,30 +266,35 @@ def train_fold(
     valid_loader = make_loader(ImageDataset(files[valid_idx], targets[valid_idx], eval_tf), settings.batch_size, train=False, persistent=True, **loader_args)
     if len(train_loader) == 0:
         raise KagglePlanetError(f"fold {fold}: {len(train_idx)} training images give no batch of {settings.batch_size}; lower batch_size")
+    return FoldSetup(model, train_loader, valid_loader, train_idx, valid_idx, prior, head, seed)
 
-    precision = resolve_precision(ctx.device, settings.amp, settings.channels_last)
+
+def train_fold(
+    cfg: ExperimentConfig,
+    settings: ModelSettings,
+    table: DatasetTable,
+    folds: np.ndarray,
+    fold: int,
+    model_dir: Path,
+    ctx: Dist,
+) -> dict[str, Any]:
+    """Train one fold (resuming from ``last.pt`` when present); returns the fold's done.json content."""
+    from . import losses, models, optim
+
+    out_dir = fold_dir(model_dir, fold)
+    started = time.time()
+    metric = cfg.metric
+    setup = prepare_fold(settings, table, folds, fold, ctx)
+    model, train_loader, valid_loader, head, seed = setup.model, setup.train_loader, setup.valid_loader, setup.head, setup.seed
+    targets, train_idx, valid_idx, prior = table.targets, setup.train_idx, setup.valid_idx, setup.prior
+
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
-    model.to(ctx.device, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)
-    ema = _make_ema(model, settings)
-    loss_fn = losses.build_loss(settings.loss, table.task, settings.loss_args, settings.label_smoothing,
-                                losses.pos_weight_for(settings.pos_weight, targets[train_idx])).to(ctx.device)
+    trainer = build_trainer(model, settings, table.task, targets[train_idx], len(train_loader), ctx.device, seed)
+    precision, optimizer, ema, loss_fn = trainer.precision, trainer.optimizer, trainer.ema, trainer.loss_fn
+    updates_per_epoch = optim.steps_per_epoch(len(train_loader), settings.grad_accum)
     # valid loss: the task's plain log loss, comparable across recipes (no smoothing, no focusing)
     valid_loss_fn = losses.build_loss("auto", table.task).to(ctx.device)
-    optimizer = optim.make_optimizer(model, settings)  # before freezing: timm groups only trainable parameters
-    updates_per_epoch = optim.steps_per_epoch(len(train_loader), settings.grad_accum)
-    trainer = Trainer(
-        optimizer=optimizer,
-        schedule=optim.LRSchedule(optimizer, settings, updates_per_epoch),
-        loss_fn=loss_fn,
-        activation=head.activation,
-        precision=precision,
-        scaler=torch.amp.GradScaler(ctx.device.type, enabled=precision.use_scaler),
-        ema=ema,
-        mixer=Mixer(settings, seed),
-        grad_accum=settings.grad_accum,
-        clip_grad=settings.clip_grad,
-    )
     state = FoldState()
     last_path = out_dir / LAST
     if last_path.is_file():
@@ -375,6 +382,40 @@ def _make_ema(model: nn.Module, settings: ModelSettings) -> Any:
     from timm.utils import ModelEmaV3
 
     return ModelEmaV3(model, decay=settings.ema_decay, use_warmup=True)
+
+
+def build_trainer(
+    model: nn.Module,
+    settings: ModelSettings,
+    task: str,
+    train_targets: np.ndarray,
+    batches_per_epoch: int,
+    device: torch.device,
+    seed: int,
+) -> Trainer:
+    """Everything a training step needs, from the settings: moves ``model`` to ``device`` (channels_last
+    when on), builds the loss (pos_weight from ``train_targets`` (N, C)), timm's optimizer (call this
+    before freezing anything), the schedule over ``batches_per_epoch``, EMA, mixing and precision."""
+    from . import losses, optim
+    from .mixing import Mixer
+
+    precision = resolve_precision(device, settings.amp, settings.channels_last)
+    model.to(device, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)
+    loss_fn = losses.build_loss(settings.loss, task, settings.loss_args, settings.label_smoothing,
+                                losses.pos_weight_for(settings.pos_weight, train_targets)).to(device)
+    optimizer = optim.make_optimizer(model, settings)
+    return Trainer(
+        optimizer=optimizer,
+        schedule=optim.LRSchedule(optimizer, settings, optim.steps_per_epoch(batches_per_epoch, settings.grad_accum)),
+        loss_fn=loss_fn,
+        activation=get_head(task).activation,
+        precision=precision,
+        scaler=torch.amp.GradScaler(device.type, enabled=precision.use_scaler),
+        ema=_make_ema(model, settings),
+        mixer=Mixer(settings, seed),
+        grad_accum=settings.grad_accum,
+        clip_grad=settings.clip_grad,
+    )
 
 
 def constant_prior_loss(loss_fn: nn.Module, prior_logits: np.ndarray, targets: np.ndarray, device: torch.device) -> float:
