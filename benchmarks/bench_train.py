@@ -67,6 +67,13 @@ def _tree_pss_kb(pid: int) -> int:
     return total
 
 
+def _settings(backbone: str, lr: float = 1e-3):
+    """Constant lr, no warmup: the speed of the training step, not of a recipe."""
+    from kaggle_planet.config import ModelSettings
+
+    return ModelSettings(name=backbone, backbone=backbone, lr=lr, scheduler="constant", warmup_epochs=0, epochs=1, amp=False, channels_last=False)
+
+
 def one_epoch(data_dir: str, image_size: int, batch_size: int, num_workers: int, backbone: str) -> dict:
     """Train ``backbone`` for one epoch over every training image of ``data_dir`` (streamed from disk)."""
     import numpy as np
@@ -75,7 +82,8 @@ def one_epoch(data_dir: str, image_size: int, batch_size: int, num_workers: int,
     from kaggle_planet import augment, models
     from kaggle_planet.competitions import load_dataset
     from kaggle_planet.data import ImageDataset, make_loader
-    from kaggle_planet.engine import get_head, resolve_precision, train_one_epoch
+    from kaggle_planet.engine import train_one_epoch
+    from kaggle_planet.train import build_trainer
 
     device = torch.device("cpu")
     table = load_dataset("planet", data_dir)
@@ -84,13 +92,9 @@ def one_epoch(data_dir: str, image_size: int, batch_size: int, num_workers: int,
     transform = augment.build_transform("heavy", image_size, cfg["mean"], cfg["std"], train=True)
     dataset = ImageDataset(table.train["file"].to_numpy(), table.targets, transform, seed=0)
     loader = make_loader(dataset, batch_size, train=True, device=device, num_workers=num_workers, seed=0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    head = get_head(table.task)
-    precision = resolve_precision(device)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    trainer = build_trainer(model, _settings(backbone), table.task, table.targets, len(loader), device, 0)
     t0 = time.time()
-    out = train_one_epoch(model, loader, optimizer, scheduler, head.loss(), head.activation, precision, scaler, show_progress=False)
+    out = train_one_epoch(model, loader, trainer, show_progress=False)
     seconds = time.time() - t0
     return {"images": int(len(out.indices)), "seconds": seconds, "images_per_s": len(out.indices) / seconds, "loss": out.loss,
             "finite": bool(np.isfinite(out.loss))}
@@ -136,7 +140,8 @@ def bench_speed(image_size: int = 128, image_px: int = 256, batch_size: int = 32
     from kaggle_planet import augment, models
     from kaggle_planet.competitions import load_dataset
     from kaggle_planet.data import ImageDataset, make_loader
-    from kaggle_planet.engine import get_head, resolve_precision, train_one_epoch
+    from kaggle_planet.engine import train_one_epoch
+    from kaggle_planet.train import build_trainer
 
     _log(f"speed: resnet18 @{image_size} px, batch {batch_size}, {torch.get_num_threads()} torch threads, "
          f"{os.cpu_count()} cores; {n_images} generated Planet images of {image_px} px")
@@ -176,14 +181,11 @@ def bench_speed(image_size: int = 128, image_px: int = 256, batch_size: int = 32
         _log(f"  loader only, heavy, {w} workers:    {results[f'loader_images_per_s_w{w}']:7.1f} img/s")
 
     # 3. both: one real training epoch through the library's loop
-    head = get_head(table.task)
     w = max(workers)
     loader = make_loader(dataset, batch_size, train=True, device=device, num_workers=w, seed=0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    trainer = build_trainer(model, _settings("resnet18", lr=1e-4), table.task, table.targets, len(loader), device, 0)
     t0 = time.time()
-    out = train_one_epoch(model, loader, optimizer, scheduler, head.loss(), head.activation, resolve_precision(device), scaler,
-                          show_progress=False)
+    out = train_one_epoch(model, loader, trainer, show_progress=False)
     results["train_images_per_s"] = len(out.indices) / (time.time() - t0)
     _log(f"  training epoch ({w} workers):     {results['train_images_per_s']:7.1f} img/s")
     bound = "the model (compute)" if results["model_images_per_s"] < results[f"loader_images_per_s_w{w}"] else "the loader"
