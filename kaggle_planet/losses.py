@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .config import resolve_loss
 from .params import Param
 
 SIGMOID_TASKS = ("multilabel", "binary")
@@ -146,15 +147,6 @@ LOSSES: dict[str, LossSpec] = {
     ),
     "ce": LossSpec(_ce, ("multiclass",), "softmax cross-entropy (torch CrossEntropyLoss; label_smoothing applies)"),
 }
-
-# loss: auto
-DEFAULT_LOSS = {"multilabel": "bce", "binary": "bce", "multiclass": "ce"}
-
-
-def resolve_loss(name: str, task: str) -> str:
-    """``auto`` -> the task's default loss; a named loss is returned as is."""
-    return DEFAULT_LOSS[task] if name == "auto" else name
-
 
 def build_loss(
     name: str,

@@ -11,6 +11,7 @@ fine-tuning (``freeze_epochs``) runs at the constant ``freeze_lr`` before the sc
 """
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections.abc import Callable
@@ -89,10 +90,17 @@ def _timm(cls_name: str, kwargs_of: Callable[[Span], dict[str, Any]]) -> Callabl
     def build(optimizer: torch.optim.Optimizer, span: Span) -> Callable[[int], None]:
         import timm.scheduler
 
-        scheduler = getattr(timm.scheduler, cls_name)(
-            optimizer, warmup_t=span.warmup_steps, warmup_lr_init=span.warmup_lr_init, warmup_prefix=True,
-            t_in_epochs=False, **kwargs_of(span),
-        )
+        # timm warns that a one-update decay "will have no effect": true and harmless on tiny runs
+        quiet = logging.getLogger("timm.scheduler")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            scheduler = getattr(timm.scheduler, cls_name)(
+                optimizer, warmup_t=span.warmup_steps, warmup_lr_init=span.warmup_lr_init, warmup_prefix=True,
+                t_in_epochs=False, **kwargs_of(span),
+            )
+        finally:
+            quiet.setLevel(level)
         return scheduler.step_update
 
     return build
@@ -109,11 +117,14 @@ def _onecycle(optimizer: torch.optim.Optimizer, span: Span) -> Callable[[int], N
     cycle_momentum = any("momentum" in g or "betas" in g for g in optimizer.param_groups)
     for group in optimizer.param_groups:
         group.pop("initial_lr", None)
+    # torch divides by each phase's length: keep both phases at least one step long on tiny runs
+    total = max(4, span.total_steps + 1)
+    pct = min(max(max(span.warmup_steps, 1) / total, 1.5 / total), 1 - 1.5 / total)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
         max_lr=[span.lr * g.get("lr_scale", 1.0) for g in optimizer.param_groups],
-        total_steps=max(2, span.total_steps + 1),
-        pct_start=min(0.99, max(span.warmup_steps, 1) / max(2, span.total_steps)),
+        total_steps=total,
+        pct_start=pct,
         div_factor=div,
         final_div_factor=max(final_div, 1e-12),
         cycle_momentum=cycle_momentum and all("momentum" in g or "betas" in g for g in optimizer.param_groups),

@@ -42,7 +42,7 @@ from torch import nn
 from . import artifacts
 from .artifacts import BEST, HISTORY, HISTORY_COLUMNS, fold_dir
 from .competitions import DatasetTable, load_dataset
-from .config import ExperimentConfig, ModelSettings, config_to_dict, save_config, single_model_config
+from .config import ExperimentConfig, ModelSettings, load_config, save_config, settings_differences, single_model_config
 from .data import ImageDataset, make_loader
 from .engine import Trainer, evaluate, get_head, resolve_precision, train_one_epoch
 from .errors import KagglePlanetError
@@ -54,8 +54,6 @@ LAST = "last.pt"
 DONE = "done.json"
 CURVES = "curves.png"
 CONFIG = "config.yaml"
-# settings that may change between runs into one model folder without invalidating finished folds
-FREE_KEYS = {"num_workers", "tta", "device", "blend", "runs_dir", "compile"}
 
 
 # ------------------------------------------------------------------------------------ distributed
@@ -121,45 +119,22 @@ def predictions_current(model_dir: Path, k: int, tta: str) -> bool:
     return made_with == tta and min(f.stat().st_mtime for f in files) >= newest_model
 
 
-def _comparable(cfg_dict: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in cfg_dict.items() if k not in FREE_KEYS and k != "models"}
-    out["models"] = [{k: v for k, v in m.items() if k not in FREE_KEYS} for m in cfg_dict.get("models", [])]
-    return out
-
-
 def prepare_model_dir(cfg: ExperimentConfig, model_name: str, table: DatasetTable) -> Path:
     """Create the model folder with its config.yaml and labels.csv; refuse a folder trained differently."""
     model_dir = cfg.model_dir(model_name)
-    wanted = config_to_dict(single_model_config(cfg, model_name))
     path = model_dir / CONFIG
-    if path.is_file():
-        old = yaml.safe_load(path.read_text(encoding="utf-8"))
-        # the resolved settings are what matter: compare them, not the spelling of the file
-        old_settings = _resolved_settings(old)
-        new_settings = _resolved_settings(wanted)
-        diff = [k for k in sorted(set(old_settings) | set(new_settings)) if old_settings.get(k) != new_settings.get(k)]
-        if diff and any(is_fold_done(model_dir, f) or (fold_dir(model_dir, f) / LAST).is_file() for f in range(cfg.folds.k)):
-            k = diff[0]
+    if path.is_file() and any(is_fold_done(model_dir, f) or (fold_dir(model_dir, f) / LAST).is_file() for f in range(cfg.folds.k)):
+        old = load_config(path)
+        diff = settings_differences(old, cfg, model_name)
+        if diff:
+            key, before, after = diff[0]
             raise KagglePlanetError(
-                f"{path}: this model folder was trained with {k}={old_settings.get(k)!r}, the config now says "
-                f"{new_settings.get(k)!r}; use another experiment name (or model name) or delete {model_dir}"
+                f"{path}: this model folder was trained with {key}={before!r}, the config now says "
+                f"{after!r}; use another experiment name (or model name) or delete {model_dir}"
             )
     save_config(single_model_config(cfg, model_name), path)
     artifacts.write_labels(model_dir, table.train[table.id_col].tolist(), table.targets, table.id_col, table.classes)
     return model_dir
-
-
-def _resolved_settings(cfg_dict: dict[str, Any]) -> dict[str, Any]:
-    from .config import config_from_dict
-
-    from .config import TRAIN_KEYS
-
-    cfg = config_from_dict(cfg_dict)
-    # experiment-level keys (data, folds...) plus the model's resolved training settings
-    flat = {k: v for k, v in _comparable(config_to_dict(cfg)).items() if k != "models" and k not in TRAIN_KEYS}
-    settings = dataclasses.asdict(cfg.resolved_model(cfg.models[0]))
-    flat.update({k: v for k, v in settings.items() if k not in FREE_KEYS})
-    return flat
 
 
 # ----------------------------------------------------------------------------------- checkpoints

@@ -92,6 +92,13 @@ def test_round_trip_through_save(tmp_path):
         (["train_dir=seg_train"], ["train_dir", "only valid for competition imagefolder"]),
         (["models.0.backbone=resnet_does_not_exist"], ["models.0.backbone", "not a timm model"]),
         (["models.0.pretrained=''"], ["models.0.pretrained", "false, true or a weights file path"]),
+        (["lr=nan"], ["lr", "number in (0.0", "'nan'"]),
+        (["epochs=true"], ["epochs", "integer >= 1", "True"]),
+        (["optimizer=adamx"], ["optimizer", "adamw", "timm.optim.list_optimizers()", "'adamx'"]),
+        (["scheduler=cosin"], ["scheduler", "cosine", "'cosin'"]),
+        (["models.1.loss=ce"], ["models.1.loss", "multiclass", "multilabel"]),
+        (["mixup={alpha: 0}"], ["mixup.alpha", "number in (0.0", "--set mixup={alpha: 0}"]),
+        (["loss_args.gamma=1"], ["loss_args.gamma", "not a parameter of loss bce"]),
     ],
 )
 def test_bad_values_fail_in_one_line_naming_key_and_choices(tmp_path, overrides, must_contain):

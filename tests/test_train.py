@@ -48,12 +48,16 @@ def tiny_config(data_dir: Path, competition: str, **overrides) -> dict:
     return cfg
 
 
+# every recipe key rides along on one of the kinds, through a real training run
 KINDS = {
-    "planet": {"tta": "hflip"},
+    "planet": {"tta": "hflip", "loss": "focal", "loss_args": {"gamma": 1.5}, "mixup": {"alpha": 0.4}, "cutmix": {"alpha": 1.0, "prob": 0.5},
+               "mix_off_epochs": 1, "batch_size": 8, "grad_accum": 2, "clip_grad": 1.0, "drop_path_rate": 0.1},
     # the two-stage recipe and EMA ride along on the binary task
-    "invasive": {"freeze_epochs": 1, "ema": True, "ema_decay": 0.9},
+    "invasive": {"freeze_epochs": 1, "ema": True, "ema_decay": 0.9, "loss": "asl", "pos_weight": "auto",
+                 "optimizer": "sgd", "scheduler": "onecycle"},
     # and the CUDA speed-ups forced on, on CPU (bf16 autocast, channels_last)
-    "imagefolder": {"augment": "heavy", "amp": True, "channels_last": True},
+    "imagefolder": {"augment": "heavy", "amp": True, "channels_last": True, "label_smoothing": 0.1, "layer_decay": 0.8,
+                    "head_lr_scale": 5.0, "optimizer": "lamb", "scheduler": "step", "scheduler_args": {"decay_epochs": 1}},
 }
 
 
@@ -166,7 +170,8 @@ def _run_files(model_dir: Path) -> dict[str, pd.DataFrame]:
 
 # ~20 s (two CLI processes and a reference run): kept in the default run, it is the resume guarantee
 def test_resume_after_kill_gives_the_same_files(demo_datasets, tmp_path, monkeypatch):
-    data = tiny_config(demo_datasets["planet"], "planet", epochs=2, augment="heavy", tta="hflip", drop_rate=0.2)
+    data = tiny_config(demo_datasets["planet"], "planet", epochs=2, augment="heavy", tta="hflip", drop_rate=0.2,
+                       mixup={"alpha": 0.4, "prob": 0.8}, cutmix={"alpha": 1.0}, batch_size=8, grad_accum=2, scheduler="onecycle")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     for d in (straight, killed):
