@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -201,3 +202,13 @@ def test_resume_after_kill_gives_the_same_files(demo_datasets, tmp_path, monkeyp
     b = _run_files(straight / "runs" / "t_planet" / "tiny")
     for name in a:
         pd.testing.assert_frame_equal(a[name], b[name], check_exact=False, atol=1e-6, obj=name)
+
+
+@pytest.mark.slow  # inductor compiles C++ kernels on CPU: a minute or more
+def test_compiled_training_saves_plain_weights(demo_datasets, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = config_from_dict(tiny_config(demo_datasets["invasive"], "invasive", epochs=1, compile=True, folds={"k": 2, "seed": 3}))
+    [model_dir] = train_experiment(cfg, CPU, folds=[0])
+    best = torch.load(model_dir / "fold0" / "best.pt", weights_only=True)
+    assert not any(k.startswith("_orig_mod.") for k in best["model"])
+    assert math.isfinite(json.loads((model_dir / "fold0" / "done.json").read_text())["step0_loss"])
