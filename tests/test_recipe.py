@@ -138,14 +138,26 @@ def test_mixing_draws_are_identical_after_a_resume():
 def test_tiny_run_beats_the_constant_predictor_out_of_fold(tmp_path_factory, demo_datasets, competition):
     work = tiny_experiment(tmp_path_factory, competition, demo_datasets[competition])
     exp = work / "runs" / experiment_name(competition)
+    # the pretrained member must learn in 3 tiny epochs; the scratch test_resnet only has to start right
+    run = artifacts.load_run(exp / "effnet")
+    metric = json.loads((exp / "effnet" / "scores.json").read_text())["metric"]
+    # constant predictor: each row gets the class prior of the other folds' rows
+    constant = np.zeros_like(run.oof_probs)
+    for f in np.unique(run.folds):
+        constant[run.folds == f] = run.y_true[run.folds != f].mean(0)
+    if metric == "f2_samples":
+        # 30 training images x 17 tags: F2 at a fixed 0.2 threshold moves in coarse steps, so the proper
+        # scoring rule decides (a misaligned label or a broken head loses to the prior on log loss too)
+        from sklearn.metrics import log_loss
+
+        def bce(p):
+            return np.mean([log_loss(run.y_true[:, j], p[:, j], labels=[0, 1]) for j in range(p.shape[1])])
+
+        assert bce(run.oof_probs) < bce(constant) - 0.005
+        assert score(metric, run.y_true, run.oof_probs) >= score(metric, run.y_true, constant)
+    else:
+        assert score(metric, run.y_true, run.oof_probs) > score(metric, run.y_true, constant) + 0.02
     for model_dir in (exp / "test_resnet", exp / "effnet"):
-        run = artifacts.load_run(model_dir)
-        metric = json.loads((model_dir / "scores.json").read_text())["metric"]
-        # constant predictor: each row gets the class prior of the other folds' rows
-        constant = np.zeros_like(run.oof_probs)
-        for f in np.unique(run.folds):
-            constant[run.folds == f] = run.y_true[run.folds != f].mean(0)
-        assert score(metric, run.y_true, run.oof_probs) > score(metric, run.y_true, constant), model_dir.name
-        for fold in np.unique(run.folds):
+        for fold in (0, 1):
             done = json.loads((model_dir / f"fold{fold}" / "done.json").read_text())
             assert done["step0_loss"] == pytest.approx(done["prior_loss"], rel=0.15), (model_dir.name, fold)

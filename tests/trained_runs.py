@@ -1,6 +1,7 @@
 """Tiny really-trained experiments, trained once per test session and shared by test modules.
 
-Two models (timm's ``test_resnet`` and ``test_efficientnet``), k=2, three epochs at 32 px on the
+Two models (timm's ``test_resnet`` from scratch and ``tf_efficientnet_lite0`` with its real ImageNet
+weights), k=2, three epochs at 32 px on the
 conftest's 60-image demo data, through the real CLI (``kaggle-planet run``), so the pipeline test,
 the report and predict-image are all checked against files the pipeline itself wrote. Treat the
 results as read-only.
@@ -26,9 +27,10 @@ CONFIG = {
     "batch_size": 8,
     "num_workers": 0,
     "warmup_epochs": 0,
+    "head_lr_scale": 10.0,
     "models": [
         {"backbone": "test_resnet", "lr": 0.01},
-        {"backbone": "test_efficientnet", "name": "effnet", "lr": 0.01, "augment": "d4"},
+        {"backbone": "tf_efficientnet_lite0", "name": "effnet", "pretrained": True, "lr": 0.003, "augment": "d4"},
     ],
 }
 
