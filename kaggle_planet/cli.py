@@ -174,8 +174,10 @@ def cmd_thresholds(args: argparse.Namespace) -> int:
 
 
 def add_blend_args(p: argparse.ArgumentParser) -> None:
+    from .blend import METHODS  # torch-free
+
     p.add_argument("run_dirs", nargs="+", type=Path, help="model (or blend) run folders")
-    p.add_argument("--method", "-m", default="mean", help="mean | rank | weighted | ridge (default mean)")
+    p.add_argument("--method", "-m", default="mean", help=f"{' | '.join(METHODS)} (default mean; see the README)")
     p.add_argument("--out", "-o", required=True, type=Path, help="folder for the blend (a run folder)")
 
 

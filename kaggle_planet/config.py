@@ -21,13 +21,14 @@ from typing import Any
 import yaml
 
 from . import artifacts
+from .blend import METHODS as _BLEND_TABLE  # torch-free; the blend table is the one list of methods
 from .errors import KagglePlanetError
 
 # Kept in step with augment.PRESETS and predict.TTA (a test checks both), so that loading a config
 # does not import albumentations or torch.
 AUGMENT_PRESETS = ("none", "light", "heavy", "d4")
 TTA_MODES = ("none", "hflip", "d4")
-BLEND_METHODS = ("auto", "mean", "rank", "weighted", "ridge")
+BLEND_METHODS = ("auto", *_BLEND_TABLE)
 # "auto" blend per competition metric: rank averaging only matters for AUC (a ranking metric).
 AUTO_BLEND = {"f2_samples": "mean", "accuracy": "mean", "roc_auc": "rank"}
 IMAGEFOLDER_ONLY = ("train_dir", "test_dir")
