@@ -167,9 +167,11 @@ def add_thresholds_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_thresholds(args: argparse.Namespace) -> int:
+    from .decision import fit_run_decisions, format_decisions_summary
     from .thresholds import fit_run_thresholds, format_thresholds_summary
 
     print(format_thresholds_summary(fit_run_thresholds(args.run_dir)))
+    print(format_decisions_summary(fit_run_decisions(args.run_dir)))
     return 0
 
 
@@ -190,15 +192,25 @@ def cmd_blend(args: argparse.Namespace) -> int:
 
 
 def add_submission_args(p: argparse.ArgumentParser) -> None:
+    from .decision import CHOICES  # torch-free
+
     p.add_argument("run_dir", type=Path, help="a run or blend folder")
     p.add_argument("--out", "-o", required=True, type=Path, help="submission CSV, e.g. submissions/planet.csv")
+    p.add_argument("--decision", default="thresholds", choices=CHOICES,
+                   help="multilabel only: how tags are picked (default thresholds; auto: best honest OOF F2, see decision.json)")
 
 
 def cmd_submission(args: argparse.Namespace) -> int:
-    from .submission import write_run_submission
+    from .artifacts import read_json
+    from .submission import sidecar_path, write_run_submission
 
-    path = write_run_submission(args.run_dir, args.out)
-    print(f"wrote {path} (validated; sidecar {path.with_suffix(path.suffix + '.json')})")
+    path = write_run_submission(args.run_dir, args.out, args.decision)
+    sidecar = read_json(sidecar_path(path))
+    if "decision" in sidecar:
+        honest = sidecar.get("honest_score")
+        print(f"decision: {sidecar['decision']}" + (f" (asked {sidecar['decision_asked']})" if sidecar["decision_asked"] != sidecar["decision"] else "")
+              + (f", honest OOF F2 {honest:.5f}" if honest is not None else ""))
+    print(f"wrote {path} (validated; sidecar {sidecar_path(path)})")
     return 0
 
 

@@ -22,6 +22,7 @@ import yaml
 
 from . import artifacts
 from .blend import METHODS as _BLEND_TABLE  # torch-free; the blend table is the one list of methods
+from .decision import CHOICES as DECISION_CHOICES  # torch-free; "auto" + the decision table
 from .errors import KagglePlanetError
 
 # Kept in step with augment.PRESETS and predict.TTA (a test checks both), so that loading a config
@@ -293,6 +294,7 @@ class ExperimentConfig:
     folds: FoldsConfig = field(default_factory=FoldsConfig)
     device: str = key("auto", is_device, "where to train and predict; auto: CUDA when available (the --device flag wins)")
     blend: str = key("auto", is_choice(*BLEND_METHODS), "ensemble method of the run/blend stage; auto: mean for F2 and accuracy, rank for AUC")
+    decision: str = key("thresholds", is_choice(*DECISION_CHOICES), "multilabel (F2) only: how the submission picks tags; auto: the rule with the best honest OOF F2")
     train_dir: str | None = key(None, is_optional_text, "imagefolder only: training folder inside data_dir (default seg_train)")
     test_dir: str | None = key(None, is_optional_text, "imagefolder only: test folder inside data_dir (default seg_test)")
     runs_dir: str = key("runs", is_text, "where run folders go")
@@ -520,7 +522,7 @@ def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     """The config as plain YAML-able data (flat top level, as in the files); loads back equal."""
     out: dict[str, Any] = {"name": cfg.name, "competition": cfg.competition, "data_dir": cfg.data_dir}
     out["folds"] = dataclasses.asdict(cfg.folds)
-    for name in ("device", "blend", "train_dir", "test_dir", "runs_dir"):
+    for name in ("device", "blend", "decision", "train_dir", "test_dir", "runs_dir"):
         if getattr(cfg, name) is not None:
             out[name] = getattr(cfg, name)
     out.update(dataclasses.asdict(cfg.train))
