@@ -66,10 +66,11 @@ HILLCLIMB_MAX_SIZE = 100  # selections in total (with replacement)
 HILLCLIMB_MIN_GAIN = 1e-10  # a candidate must beat the current score by more than this (ties: first member)
 LGBM_PARAMS = {
     "objective": "binary",
-    "learning_rate": 0.05,
+    "learning_rate": 0.1,
     "num_leaves": 8,
     "max_depth": 3,
     "min_data_in_leaf": 20,
+    "max_bin": 63,
     "feature_fraction": 0.8,
     "lambda_l2": 1.0,
     "verbose": -1,
@@ -77,8 +78,8 @@ LGBM_PARAMS = {
     "deterministic": True,
     "force_row_wise": True,
 }
-LGBM_MAX_ROUNDS = 500
-LGBM_EARLY_STOP = 30
+LGBM_MAX_ROUNDS = 300
+LGBM_EARLY_STOP = 20
 LGBM_THREADED_ROWS = 20000  # below this many rows one thread is faster than OpenMP's start-up and spinning
 LGBM_EXTRA = 'pip install "kaggle-planet[lgbm]"'
 _EPS = 1e-7
