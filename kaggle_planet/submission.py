@@ -261,3 +261,110 @@ def _sidecar(run: artifacts.Run, out_path: Path, record: dict[str, Any]) -> dict
     }
     sidecar.update(record)
     return sidecar
+
+
+# ------------------------------------------------------------------------------ submissions log
+
+LOG = Path("submissions") / "log.csv"  # relative to the working directory, like submissions/<name>.csv
+LOG_COLUMNS = ["submitted_utc", "ref", "competition", "file", "sha256", "message", "run_dir", "decision",
+               "metric", "oof_score", "honest_score", "status", "public_score", "private_score"]
+_LOG_NUMBERS = ["oof_score", "honest_score", "public_score", "private_score"]
+
+
+def competition_name(name: str) -> str:
+    """``planet`` for ``planet`` or its Kaggle slug; any other name unchanged."""
+    from .competitions import COMPETITIONS
+
+    return next((spec.name for spec in COMPETITIONS.values() if name in (spec.name, spec.slug)), name)
+
+
+def read_submission_log(path: str | Path) -> pd.DataFrame:
+    """The submissions log (``LOG_COLUMNS``, scores as floats, NaN when empty); empty when absent."""
+    path = Path(path)
+    if not path.is_file():
+        return pd.DataFrame(columns=LOG_COLUMNS).astype({c: float for c in _LOG_NUMBERS})
+    frame = read_string_csv(path, "submissions log")
+    missing = [c for c in LOG_COLUMNS if c not in frame.columns]
+    if missing:
+        raise KagglePlanetError(f"{path}: line 1: missing column {missing[0]!r}; expected columns {','.join(LOG_COLUMNS)}")
+    frame = frame[LOG_COLUMNS].copy()
+    for col in _LOG_NUMBERS:
+        text = frame[col].fillna("").astype(str).str.strip()
+        values = pd.to_numeric(text.where(text != "", None), errors="coerce")
+        bad = values.isna() & (text != "")
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise KagglePlanetError(f"{_where(str(path), row)}: {col} {text.iloc[row]!r} is not a number (or empty)")
+        frame[col] = values.astype(float)
+    return frame
+
+
+def _write_log(path: Path, frame: pd.DataFrame) -> None:
+    artifacts.write_csv(path, frame[LOG_COLUMNS], float_format="%.10g")
+
+
+def log_submission(log_path: str | Path, file: str | Path, competition: str, message: str, ref: int) -> dict[str, Any]:
+    """Append one upload to the submissions log: file, sha256, message, run, decision, OOF and honest
+    score (from the file's sidecar when it describes these exact bytes). Returns the row."""
+    log_path, file = Path(log_path), Path(file)
+    sha = _sha256(file)
+    side_path = sidecar_path(file)
+    sidecar = artifacts.read_json(side_path) if side_path.is_file() else {}
+    if sidecar and sidecar.get("sha256") != sha:
+        log.warning("%s describes another version of %s (sha256 differs); run, OOF and honest score left empty", side_path, file)
+        sidecar = {}
+    row = {
+        "submitted_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "ref": str(ref),
+        "competition": competition_name(sidecar.get("competition") or competition),
+        "file": str(file),
+        "sha256": sha,
+        "message": message,
+        "run_dir": sidecar.get("run_dir", ""),
+        "decision": sidecar.get("decision", ""),
+        "metric": sidecar.get("metric", ""),
+        "oof_score": sidecar.get("oof_score", np.nan),
+        "honest_score": np.nan if sidecar.get("honest_score") is None else sidecar["honest_score"],
+        "status": "",
+        "public_score": np.nan,
+        "private_score": np.nan,
+    }
+    frame = read_submission_log(log_path)
+    new = pd.DataFrame([row], columns=LOG_COLUMNS)
+    _write_log(log_path, new if frame.empty else pd.concat([frame, new], ignore_index=True))
+    return row
+
+
+def update_log_scores(log_path: str | Path, kaggle: pd.DataFrame) -> pd.DataFrame:
+    """Copy status and public / private scores of ``kaggle`` (kaggle_api.list_submissions: ``ref``,
+    ``status``, ``public_score``, ``private_score``) into the log rows with the same ref; returns the log."""
+    log_path = Path(log_path)
+    frame = read_submission_log(log_path)
+    if frame.empty:
+        return frame
+    by_ref = kaggle.assign(ref=kaggle["ref"].astype(str)).set_index("ref")
+    known = frame["ref"].isin(by_ref.index)
+    for col in ("status", "public_score", "private_score"):
+        frame.loc[known, col] = by_ref.loc[frame.loc[known, "ref"], col].to_numpy()
+    if known.any():
+        _write_log(log_path, frame)
+    return frame
+
+
+def format_submission_log(frame: pd.DataFrame, competition: str | None = None) -> str:
+    """CV next to the leaderboard: one line per logged upload (of ``competition`` when given)."""
+    if competition is not None:
+        frame = frame[frame["competition"] == competition_name(competition)]
+    if frame.empty:
+        return "no logged submissions"
+    shown = pd.DataFrame({
+        "ref": frame["ref"],
+        "file": frame["file"].map(lambda f: Path(f).name),
+        "run": frame["run_dir"].replace("", "-"),
+        "decision": frame["decision"].fillna("").replace("", "-"),
+        "OOF": frame["oof_score"].map(lambda v: "-" if pd.isna(v) else f"{v:.5f}"),
+        "honest CV": frame["honest_score"].map(lambda v: "-" if pd.isna(v) else f"{v:.5f}"),
+        "public": frame["public_score"].map(lambda v: "-" if pd.isna(v) else f"{v:.5f}"),
+        "private": frame["private_score"].map(lambda v: "-" if pd.isna(v) else f"{v:.5f}"),
+    })
+    return shown.to_string(index=False)
