@@ -455,16 +455,17 @@ def blend_predictions(data: BlendInput, method: str) -> BlendOutput:
         return BlendOutput(blender.apply(data.oof, {}, rows), blender.apply(data.test, {}, rows))
     state = blender.fit(data)
     ks = np.unique(data.folds)
-    oof = np.empty(data.y_true.shape, dtype=np.float64)
     fold_details = {}
     if len(ks) < 2:  # a single fold has nothing to hold out: the OOF is in-sample
         log.warning("%s blend: only one fold, its OOF score is in-sample", method)
-        oof[:] = blender.apply(data.oof, state, rows)
-    for k in ks if len(ks) >= 2 else []:
-        held = data.folds == k
-        fold_state = blender.fit(data.rows(~held))
-        oof[held] = blender.apply(data.oof[:, held], fold_state, rows)
-        fold_details[str(int(k))] = blender.report(fold_state)
+        oof = blender.apply(data.oof, state, rows)
+    else:
+        oof = np.empty(data.y_true.shape, dtype=np.float64)
+        for k in ks:
+            held = data.folds == k
+            fold_state = blender.fit(data.rows(~held))
+            oof[held] = blender.apply(data.oof[:, held], fold_state, rows)
+            fold_details[str(int(k))] = blender.report(fold_state)
     test = blender.apply(data.test, state, rows)
     return BlendOutput(oof, test, state, blender.report(state), fold_details)
 

@@ -170,8 +170,10 @@ def cmd_thresholds(args: argparse.Namespace) -> int:
     from .decision import fit_run_decisions, format_decisions_summary
     from .thresholds import fit_run_thresholds, format_thresholds_summary
 
-    print(format_thresholds_summary(fit_run_thresholds(args.run_dir)))
-    print(format_decisions_summary(fit_run_decisions(args.run_dir)))
+    result = fit_run_thresholds(args.run_dir)
+    print(format_thresholds_summary(result))
+    if result["f2_heldout"] is not None:  # the rules compare on held-out folds: at least two needed
+        print(format_decisions_summary(fit_run_decisions(args.run_dir)))
     return 0
 
 

@@ -243,3 +243,11 @@ def test_expected_f2_is_refused_for_other_tasks(tmp_path, demo_datasets):
         submission.write_run_submission(run, tmp_path / "s.csv", "expected_f2")
     assert "\n" not in str(err.value)
     assert submission.write_run_submission(run, tmp_path / "s.csv", "auto").is_file()  # nothing to decide: accepted
+
+
+def test_thresholds_command_with_one_fold_skips_the_comparison(tmp_path, capsys):
+    y, probs, classes = planet_oof(120, seed=2)
+    run = write_run(tmp_path / "one", "planet", classes, [f"train_{i}" for i in range(120)], y, probs, np.zeros(120, int),
+                    ["test_0"], probs[:1])
+    assert main(["thresholds", str(run)]) == 0
+    assert "honest F2" not in capsys.readouterr().out and not (run / decision.DECISION).exists()
