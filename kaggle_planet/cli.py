@@ -188,15 +188,21 @@ def add_thresholds_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_thresholds(args: argparse.Namespace) -> int:
+    from .decision import fit_run_decisions, format_decisions_summary
     from .thresholds import fit_run_thresholds, format_thresholds_summary
 
-    print(format_thresholds_summary(fit_run_thresholds(args.run_dir)))
+    result = fit_run_thresholds(args.run_dir)
+    print(format_thresholds_summary(result))
+    if result["f2_heldout"] is not None:  # the rules compare on held-out folds: at least two needed
+        print(format_decisions_summary(fit_run_decisions(args.run_dir)))
     return 0
 
 
 def add_blend_args(p: argparse.ArgumentParser) -> None:
+    from .blend import METHODS  # torch-free
+
     p.add_argument("run_dirs", nargs="+", type=Path, help="model (or blend) run folders")
-    p.add_argument("--method", "-m", default="mean", help="mean | rank | weighted | ridge (default mean)")
+    p.add_argument("--method", "-m", default="mean", help=f"{' | '.join(METHODS)} (default mean; see the README)")
     p.add_argument("--out", "-o", required=True, type=Path, help="folder for the blend (a run folder)")
 
 
@@ -209,15 +215,25 @@ def cmd_blend(args: argparse.Namespace) -> int:
 
 
 def add_submission_args(p: argparse.ArgumentParser) -> None:
+    from .decision import CHOICES  # torch-free
+
     p.add_argument("run_dir", type=Path, help="a run or blend folder")
     p.add_argument("--out", "-o", required=True, type=Path, help="submission CSV, e.g. submissions/planet.csv")
+    p.add_argument("--decision", default="thresholds", choices=CHOICES,
+                   help="multilabel only: how tags are picked (default thresholds; auto: best honest OOF F2, see decision.json)")
 
 
 def cmd_submission(args: argparse.Namespace) -> int:
-    from .submission import write_run_submission
+    from .artifacts import read_json
+    from .submission import sidecar_path, write_run_submission
 
-    path = write_run_submission(args.run_dir, args.out)
-    print(f"wrote {path} (validated; sidecar {path.with_suffix(path.suffix + '.json')})")
+    path = write_run_submission(args.run_dir, args.out, args.decision)
+    sidecar = read_json(sidecar_path(path))
+    if "decision" in sidecar:
+        honest = sidecar.get("honest_score")
+        print(f"decision: {sidecar['decision']}" + (f" (asked {sidecar['decision_asked']})" if sidecar["decision_asked"] != sidecar["decision"] else "")
+              + (f", honest OOF F2 {honest:.5f}" if honest is not None else ""))
+    print(f"wrote {path} (validated; sidecar {sidecar_path(path)})")
     return 0
 
 
@@ -275,29 +291,44 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_log_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log", type=Path, default=Path("submissions/log.csv"),
+                   help="the submissions log (default submissions/log.csv in the working directory)")
+
+
 def add_submit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", type=Path, help="submission CSV")
     p.add_argument("--competition", "-c", required=True, help="planet | invasive | any Kaggle competition slug")
     p.add_argument("-m", "--message", required=True, help="submission description")
     p.add_argument("--data-dir", "-d", type=Path, help="data folder: validate against its sample submission first")
+    _add_log_arg(p)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from .kaggle_api import submit
+    from .submission import log_submission
 
     result = submit(args.file, args.competition, args.message, data_dir=args.data_dir)
     print(f"submitted {args.file} (ref {result['ref']}): {result['message']}")
+    log_submission(args.log, args.file, args.competition, args.message, result["ref"])
+    print(f"logged in {args.log}")
     return 0
 
 
 def add_scores_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--competition", "-c", required=True, help="planet | invasive | any Kaggle competition slug")
+    _add_log_arg(p)
 
 
 def cmd_scores(args: argparse.Namespace) -> int:
     from .kaggle_api import format_submissions, list_submissions
+    from .submission import format_submission_log, update_log_scores
 
-    print(format_submissions(list_submissions(args.competition)))
+    frame = list_submissions(args.competition)
+    print(format_submissions(frame))
+    if args.log.is_file():
+        print(f"\nCV against the leaderboard ({args.log}, scores updated):")
+        print(format_submission_log(update_log_scores(args.log, frame), args.competition))
     return 0
 
 
@@ -307,12 +338,26 @@ def cmd_scores(args: argparse.Namespace) -> int:
 def add_report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, help="an experiment, model or blend run folder")
     p.add_argument("--out", "-o", type=Path, help="HTML file (default <run_dir>/report.html)")
+    p.add_argument("--log", type=Path, default=Path("submissions/log.csv"),
+                   help="submissions log whose scored uploads are plotted, CV against public LB (default submissions/log.csv, if present)")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    print(f"wrote {write_report(args.run_dir, args.out)}")
+    print(f"wrote {write_report(args.run_dir, args.out, submissions_log=args.log)}")
+    return 0
+
+
+def add_compare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", type=Path, help="run folders and/or experiment folders (runs/<exp>/) of one competition and folds")
+    p.add_argument("--no-ablation", action="store_true", help="skip the drop-one ablation of the blends (it re-fits each blend M times)")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_runs, format_comparison
+
+    print(format_comparison(compare_runs(args.paths, ablation=not args.no_ablation)))
     return 0
 
 
@@ -359,12 +404,14 @@ COMMANDS: dict[str, Command] = {
              "kaggle-planet demo"),
     "download": (add_download_args, cmd_download, "download and extract competition data via the kaggle client",
                  "kaggle-planet download planet --data-dir data/planet"),
-    "submit": (add_submit_args, cmd_submit, "validate and submit a file to Kaggle",
+    "submit": (add_submit_args, cmd_submit, "validate and submit a file to Kaggle, logged in submissions/log.csv",
                "kaggle-planet submit submissions/planet.csv --competition planet -m 'ridge blend' --data-dir data/planet"),
-    "scores": (add_scores_args, cmd_scores, "list past submissions with their scores",
+    "scores": (add_scores_args, cmd_scores, "list past submissions with their scores (joined to the submissions log)",
                "kaggle-planet scores --competition planet"),
     "report": (add_report_args, cmd_report, "a self-contained HTML report of a run or blend",
                "kaggle-planet report runs/planet --out report.html"),
+    "compare": (add_compare_args, cmd_compare, "leaderboard, drop-one ablation and correlation across experiments",
+                "kaggle-planet compare runs/planet runs/planet-384 runs/planet-ridge/blend"),
     "predict-image": (add_predict_image_args, cmd_predict_image, "predict tags/labels for single images",
                       "kaggle-planet predict-image runs/planet/blend photo.jpg"),
 }

@@ -50,6 +50,8 @@ from pydantic_core import PydanticCustomError
 
 from . import artifacts
 from .competitions import COMPETITIONS, get_spec
+from .blend import METHODS as _BLEND_TABLE  # torch-free; the blend table is the one list of methods
+from .decision import CHOICES as DECISION_CHOICES  # torch-free; "auto" + the decision table
 from .errors import KagglePlanetError
 from .params import ArgError, check_args, describe
 
@@ -57,7 +59,8 @@ from .params import ArgError, check_args, describe
 # does not import albumentations or torch.
 Augment = Literal["none", "light", "heavy", "d4", "affine"]
 Tta = Literal["none", "hflip", "d4"]
-Blend = Literal["auto", "mean", "rank", "weighted", "ridge"]
+Blend = Literal[("auto", *_BLEND_TABLE)]  # type: ignore[valid-type]
+Decision = Literal[tuple(DECISION_CHOICES)]  # type: ignore[valid-type]
 Competition = Literal[tuple(COMPETITIONS)]  # type: ignore[valid-type]
 AUGMENT_PRESETS: tuple[str, ...] = get_args(Augment)
 TTA_MODES: tuple[str, ...] = get_args(Tta)
@@ -68,7 +71,7 @@ AUTO_BLEND = {"f2_samples": "mean", "accuracy": "mean", "roc_auc": "rank"}
 AUTO_LOSS = {"multilabel": "bce", "binary": "bce", "multiclass": "ce"}
 IMAGEFOLDER_ONLY = ("train_dir", "test_dir")
 # Settings that may change between runs into one model folder (how to run, not what is trained).
-FREE_KEYS = frozenset({"num_workers", "tta", "device", "blend", "runs_dir", "compile"})
+FREE_KEYS = frozenset({"num_workers", "tta", "device", "blend", "decision", "runs_dir", "compile"})
 # Optimizers named in the error for an unknown one (timm knows ~100).
 COMMON_OPTIMIZERS = ("adamw", "sgd", "momentum", "lamb", "adan", "lion", "adabelief", "radam")
 
@@ -384,6 +387,7 @@ class ExperimentConfig(_Keys):
     folds: FoldsConfig = Field(default_factory=FoldsConfig)
     device: Device = Field("auto", description="where to train and predict; auto: CUDA when available (the --device flag wins)")
     blend: Blend = Field("auto", description="ensemble method of the run/blend stage; auto: mean for F2 and accuracy, rank for AUC")
+    decision: Decision = Field("thresholds", description="multilabel (F2) only: how the submission picks tags; auto: the rule with the best honest OOF F2")
     train_dir: Annotated[Union[Text, None], BeforeValidator(_none_word)] = Field(None, description="imagefolder only: training folder inside data_dir (default seg_train)")
     test_dir: Annotated[Union[Text, None], BeforeValidator(_none_word)] = Field(None, description="imagefolder only: test folder inside data_dir (default seg_test)")
     runs_dir: Text = Field("runs", description="where run folders go")
@@ -707,7 +711,7 @@ def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     """The config as plain YAML-able data (flat top level, as in the files); loads back equal."""
     out: dict[str, Any] = {"name": cfg.name, "competition": cfg.competition, "data_dir": cfg.data_dir}
     out["folds"] = cfg.folds.model_dump()
-    for name in ("device", "blend", "train_dir", "test_dir", "runs_dir"):
+    for name in ("device", "blend", "decision", "train_dir", "test_dir", "runs_dir"):
         if getattr(cfg, name) is not None:
             out[name] = getattr(cfg, name)
     out.update(cfg.train.model_dump())

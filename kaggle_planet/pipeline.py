@@ -42,7 +42,8 @@ def run_experiment(cfg: ExperimentConfig, device) -> RunResult:
     ``submissions/<name>.csv`` (+ ``.json`` sidecar), both relative to the working directory.
     """
     from .blend import blend_runs
-    from .submission import write_run_submission
+    from .decision import fit_run_decisions
+    from .submission import sidecar_path, write_run_submission
     from .thresholds import fit_run_thresholds
     from .train import train_experiment
 
@@ -54,7 +55,8 @@ def run_experiment(cfg: ExperimentConfig, device) -> RunResult:
     blend_scores = blend_runs(model_dirs, cfg.blend_method, blend_dir)
     thresholds = fit_run_thresholds(blend_dir) if get_spec(cfg.competition).task == "multilabel" else None
 
-    submission = write_run_submission(blend_dir, Path("submissions") / f"{cfg.name}.csv")
+    decisions = fit_run_decisions(blend_dir) if thresholds is not None else None
+    submission = write_run_submission(blend_dir, Path("submissions") / f"{cfg.name}.csv", cfg.decision)
     run_copy = exp_dir / "submission.csv"
     artifacts.atomic_write(run_copy, lambda tmp: shutil.copyfile(submission, tmp))
 
@@ -66,6 +68,10 @@ def run_experiment(cfg: ExperimentConfig, device) -> RunResult:
         "thresholds": thresholds,
         "submission": str(submission),
     }
+    if decisions is not None:
+        used = artifacts.read_json(sidecar_path(submission)).get("decision")
+        scores["decision"] = {"asked": cfg.decision, "used": used,
+                              "honest_f2": {name: rule["honest_f2"] for name, rule in decisions["rules"].items()}}
     artifacts.write_json(exp_dir / artifacts.SCORES, scores)
     return RunResult(exp_dir, submission, scores, format_score_table(scores))
 
@@ -86,6 +92,10 @@ def format_score_table(scores: dict[str, Any]) -> str:
             f"F2 thresholds: 0.5 everywhere {t['f2_at_0.5']:.5f}, 0.2 everywhere {t['f2_at_0.2']:.5f}, "
             f"tuned per class {t['f2_tuned']:.5f} (honest held-out estimate {t['f2_heldout']:.5f})"
         )
+    d = scores.get("decision")
+    if d:
+        honest = ", ".join(f"{name} {value:.5f}" for name, value in d["honest_f2"].items())
+        lines.append(f"decision: {d['used']}" + (f" (asked {d['asked']})" if d["asked"] != d["used"] else "") + f"; honest F2 of each rule: {honest}")
     return "\n".join(lines)
 
 

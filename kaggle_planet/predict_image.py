@@ -3,14 +3,10 @@
 A model run folder predicts with its fold models (``fold<k>/best.pt``), averaged like its test
 predictions, or with one fold's model (``fold=k``: then a training image of fold ``k`` gets exactly
 its OOF row, the same model, preprocessing and TTA). A blend folder predicts with its members and
-combines them as the blend did, where that is possible for new images:
-
-- ``mean``: the members' average;
-- ``weighted``: the fitted weights saved in the blend's run.json;
-- ``rank``: each member's probability is ranked within that member's test predictions (the set the
-  blend ranked), scaled to [0, 1] and averaged; a test image gets exactly its blend row, a new image
-  its place among the test images;
-- ``ridge``: the all-rows ridge fit saved in the blend's run.json, applied to the members' outputs.
+combines them as the blend did: every method of ``blend.BLENDERS`` applies its state fitted on all OOF
+rows (the blend folder's ``blend.json``) with its own ``apply``, the function that made the blend's
+test rows. ``rank`` ranks each member's probability within that member's test predictions (the set
+the blend ranked), so a test image gets exactly its blend row and a new image its place among them.
 
 Decisions follow the submission formatters: multilabel tags are the classes above the run's
 thresholds (thresholds.json, else 0.2), the most probable one when none passes; multiclass takes the
@@ -28,7 +24,7 @@ import numpy as np
 
 from . import artifacts
 from .artifacts import BEST as CHECKPOINT
-from .blend import apply_ridge, finish_probabilities, scaled_ranks_against
+from .blend import apply_saved_blend, get_blender
 from .competitions import get_spec
 from .errors import KagglePlanetError
 from .metrics import DEFAULT_THRESHOLD
@@ -116,46 +112,6 @@ def _model_probs(model_dir: Path, info: artifacts.RunInfo, ctx: _Context) -> np.
     return np.mean(probs, axis=0)
 
 
-def _combine_mean(blend_dir: Path, info: artifacts.RunInfo, stack: np.ndarray) -> np.ndarray:
-    return stack.mean(axis=0)
-
-
-def _combine_weighted(blend_dir: Path, info: artifacts.RunInfo, stack: np.ndarray) -> np.ndarray:
-    weights = np.asarray(info.extra.get("weights") or [], dtype=np.float64)
-    if weights.shape != (len(stack),):
-        raise KagglePlanetError(
-            f"{blend_dir / artifacts.RUN_INFO}: extra.weights {weights.tolist()} should hold one weight per member ({len(stack)})"
-        )
-    return np.tensordot(weights, stack, axes=1).clip(0.0, 1.0)
-
-
-def _combine_rank(blend_dir: Path, info: artifacts.RunInfo, stack: np.ndarray) -> np.ndarray:
-    ranks = []
-    for member, probs in zip(info.members, stack):
-        test = artifacts.read_predictions(_resolve_member(blend_dir, member) / artifacts.TEST, info.id_col, info.classes)
-        ranks.append(scaled_ranks_against(test[info.classes].to_numpy(dtype=np.float64), probs))
-    return finish_probabilities(np.mean(ranks, axis=0), info.task)
-
-
-def _combine_ridge(blend_dir: Path, info: artifacts.RunInfo, stack: np.ndarray) -> np.ndarray:
-    coef, intercept = info.extra.get("ridge_coef"), info.extra.get("ridge_intercept")
-    if coef is None or intercept is None:
-        raise KagglePlanetError(
-            f"{blend_dir / artifacts.RUN_INFO}: ridge blend without saved coefficients (extra.ridge_coef); "
-            f"re-run kaggle-planet blend to save them"
-        )
-    return apply_ridge(stack, np.asarray(coef), np.asarray(intercept), info.task)
-
-
-# blend methods re-applied to new images as the blend stage computed them
-COMBINERS: dict[str, Callable[[Path, artifacts.RunInfo, np.ndarray], np.ndarray]] = {
-    "mean": _combine_mean,
-    "weighted": _combine_weighted,
-    "rank": _combine_rank,
-    "ridge": _combine_ridge,
-}
-
-
 def blend_method(run_dir: Path, info: artifacts.RunInfo) -> str:
     scores = run_dir / artifacts.SCORES
     method = info.extra.get("method") or (artifacts.read_json(scores).get("method") if scores.is_file() else None)
@@ -180,13 +136,17 @@ def _run_probs(run_dir: Path, ctx: _Context, classes: list[str] | None = None) -
     if info.kind != "blend":
         return _model_probs(run_dir, info, ctx), info
     method = blend_method(run_dir, info)
-    if method not in COMBINERS:
-        raise KagglePlanetError(
-            f"{run_dir}: blend method {method!r} cannot be applied to single images; supported: {', '.join(COMBINERS)} "
-            "(predict with one of its members instead)"
-        )
-    stack = np.stack([_run_probs(_resolve_member(run_dir, m), ctx, info.classes)[0] for m in info.members])
-    return COMBINERS[method](run_dir, info, stack), info
+    get_blender(method)  # an unknown method fails before any model runs
+    members = [_resolve_member(run_dir, m) for m in info.members]
+    stack = np.stack([_run_probs(member, ctx, info.classes)[0] for member in members])
+
+    def member_tests() -> np.ndarray:  # rank places new images among the members' test predictions
+        return np.stack([
+            artifacts.read_predictions(m / artifacts.TEST, info.id_col, info.classes)[info.classes].to_numpy(dtype=np.float64)
+            for m in members
+        ])
+
+    return apply_saved_blend(run_dir, info, method, stack, member_tests), info
 
 
 def _thresholds(run_dir: Path, info: artifacts.RunInfo) -> tuple[np.ndarray | None, str]:
@@ -232,7 +192,7 @@ def predict_images(
     tta: str | None = None,
     fold: int | None = None,
 ) -> ImagePredictions:
-    """Predict ``images`` with a model run (its fold models, or ``fold``) or a mean/weighted blend.
+    """Predict ``images`` with a model run (its fold models, or ``fold``) or a blend of any method.
 
     ``tta``: "none" | "hflip" | "d4"; None uses each model run's own (run.json extra.tta).
     ``device``: a ``torch.device``. Returns probabilities ``(N, C)`` in [0, 1] and the decided labels.

@@ -7,6 +7,10 @@
 - a model run folder (``kind == "model"``);
 - a blend folder (``kind == "blend"``); its members are found from ``run.json`` ``members``.
 
+Across runs the page shows :mod:`kaggle_planet.compare`'s leaderboard (OOF score, honest estimate,
+what produced each run), each blend's drop-one ablation, and, when a submissions log holds scored
+uploads of this competition, their honest CV against the public leaderboard.
+
 Every number is recomputed from the prediction files (``oof.csv`` + ``labels.csv``) with
 :mod:`kaggle_planet.metrics` and scikit-learn; ``scores.json`` / ``thresholds.json`` are shown next to
 them and a disagreement is flagged in the page. Images are PNGs drawn with matplotlib's Agg canvas
@@ -35,6 +39,7 @@ from sklearn.metrics import confusion_matrix, fbeta_score, precision_score, reca
 
 from . import artifacts, metrics
 from .artifacts import HISTORY, HISTORY_COLUMNS
+from .compare import Comparison, build_comparison, oof_correlation, resolve_member
 from .competitions import get_spec
 from .errors import KagglePlanetError
 
@@ -102,6 +107,8 @@ class ReportData:
     per_class_by_run: pd.DataFrame | None  # class x run: F2 (multilabel) / recall (multiclass)
     warnings: list[str]
     experiment_scores: dict[str, Any] | None  # runs/<exp>/scores.json (pipeline summary)
+    comparison: Comparison | None = None  # leaderboard and drop-one ablations (compare.py)
+    submissions: pd.DataFrame | None = None  # submissions log rows of this competition with a public score
 
     @property
     def runs(self) -> list[RunView]:
@@ -151,15 +158,6 @@ def load_view(run_dir: Path, name: str | None = None) -> RunView:
         scores=metrics.summarize_scores(metric, run.y_true, run.oof_probs, run.folds),
         histories=read_histories(run_dir) if run.info.kind == "model" else {},
     )
-
-
-def resolve_member(blend_dir: Path, member: str) -> Path | None:
-    """A blend member's folder: as written (absolute or relative to the cwd), else a sibling of the blend."""
-    path = Path(member)
-    for candidate in (path, blend_dir.parent / path.name, blend_dir / path):
-        if (candidate / artifacts.RUN_INFO).is_file():
-            return candidate
-    return None
 
 
 def _member_views(blend_dir: Path, info: artifacts.RunInfo, problems: list[str]) -> list[RunView]:
@@ -231,12 +229,7 @@ def oof_matrix(view: RunView, ids: Sequence[str]) -> np.ndarray:
 
 def correlation_matrix(views: Sequence[RunView]) -> pd.DataFrame:
     """Pearson correlation of the runs' flattened OOF probabilities, rows aligned by id; (M, M)."""
-    ids = views[0].run.oof[views[0].run.info.id_col].tolist()
-    flat = np.stack([oof_matrix(v, ids).ravel() for v in views])
-    with np.errstate(invalid="ignore", divide="ignore"):  # a constant model has no defined correlation
-        corr = np.corrcoef(flat)
-    names = [v.name for v in views]
-    return pd.DataFrame(np.atleast_2d(corr), index=names, columns=names)
+    return oof_correlation([v.name for v in views], [v.run for v in views])
 
 
 def blend_gains(blends: Sequence[RunView], by_path: dict[Path, RunView], metric: str) -> pd.DataFrame:
@@ -382,8 +375,32 @@ def per_class_by_run(views: Sequence[RunView], task: str) -> pd.DataFrame | None
     return pd.DataFrame(columns, index=views[0].run.info.classes)
 
 
-def build_report(run_dir: str | Path) -> ReportData:
-    """Load an experiment, model or blend folder and compute every number of the report."""
+def _comparison(views: Sequence[RunView], problems: list[str]) -> Comparison | None:
+    try:
+        return build_comparison([(v.name, v.run) for v in views])
+    except KagglePlanetError as exc:  # e.g. runs made with other folds: the rest of the page still holds
+        problems.append(f"no leaderboard: {exc}")
+        return None
+
+
+def scored_submissions(log_path: Path | None, competition: str, problems: list[str]) -> pd.DataFrame | None:
+    """Rows of the submissions log for ``competition`` that have a public score; None when there are none."""
+    from .submission import competition_name, read_submission_log
+
+    if log_path is None or not Path(log_path).is_file():
+        return None
+    try:
+        frame = read_submission_log(log_path)
+    except KagglePlanetError as exc:
+        problems.append(f"submissions log not shown: {exc}")
+        return None
+    frame = frame[(frame["competition"] == competition_name(competition)) & frame["public_score"].notna()]
+    return frame.reset_index(drop=True) if len(frame) else None
+
+
+def build_report(run_dir: str | Path, submissions_log: str | Path | None = None) -> ReportData:
+    """Load an experiment, model or blend folder and compute every number of the report;
+    ``submissions_log`` (submissions/log.csv) adds the CV-against-public-LB plot when it has scores."""
     run_dir = Path(run_dir)
     layout, models, blends, problems = discover_runs(run_dir)
     views = [*models, *blends]
@@ -434,6 +451,8 @@ def build_report(run_dir: str | Path) -> ReportData:
         per_class_by_run=per_class_by_run(views, info.task),
         warnings=problems,
         experiment_scores=_read_optional_json(run_dir / artifacts.SCORES) if layout == "experiment" else None,
+        comparison=_comparison(views, problems),
+        submissions=scored_submissions(Path(submissions_log) if submissions_log else None, info.competition, problems),
     )
 
 
@@ -695,6 +714,54 @@ def _confusion_section(data: ReportData) -> str:
     return section("confusion", "Confusion matrix", "\n".join(body))
 
 
+def _leaderboard_section(data: ReportData) -> str:
+    c = data.comparison
+    board = c.leaderboard.rename(columns={"oof": f"OOF {c.metric}", "image_size": "image size"}).set_index("run")
+    parts = [f"<p>Every run of this page, best honest estimate first. Honest: {esc(c.honest_meaning)}. "
+             "Seconds: training time summed over folds (models), fitting time (blends). "
+             "<code>kaggle-planet compare</code> prints the same across experiments.</p>",
+             frame_html("leaderboard", board, index_name="run", digits=5)]
+    for name, table in c.ablations.items():
+        parts.append(f"<h3>Drop-one ablation of {esc(name)}</h3><p>The blend's own method re-fitted without each member; "
+                     "a negative change means the member helps.</p>")
+        parts.append(frame_html(f"ablation-{name}", table.set_index("without"), index_name="without", digits=5))
+    parts += [f'<div class="warn">{esc(n)}</div>' for n in c.notes]
+    return section("leaderboard", "Leaderboard", "\n".join(parts))
+
+
+def plot_cv_against_lb(frame: pd.DataFrame, metric: str) -> str:
+    """Honest CV (OOF when no honest score was logged) against the public LB score, one dot per upload."""
+    fig = _new_figure(6.5, 4.2)
+    ax = fig.subplots()
+    cv = frame["honest_score"].fillna(frame["oof_score"])
+    ax.plot(cv, frame["public_score"], "o", color="#4c72b0")
+    for x, y, name in zip(cv, frame["public_score"], frame["file"]):
+        ax.annotate(Path(name).name, (x, y), xytext=(3, 3), textcoords="offset points", fontsize=7)
+    finite = np.isfinite(cv.to_numpy(dtype=float))
+    if finite.sum() >= 2:
+        lo = float(min(cv[finite].min(), frame["public_score"].min()))
+        hi = float(max(cv[finite].max(), frame["public_score"].max()))
+        ax.plot([lo, hi], [lo, hi], "--", color="#999", lw=1, label="CV = LB")
+        ax.legend(fontsize=8)
+    ax.set_xlabel(f"honest CV ({metric})")
+    ax.set_ylabel("public LB")
+    ax.set_title("Logged submissions: CV against public leaderboard", fontsize=10)
+    ax.grid(alpha=0.3)
+    return figure_to_data_uri(fig)
+
+
+def _submissions_section(data: ReportData) -> str:
+    frame = data.submissions
+    table = pd.DataFrame({"file": frame["file"].map(lambda f: Path(f).name), "run": frame["run_dir"], "decision": frame["decision"],
+                          "OOF": frame["oof_score"], "honest CV": frame["honest_score"], "public LB": frame["public_score"],
+                          "private LB": frame["private_score"], "message": frame["message"]}).set_index(frame["ref"].to_numpy())
+    body = ["<p>Uploads logged by <code>kaggle-planet submit</code> whose public score <code>kaggle-planet scores</code> "
+            "fetched, from every experiment of this competition.</p>",
+            img_html(plot_cv_against_lb(frame, data.metric), "CV against public LB"),
+            frame_html("submissions", table, index_name="ref", digits=5)]
+    return section("submissions", "CV against public LB", "\n".join(body))
+
+
 def _provenance_section(data: ReportData) -> str:
     parts = []
     for view in data.runs:
@@ -721,6 +788,8 @@ SECTIONS: list[tuple[str, str, Callable[[ReportData], bool], Callable[[ReportDat
     ("per-class", "Per class", lambda d: True, _per_class_section),
     ("confusion", "Confusion matrix", lambda d: d.task == "multiclass", _confusion_section),
     ("models", "Between models", lambda d: True, _models_section),
+    ("leaderboard", "Leaderboard", lambda d: d.comparison is not None, _leaderboard_section),
+    ("submissions", "CV against public LB", lambda d: d.submissions is not None, _submissions_section),
     ("provenance", "Config and commands", lambda d: True, _provenance_section),
 ]
 
@@ -743,10 +812,10 @@ def render_html(data: ReportData) -> str:
     )
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+def write_report(run_dir: str | Path, out: str | Path | None = None, submissions_log: str | Path | None = None) -> Path:
     """Write the HTML report of an experiment, model run or blend folder; default ``<run_dir>/report.html``."""
     run_dir = Path(run_dir)
-    data = build_report(run_dir)
+    data = build_report(run_dir, submissions_log)
     out = Path(out) if out is not None else run_dir / REPORT
     artifacts.write_text(out, render_html(data))
     log.info("wrote report of %s to %s", run_dir, out)

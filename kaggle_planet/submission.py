@@ -1,14 +1,18 @@
 """Submission files: formatted from a run folder's test predictions, validated, written atomically.
 
-Planet: space-separated tags chosen by the run's ``thresholds.json`` (fitted first when missing;
-``prob > threshold``, at least one tag per image: the most probable one when none passes).
+Planet: space-separated tags chosen by a decision rule (:mod:`kaggle_planet.decision`): by default
+the run's ``thresholds.json`` (fitted first when missing; ``prob > threshold``, at least one tag per
+image: the most probable one when none passes); ``expected_f2`` picks each image's tag set with the
+highest expected F2; ``auto`` takes the rule with the best honest OOF F2 in ``decision.json``.
 Invasive: the probability column. Image folders: ``path,label,<class probabilities>``.
 
 Before anything is written the frame is checked against what the competition expects: the sample
 submission's ids in the same order (image folders: the test folder's ids in reading order), exactly the
 expected columns, valid tags / probabilities in [0, 1], no missing values. A sidecar
 ``<out>.json`` (e.g. ``submissions/planet.csv.json``) records the inputs with their sha256, the config,
-the OOF score and the thresholds, so a leaderboard number can be traced back to its run.
+the OOF score, the honest score and the decision rule, so a leaderboard number can be traced back to
+its run. ``kaggle-planet submit`` appends each upload to ``submissions/log.csv`` (:func:`log_submission`)
+and ``kaggle-planet scores`` fills in its public / private scores (:func:`update_log_scores`).
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import artifacts, metrics
+from . import artifacts, decision, metrics
 from .competitions import DatasetTable, get_spec, load_dataset, read_string_csv
 from .errors import KagglePlanetError
 from .thresholds import THRESHOLDS, fit_run_thresholds, read_run_thresholds
@@ -175,11 +179,39 @@ def _aligned_test_probs(run: artifacts.Run, ids: list[str], table: DatasetTable)
     return by_id.loc[ids, run.info.classes].to_numpy(dtype=np.float64)
 
 
-def write_run_submission(run_dir: Path, out_path: Path) -> Path:
-    """Write the validated submission for a run (or blend) folder to ``out_path``, plus its JSON sidecar."""
+def _decide_tags(run: artifacts.Run, probs: np.ndarray, rule: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """Multilabel: (chosen (T, C) bool, what the sidecar records) for decision ``rule`` (or ``auto``)."""
+    evaluation = decision.fit_run_decisions(run.path) if rule != "thresholds" else None
+    used = decision.resolve_decision(rule, evaluation) if evaluation else "thresholds"
+    record: dict[str, Any] = {"decision": used, "decision_asked": rule}
+    if evaluation:
+        record["decision_honest_f2"] = {name: r["honest_f2"] for name, r in evaluation["rules"].items()}
+    if used == "thresholds":
+        thr = _run_thresholds(run.path)
+        fitted = artifacts.read_json(run.path / THRESHOLDS)
+        record.update(thresholds=dict(zip(run.info.classes, thr.tolist())), oof_f2_tuned=fitted.get("f2_tuned"),
+                      oof_f2_heldout=fitted.get("f2_heldout"), honest_score=fitted.get("f2_heldout"))
+        return decision.decide("thresholds", probs, {"thresholds": thr.tolist()}), record
+    chosen_rule = evaluation["rules"][used]
+    record.update(oof_f2=chosen_rule["oof_f2"], honest_score=chosen_rule["honest_f2"])
+    return decision.decide(used, probs, chosen_rule["state"]), record
+
+
+def write_run_submission(run_dir: Path, out_path: Path, decision_rule: str = "thresholds") -> Path:
+    """Write the validated submission for a run (or blend) folder to ``out_path``, plus its JSON sidecar.
+
+    ``decision_rule``: how multilabel tags are chosen, one of ``decision.CHOICES`` (other tasks have
+    nothing to decide and accept ``thresholds`` / ``auto`` only).
+    """
     run_dir, out_path = Path(run_dir), Path(out_path)
+    if decision_rule not in decision.CHOICES:
+        raise KagglePlanetError(f"unknown decision rule {decision_rule!r}; valid: {', '.join(decision.CHOICES)}")
     run = artifacts.load_run(run_dir)
     info = run.info
+    if info.task != "multilabel" and decision_rule not in ("thresholds", decision.AUTO):
+        raise KagglePlanetError(
+            f"{run_dir / artifacts.RUN_INFO}: decision {decision_rule!r} applies to multilabel (F2) runs only; this run's task is {info.task!r}"
+        )
     spec = get_spec(info.competition)
     table = load_dataset(info.competition, info.data_dir, info.options, check_images=False)
     if list(table.classes) != list(info.classes):
@@ -188,21 +220,27 @@ def write_run_submission(run_dir: Path, out_path: Path) -> Path:
         )
     _, ids = expected_frame(info.competition, table)
     probs = _aligned_test_probs(run, ids, table)
-    thr = _run_thresholds(run_dir) if info.task == "multilabel" else None
-    frame = spec.format_submission(ids, probs, info.classes, thr)
+    record: dict[str, Any] = {}
+    if info.task == "multilabel":
+        chosen, record = _decide_tags(run, probs, decision_rule)
+        # every row holds at least one chosen tag, so the formatter's threshold rule reproduces it exactly
+        frame = spec.format_submission(ids, chosen.astype(np.float64), info.classes, np.full(len(info.classes), 0.5))
+    else:
+        frame = spec.format_submission(ids, probs, info.classes, None)
     validate_submission(frame, info.competition, table, str(out_path))
     artifacts.write_csv(out_path, frame, float_format="%.8g")
-    artifacts.write_json(sidecar_path(out_path), _sidecar(run, out_path, thr))
-    log.info("wrote %s (%d rows) from %s", out_path, len(frame), run_dir)
+    artifacts.write_json(sidecar_path(out_path), _sidecar(run, out_path, record))
+    log.info("wrote %s (%d rows) from %s%s", out_path, len(frame), run_dir, f" (decision {record['decision']})" if record else "")
     return out_path
 
 
-def _sidecar(run: artifacts.Run, out_path: Path, thr: np.ndarray | None) -> dict[str, Any]:
-    names = [artifacts.RUN_INFO, artifacts.LABELS, artifacts.OOF, artifacts.TEST, artifacts.SCORES, THRESHOLDS]
+def _sidecar(run: artifacts.Run, out_path: Path, record: dict[str, Any]) -> dict[str, Any]:
+    names = [artifacts.RUN_INFO, artifacts.LABELS, artifacts.OOF, artifacts.TEST, artifacts.SCORES, THRESHOLDS, decision.DECISION]
     files = {name: {"path": str(run.path / name), "sha256": _sha256(run.path / name)} for name in names if (run.path / name).is_file()}
     metric = get_spec(run.info.competition).metric
     scores_path = run.path / artifacts.SCORES
     scores = artifacts.read_json(scores_path) if scores_path.is_file() else {}
+    oof_score = metrics.score(metric, run.y_true, run.oof_probs)
     sidecar: dict[str, Any] = {
         "submission": str(out_path),
         "sha256": _sha256(out_path),
@@ -215,12 +253,118 @@ def _sidecar(run: artifacts.Run, out_path: Path, thr: np.ndarray | None) -> dict
         "config": run.info.extra.get("config"),
         "commands": run.info.extra.get("commands", []),
         "metric": metric,
-        "oof_score": metrics.score(metric, run.y_true, run.oof_probs),
+        "oof_score": oof_score,
         "oof_scores_json": scores.get("oof"),
+        # models' and blends' OOF predictions are out of fold, so their score is the honest one; F2
+        # replaces it with the honest F2 of the decision rule used (fitted on K-1 folds)
+        "honest_score": oof_score,
     }
-    if thr is not None:
-        fitted = artifacts.read_json(run.path / THRESHOLDS)
-        sidecar["thresholds"] = dict(zip(run.info.classes, thr.tolist()))
-        sidecar["oof_f2_tuned"] = fitted.get("f2_tuned")
-        sidecar["oof_f2_heldout"] = fitted.get("f2_heldout")
+    sidecar.update(record)
     return sidecar
+
+
+# ------------------------------------------------------------------------------ submissions log
+
+LOG = Path("submissions") / "log.csv"  # relative to the working directory, like submissions/<name>.csv
+LOG_COLUMNS = ["submitted_utc", "ref", "competition", "file", "sha256", "message", "run_dir", "decision",
+               "metric", "oof_score", "honest_score", "status", "public_score", "private_score"]
+_LOG_NUMBERS = ["oof_score", "honest_score", "public_score", "private_score"]
+
+
+def competition_name(name: str) -> str:
+    """``planet`` for ``planet`` or its Kaggle slug; any other name unchanged."""
+    from .competitions import COMPETITIONS
+
+    return next((spec.name for spec in COMPETITIONS.values() if name in (spec.name, spec.slug)), name)
+
+
+def read_submission_log(path: str | Path) -> pd.DataFrame:
+    """The submissions log (``LOG_COLUMNS``, scores as floats, NaN when empty); empty when absent."""
+    path = Path(path)
+    if not path.is_file():
+        return pd.DataFrame(columns=LOG_COLUMNS).astype({c: float for c in _LOG_NUMBERS})
+    frame = read_string_csv(path, "submissions log")
+    missing = [c for c in LOG_COLUMNS if c not in frame.columns]
+    if missing:
+        raise KagglePlanetError(f"{path}: line 1: missing column {missing[0]!r}; expected columns {','.join(LOG_COLUMNS)}")
+    frame = frame[LOG_COLUMNS].copy()
+    for col in _LOG_NUMBERS:
+        text = frame[col].fillna("").astype(str).str.strip()
+        values = pd.to_numeric(text.where(text != "", None), errors="coerce")
+        bad = values.isna() & (text != "")
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise KagglePlanetError(f"{_where(str(path), row)}: {col} {text.iloc[row]!r} is not a number (or empty)")
+        frame[col] = values.astype(float)
+    return frame
+
+
+def _write_log(path: Path, frame: pd.DataFrame) -> None:
+    artifacts.write_csv(path, frame[LOG_COLUMNS], float_format="%.10g")
+
+
+def log_submission(log_path: str | Path, file: str | Path, competition: str, message: str, ref: int) -> dict[str, Any]:
+    """Append one upload to the submissions log: file, sha256, message, run, decision, OOF and honest
+    score (from the file's sidecar when it describes these exact bytes). Returns the row."""
+    log_path, file = Path(log_path), Path(file)
+    sha = _sha256(file)
+    side_path = sidecar_path(file)
+    sidecar = artifacts.read_json(side_path) if side_path.is_file() else {}
+    if sidecar and sidecar.get("sha256") != sha:
+        log.warning("%s describes another version of %s (sha256 differs); run, OOF and honest score left empty", side_path, file)
+        sidecar = {}
+    row = {
+        "submitted_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "ref": str(ref),
+        "competition": competition_name(sidecar.get("competition") or competition),
+        "file": str(file),
+        "sha256": sha,
+        "message": message,
+        "run_dir": sidecar.get("run_dir", ""),
+        "decision": sidecar.get("decision", ""),
+        "metric": sidecar.get("metric", ""),
+        "oof_score": sidecar.get("oof_score", np.nan),
+        "honest_score": np.nan if sidecar.get("honest_score") is None else sidecar["honest_score"],
+        "status": "",
+        "public_score": np.nan,
+        "private_score": np.nan,
+    }
+    frame = read_submission_log(log_path)
+    new = pd.DataFrame([row], columns=LOG_COLUMNS)
+    _write_log(log_path, new if frame.empty else pd.concat([frame, new], ignore_index=True))
+    return row
+
+
+def update_log_scores(log_path: str | Path, kaggle: pd.DataFrame) -> pd.DataFrame:
+    """Copy status and public / private scores of ``kaggle`` (kaggle_api.list_submissions: ``ref``,
+    ``status``, ``public_score``, ``private_score``) into the log rows with the same ref; returns the log."""
+    log_path = Path(log_path)
+    frame = read_submission_log(log_path)
+    if frame.empty:
+        return frame
+    by_ref = kaggle.assign(ref=kaggle["ref"].astype(str)).set_index("ref")
+    known = frame["ref"].isin(by_ref.index)
+    for col in ("status", "public_score", "private_score"):
+        frame.loc[known, col] = by_ref.loc[frame.loc[known, "ref"], col].to_numpy()
+    if known.any():
+        _write_log(log_path, frame)
+    return frame
+
+
+def format_submission_log(frame: pd.DataFrame, competition: str | None = None) -> str:
+    """CV next to the leaderboard: one line per logged upload (of ``competition`` when given)."""
+    if competition is not None:
+        frame = frame[frame["competition"] == competition_name(competition)]
+    if frame.empty:
+        return "no logged submissions"
+    shown = pd.DataFrame({
+        "ref": frame["ref"],
+        "file": frame["file"].map(lambda f: Path(f).name),
+        "run": frame["run_dir"].replace("", "-"),
+        "decision": frame["decision"].fillna("").replace("", "-"),
+        "OOF": frame["oof_score"].map(lambda v: "-" if pd.isna(v) else f"{v:.5f}"),
+        "honest CV": frame["honest_score"].map(lambda v: "-" if pd.isna(v) else f"{v:.5f}"),
+        "public": frame["public_score"].map(lambda v: "-" if pd.isna(v) else f"{v:.5f}"),
+        "private": frame["private_score"].map(lambda v: "-" if pd.isna(v) else f"{v:.5f}"),
+    })
+    return shown.to_string(index=False)

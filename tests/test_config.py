@@ -80,7 +80,7 @@ def test_round_trip_through_save(tmp_path):
         (["lr=-1"], ["lr", "number in (0.0"]),
         (["augment=heavyy"], ["augment", "none, light, heavy, d4", "'heavyy'"]),
         (["tta=d8"], ["tta", "none, hflip, d4"]),
-        (["blend=median"], ["blend", "auto, mean, rank, weighted, ridge"]),
+        (["blend=median"], ["blend", "auto, mean, gmean, rank, weighted, hillclimb, ridge, ridge2, lgbm"]),
         (["device=gpu"], ["device", "auto, cpu, cuda or cuda:N"]),
         (["ema=yes please"], ["ema", "true or false"]),
         (["amp=sometimes"], ["amp", "auto, true or false"]),

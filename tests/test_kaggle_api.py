@@ -1,6 +1,7 @@
 """kaggle_api against the REAL kaggle client, talking to a fake Kaggle on 127.0.0.1 (tests/kaggle_server.py)."""
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import socket
@@ -11,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import py7zr
 import pytest
 
@@ -429,7 +431,8 @@ def test_api_calls_time_out(fake, monkeypatch):
         kaggle_api.list_submissions("planet")
 
 
-def test_cli_download_and_submit(fake, planet_remote, planet_submission, tmp_path, capsys):
+def test_cli_download_and_submit(fake, planet_remote, planet_submission, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the submissions log goes to ./submissions/log.csv
     src, files = planet_remote
     fake.files = dict(files)
     data_dir = tmp_path / "cli-data"
@@ -440,6 +443,16 @@ def test_cli_download_and_submit(fake, planet_remote, planet_submission, tmp_pat
     assert main(["submit", str(planet_submission), "--competition", "planet", "-m", "from the cli", "--data-dir", str(src)]) == 0
     assert "ref 50000" in capsys.readouterr().out
     assert fake.bodies("CreateSubmission")[0]["submissionDescription"] == "from the cli"
+    logged = pd.read_csv(tmp_path / "submissions" / "log.csv", dtype=str, keep_default_na=False)
+    assert logged[["ref", "competition", "message", "file"]].values.tolist() == [["50000", "planet", "from the cli", str(planet_submission)]]
+    assert logged["sha256"].iloc[0] == hashlib.sha256(planet_submission.read_bytes()).hexdigest()
+    assert logged["run_dir"].iloc[0] == ""  # no sidecar next to this file
+
+    fake.submissions[0].update(status="COMPLETE", publicScore="0.93012", privateScore="0.92875")
+    assert main(["scores", "--competition", "planet"]) == 0
+    out = capsys.readouterr().out
+    assert "CV against the leaderboard" in out and "0.93012" in out.split("CV against")[1]
+    assert pd.read_csv(tmp_path / "submissions" / "log.csv")["public_score"].tolist() == [0.93012]
 
     fake.upload_status = 500
     assert main(["submit", str(planet_submission), "--competition", "planet", "-m", "again"]) == 2

@@ -1,7 +1,9 @@
 """predict-image against the files the pipeline wrote: a training image with its fold and TTA gets its
-OOF row, a test image with every fold gets its test.csv row, blends combine members as the blend did."""
+OOF row, a test image with every fold gets its test.csv row, blends of every method combine members as
+the blend did."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 import torch
 
 from kaggle_planet import artifacts
-from kaggle_planet.blend import blend_runs
+from kaggle_planet.blend import BLENDERS, blend_runs
 from kaggle_planet.cli import main
 from kaggle_planet.errors import KagglePlanetError
 from kaggle_planet.predict_image import DECIDERS, format_image_predictions, predict_images
@@ -82,8 +84,10 @@ def test_weighted_blend_uses_its_saved_weights(experiment, tmp_path):
     assert result.thresholds_source.startswith("default 0.2")  # no thresholds.json fitted for this blend
 
 
-@pytest.mark.parametrize("method", ["rank", "ridge"])
-def test_rank_and_ridge_blends_give_a_test_image_its_blend_row(experiment, tmp_path, method):
+@pytest.mark.parametrize("method", [m if not BLENDERS[m].requires or importlib.util.find_spec(BLENDERS[m].requires)
+                                    else pytest.param(m, marks=pytest.mark.skip(reason=f"{BLENDERS[m].requires} not installed"))
+                                    for m in BLENDERS if m not in ("mean", "weighted")])
+def test_every_blend_method_gives_a_test_image_its_blend_row(experiment, tmp_path, method):
     blend_runs([experiment / "test_resnet", experiment / "effnet"], method, tmp_path / method)
     blend = artifacts.load_run(tmp_path / method)
     result = predict_images(blend.path, _test_files(blend, 3), CPU)

@@ -206,7 +206,7 @@ def _labels_and_oof(run_dir: Path) -> tuple[np.ndarray, np.ndarray, pd.DataFrame
 def test_report_is_written_to_run_dir_by_default_with_every_section(planet_page):
     root, out, page = planet_page
     assert out == root / "report.html"
-    assert page.sections == ["summary", "learning-curves", "per-class", "models", "provenance"]
+    assert page.sections == ["summary", "learning-curves", "per-class", "models", "leaderboard", "provenance"]
 
 
 def test_scores_table_matches_scores_json(planet_page):
@@ -428,7 +428,7 @@ def test_report_of_a_trained_run(trained_experiment, tmp_path):
     out = report.write_report(exp, tmp_path / "report.html")
     text = out.read_text(encoding="utf-8")
     page = Page(text)
-    assert page.sections == ["summary", "learning-curves", "per-class", "models", "provenance"]
+    assert page.sections == ["summary", "learning-curves", "per-class", "models", "leaderboard", "provenance"]
     assert 'class="warn"' not in text
     scores = page.table("scores")
     assert set(scores.index) == {"test_resnet", "effnet", "blend"}
