@@ -16,30 +16,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from runfactory import WEATHER, noisy_probs, planet_labels, write_run  # noqa: E402
+from runfactory import planet_member_runs  # noqa: E402
 
 from kaggle_planet.blend import BLENDERS, blend_runs  # noqa: E402
 
 
 def make_runs(root: Path, n_models: int, n_train: int, n_test: int, seed: int = 0) -> list[Path]:
-    rng = np.random.default_rng(seed)
-    y, classes = planet_labels(n_train + n_test, rng)
-    weather = [classes.index(w) for w in WEATHER]
-    ids = [f"train_{i}" for i in range(n_train)]
-    test_ids = [f"test_{i}" for i in range(n_test)]
-    folds = np.arange(n_train) % 5
-    shared = 0.8 * rng.standard_normal(y.shape)
-    dirs = []
-    for m in range(n_models):
-        p = noisy_probs(y, rng, skill=0.6 + 0.02 * m, shared=shared, exclusive=weather)
-        order = rng.permutation(n_train)  # members' rows in different orders, as real runs may be
-        dirs.append(write_run(root / f"model{m}", "planet", classes, [ids[i] for i in order], y[:n_train][order],
-                              p[:n_train][order], folds[order], test_ids, p[n_train:]))
-    return dirs
+    return planet_member_runs(root, n_models, n_train, n_test, seed=seed)
 
 
 def main() -> int:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from runfactory import WEATHER, noisy_probs, planet_labels, write_run  # noqa: E402
+from runfactory import noisy_probs, planet_member_runs  # noqa: E402
 
 from kaggle_planet import artifacts, decision  # noqa: E402
 from kaggle_planet.blend import BLENDERS, blend_runs  # noqa: E402
@@ -58,21 +58,11 @@ MEMBERS = [
 
 
 def make_runs(root: Path, n_models: int, n_train: int, n_test: int, seed: int = 0) -> list[Path]:
-    rng = np.random.default_rng(seed)
-    y, classes = planet_labels(n_train + n_test, rng)
-    weather = [classes.index(w) for w in WEATHER]
-    ids = [f"train_{i}" for i in range(n_train)]
-    test_ids = [f"test_{i}" for i in range(n_test)]
-    folds = np.arange(n_train) % 5
-    shared = 0.8 * rng.standard_normal(y.shape)
-    dirs = []
-    for m in range(n_models):
+    def member(m, y, rng, shared, weather):
         name, skill, calibration = MEMBERS[m % len(MEMBERS)]
-        p = np.clip(calibration(noisy_probs(y, rng, skill=skill, shared=shared, exclusive=weather)), 0.0, 1.0)
-        order = rng.permutation(n_train)  # members' rows in different orders, as real runs may be
-        dirs.append(write_run(root / f"m{m}_{name}", "planet", classes, [ids[i] for i in order], y[:n_train][order],
-                              p[:n_train][order], folds[order], test_ids, p[n_train:]))
-    return dirs
+        return f"m{m}_{name}", np.clip(calibration(noisy_probs(y, rng, skill=skill, shared=shared, exclusive=weather)), 0.0, 1.0)
+
+    return planet_member_runs(root, n_models, n_train, n_test, member, seed)
 
 
 def main() -> int:

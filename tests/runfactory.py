@@ -174,3 +174,26 @@ def make_imagefolder_data(data_dir: Path, y: np.ndarray, classes: list[str], n_t
     _touch_images(data_dir / "seg_test", [f"t{i:04d}" for i in range(n_test)])
     test_ids = [f"seg_test/t{i:04d}.jpg" for i in range(n_test)]
     return train_ids, test_ids
+
+
+def planet_member_runs(root: Path, n_models: int, n_train: int, n_test: int, member=None, seed: int = 0) -> list[Path]:
+    """``n_models`` Planet-size run folders sharing labels, folds (5) and part of their error.
+
+    member(m, y, rng, shared, weather) -> (folder name, probs (n_train + n_test, 17)); default: model<m> with
+    slowly rising skill. Each member's OOF rows are written in its own order, as real runs may be.
+    """
+    rng = np.random.default_rng(seed)
+    y, classes = planet_labels(n_train + n_test, rng)
+    weather = [classes.index(w) for w in WEATHER]
+    ids = [f"train_{i}" for i in range(n_train)]
+    test_ids = [f"test_{i}" for i in range(n_test)]
+    folds = np.arange(n_train) % 5
+    shared = 0.8 * rng.standard_normal(y.shape)
+    member = member or (lambda m, y, rng, shared, weather: (f"model{m}", noisy_probs(y, rng, skill=0.6 + 0.02 * m, shared=shared, exclusive=weather)))
+    dirs = []
+    for m in range(n_models):
+        name, p = member(m, y, rng, shared, weather)
+        order = rng.permutation(n_train)
+        dirs.append(write_run(root / name, "planet", classes, [ids[i] for i in order], y[:n_train][order],
+                              p[:n_train][order], folds[order], test_ids, p[n_train:]))
+    return dirs

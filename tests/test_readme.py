@@ -30,3 +30,14 @@ def test_exactly_two_fresh_machine_commands_and_ci_runs_the_test_one():
     assert commands[0].endswith("kaggle-planet demo") and "pytest" in commands[1]
     ci = (README.parent / ".ci" / "run").read_text()
     assert "<!-- test-command -->" in ci and "<!-- test-command -->" in setup.split(commands[1])[0].split(commands[0])[1]
+
+
+def test_every_augment_preset_and_recipe_table_entry_is_documented():
+    from kaggle_planet import augment, losses, optim
+
+    text = README.read_text()
+    presets = text.split("### Augmentation presets")[1].split("\n## ")[0]
+    assert all(f"| `{name}` |" in presets for name in augment.PRESETS)
+    assert set(augment.PRESET_HELP) == set(augment.PRESETS)
+    for name in [*losses.LOSSES, *optim.SCHEDULERS]:
+        assert f"`{name}`" in text, name
