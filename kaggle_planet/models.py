@@ -485,8 +485,8 @@ def backbone_parameters(model: nn.Module) -> list[nn.Parameter]:
 def set_backbone_trainable(model: nn.Module, trainable: bool) -> None:
     """Freeze (False) or unfreeze (True) everything but the classifier; the head stays trainable.
 
-    Frozen BatchNorm statistics still update in ``model.train()``; callers that want them fixed
-    put the backbone in eval mode.
+    Frozen parameters alone do not freeze BatchNorm statistics (they update in ``model.train()``):
+    training puts the backbone's modules in eval mode while it is frozen (``engine.set_train_mode``).
     """
     for p in backbone_parameters(model):
         p.requires_grad_(trainable)
