@@ -51,8 +51,9 @@ sys.path.insert(0, str(BENCH))
 
 import realdata  # noqa: E402 - the benchmarks folder is not a package
 
-# The toolkit's shipped recipe: one experiment config (minus name/competition/data_dir/runs_dir, which the
-# script fills in per kind). Edit here or override on the command line: --set key=value (config syntax,
+# The toolkit's shipped recipe: the config defaults (lr, optimizer, schedule, warmup, loss, head init) plus
+# what this data and this machine decide: one experiment config (minus name/competition/data_dir/runs_dir,
+# which the script fills in per kind). Edit here or override on the command line: --set key=value (config syntax,
 # e.g. --set models.0.pretrained=false). Digits have an orientation (6 vs 9): keep augment and tta
 # label-preserving (no flips/rotations): augment none (what the bare loop does) or affine; tta none.
 RECIPE: dict[str, Any] = {
@@ -62,7 +63,6 @@ RECIPE: dict[str, Any] = {
     "tta": "none",
     "epochs": 3,
     "batch_size": 32,
-    "lr": 0.001,
     "patience": 0,
     "seed": 42,
     "num_workers": 0,

@@ -286,7 +286,7 @@ class TrainSettings(_Keys):
     tta: Tta = Field("d4", description="test-time augmentation for OOF/test predictions (probabilities averaged)")
     epochs: Int = Field(10, ge=1, description="training epochs per fold (including freeze_epochs)")
     batch_size: Int = Field(32, ge=1, description="images per step (per process under torchrun)")
-    lr: Number = Field(5e-4, gt=0, description="peak learning rate (after warmup)")
+    lr: Number = Field(2e-3, gt=0, description="peak learning rate (after warmup)")
     optimizer: Optimizer = Field("adamw", description="any optimizer name timm.optim.create_optimizer_v2 accepts (adamw, sgd, lamb, adan, lion, ...)")
     weight_decay: Number = Field(0.01, ge=0, description="weight decay (never on norm layers and biases)")
     layer_decay: Annotated[Union[Number, None], BeforeValidator(_none_word)] = Field(
@@ -295,7 +295,7 @@ class TrainSettings(_Keys):
     head_lr_scale: Number = Field(1.0, gt=0, description="the classifier's lr is lr x this")
     scheduler: Scheduler = Field("cosine", description="learning-rate schedule after warmup")
     scheduler_args: Args = Field(default_factory=dict, description="parameters of the chosen scheduler")
-    warmup_epochs: Number = Field(1.0, ge=0, description="linear warmup from 0, in epochs (fractions allowed)")
+    warmup_epochs: Number = Field(0.2, ge=0, description="linear warmup from 0, in epochs (fractions allowed)")
     min_lr: Number = Field(1e-6, ge=0, description="learning rate at the end of the schedule")
     loss: Loss = Field("auto", description="training loss; auto: bce for multilabel/binary, ce for multiclass")
     loss_args: Args = Field(default_factory=dict, description="parameters of the chosen loss")
