@@ -130,3 +130,41 @@ def test_unknown_preset_lists_valid_names():
 def test_bad_image_size_is_refused(size):
     with pytest.raises(KagglePlanetError, match="image_size"):
         build_transform("none", size, IMAGENET_MEAN, IMAGENET_STD, train=False)
+
+
+def test_a_saved_pipeline_is_applied_then_resized_and_normalised(tmp_path):
+    import albumentations as A
+
+    path = tmp_path / "flip.yaml"
+    A.save(A.Compose([A.HorizontalFlip(p=1.0)]), str(path), data_format="yaml")
+    img = random_image(32)
+    out = build_transform(str(path), 32, IDENTITY_MEAN, IDENTITY_STD, train=True, seed=0)(image=img)["image"]
+    np.testing.assert_array_equal(to_uint8(out), img[:, ::-1])  # the user's transform ran, nothing else moved pixels
+    small = build_transform(str(path), 16, IMAGENET_MEAN, IMAGENET_STD, train=True, seed=0)(image=random_image(50))["image"]
+    assert small.shape == (3, 16, 16) and small.dtype == torch.float32
+    # evaluation never applies the training pipeline
+    np.testing.assert_array_equal(to_uint8(build_transform(str(path), 32, IDENTITY_MEAN, IDENTITY_STD, train=False)(image=img)["image"]), img)
+    json_path = tmp_path / "flip.json"
+    A.save(A.Compose([A.VerticalFlip(p=1.0)]), str(json_path), data_format="json")
+    np.testing.assert_array_equal(to_uint8(build_transform(str(json_path), 32, IDENTITY_MEAN, IDENTITY_STD, train=True)(image=img)["image"]), img[::-1])
+
+
+def test_a_broken_pipeline_file_is_one_line_naming_it(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("transform: {__class_fullname__: NoSuchTransform}\n")
+    with pytest.raises(KagglePlanetError, match=r"augment: .*bad.yaml: not an albumentations pipeline") as info:
+        build_transform(str(bad), 32, IMAGENET_MEAN, IMAGENET_STD, train=True)
+    assert "\n" not in str(info.value)
+    with pytest.raises(KagglePlanetError, match="pipeline file not found"):
+        build_transform(str(tmp_path / "none.yml"), 32, IMAGENET_MEAN, IMAGENET_STD, train=True)
+
+
+def test_affine_preset_never_flips_or_turns():
+    """A left-right asymmetric pattern keeps its handedness under every draw of the flip-free preset."""
+    img = np.zeros((48, 48, 3), dtype=np.uint8)
+    img[8:40, 8:16] = 255  # a bar on the left
+    for seed in range(20):
+        out = to_uint8(build_transform("affine", 48, IDENTITY_MEAN, IDENTITY_STD, train=True, seed=seed)(image=img)["image"])
+        mass = out.astype(float).sum(axis=(0, 2))
+        # a flip would put the bar on the right (~0), a quarter turn would spread it across (~0.5)
+        assert mass[:24].sum() > 0.8 * mass.sum(), seed
