@@ -455,7 +455,7 @@ def test_report_of_a_trained_run(trained_experiment, tmp_path):
     for name in ("test_resnet", "effnet", "blend"):
         commands = artifacts.read_run_info(exp / name).extra["commands"]
         assert commands and all(html.escape(c, quote=True) in provenance for c in commands)
-    assert "backbone: test_efficientnet" in provenance
+    assert "backbone: tf_efficientnet_lite0" in provenance
 
 
 # ---------------------------------------------------------------------------- headless browser
