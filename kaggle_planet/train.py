@@ -36,7 +36,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
-import yaml
 from torch import nn
 
 from . import artifacts
