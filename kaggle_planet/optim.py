@@ -196,7 +196,8 @@ class LRSchedule:
 
     def base_lr(self, step: int) -> float:
         """The scheduled lr at update ``step`` before any group's ``lr_scale`` (freeze_lr while frozen)."""
-        group = self.lrs(step) and self.optimizer.param_groups[0]
+        self.step_update(step)
+        group = self.optimizer.param_groups[0]
         return group["lr"] if step < self.frozen_steps else group["lr"] / group.get("lr_scale", 1.0)
 
 
