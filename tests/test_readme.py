@@ -41,3 +41,14 @@ def test_every_augment_preset_and_recipe_table_entry_is_documented():
     assert set(augment.PRESET_HELP) == set(augment.PRESETS)
     for name in [*losses.LOSSES, *optim.SCHEDULERS]:
         assert f"`{name}`" in text, name
+
+
+def test_the_recipe_example_in_the_readme_loads():
+    from kaggle_planet.config import config_from_dict
+
+    text = README.read_text()
+    block = text.split("A recipe in a config")[1].split("```yaml\n")[1].split("```")[0]
+    import yaml
+
+    cfg = config_from_dict(yaml.safe_load(block), source="README recipe example")
+    assert cfg.resolved_model("resnet34").loss == "soft_f2" and cfg.train.optimizer == "lamb"
