@@ -71,7 +71,7 @@ AUTO_BLEND = {"f2_samples": "mean", "accuracy": "mean", "roc_auc": "rank"}
 AUTO_LOSS = {"multilabel": "bce", "binary": "bce", "multiclass": "ce"}
 IMAGEFOLDER_ONLY = ("train_dir", "test_dir")
 # Settings that may change between runs into one model folder (how to run, not what is trained).
-FREE_KEYS = frozenset({"num_workers", "tta", "device", "blend", "decision", "runs_dir", "compile"})
+FREE_KEYS = frozenset({"num_workers", "tta", "device", "blend", "decision", "pseudo", "runs_dir", "compile"})
 # Optimizers named in the error for an unknown one (timm knows ~100).
 COMMON_OPTIMIZERS = ("adamw", "sgd", "momentum", "lamb", "adan", "lion", "adabelief", "radam")
 
@@ -358,6 +358,11 @@ class FoldsConfig(_Keys):
     seed: Int = Field(42, ge=0, description="fold shuffle seed; folds live in `folds/<competition>_k<K>_s<seed>.csv`")
 
 
+class PseudoConfig(_Keys):
+    rounds: Int = Field(1, ge=1, le=10, description="pseudo-labelling rounds after the first training (each a new experiment `<name>_pl<r>`)")
+    confidence: Number = Field(0.95, gt=0.5, lt=1.0, description="a test image joins when every class probability is >= this or <= 1 - this (multiclass: its top class >= this)")
+
+
 class ModelSettings(TrainSettings):
     """Everything one model's training and prediction need (``cfg.resolved_model(model)``)."""
 
@@ -385,6 +390,7 @@ class ExperimentConfig(_Keys):
     data_dir: Text = Field(description="the competition's data folder (relative to the working directory); `--set data_dir=...` to point elsewhere")
     models: list[ModelConfig] = Field(description="the backbones to train; each entry: the keys models.* below")
     folds: FoldsConfig = Field(default_factory=FoldsConfig)
+    pseudo: Annotated[Union[PseudoConfig, None], BeforeValidator(_none_word)] = Field(None, description="pseudo-labelling (Invasive 1st place): confident test images join the next round's training; none: off")
     device: Device = Field("auto", description="where to train and predict; auto: CUDA when available (the --device flag wins)")
     blend: Blend = Field("auto", description="ensemble method of the run/blend stage; auto: mean for F2 and accuracy, rank for AUC")
     decision: Decision = Field("thresholds", description="multilabel (F2) only: how the submission picks tags; auto: the rule with the best honest OOF F2")
@@ -714,6 +720,8 @@ def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     for name in ("device", "blend", "decision", "train_dir", "test_dir", "runs_dir"):
         if getattr(cfg, name) is not None:
             out[name] = getattr(cfg, name)
+    if cfg.pseudo is not None:
+        out["pseudo"] = cfg.pseudo.model_dump()
     out.update(cfg.train.model_dump())
     out["models"] = [{"name": m.name, "backbone": m.backbone, "pretrained": m.pretrained, **copy.deepcopy(m.overrides)} for m in cfg.models]
     return out
@@ -785,6 +793,9 @@ def key_table() -> list[tuple[str, str, str, str]]:
             rows.append(("models", "list", "required", ExperimentConfig.model_fields[name].description or ""))
         elif name == "folds":
             rows += [_row(f"folds.{k}", FoldsConfig, k) for k in FoldsConfig.model_fields]
+        elif name == "pseudo":
+            rows.append(("pseudo", "{rounds, confidence} | none", "(none)", ExperimentConfig.model_fields[name].description or ""))
+            rows += [_row(f"pseudo.{k}", PseudoConfig, k) for k in PseudoConfig.model_fields]
         elif name == "train":
             for key in TrainSettings.model_fields:
                 rows.append(_row(key, TrainSettings, key, " (per-model override)"))

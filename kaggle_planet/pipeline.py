@@ -39,8 +39,41 @@ def run_experiment(cfg: ExperimentConfig, device) -> RunResult:
     """Run every stage for ``cfg``; returns where things went and the score table.
 
     Writes ``<runs_dir>/<name>/{<model>/, blend/, scores.json, submission.csv}`` and
-    ``submissions/<name>.csv`` (+ ``.json`` sidecar), both relative to the working directory.
+    ``submissions/<name>.csv`` (+ ``.json`` sidecar), both relative to the working directory. With
+    ``pseudo`` set, each pseudo-labelling round r is an experiment of its own, ``<name>_pl<r>``, trained with
+    the confident test images of the previous round (:mod:`kaggle_planet.pseudo`); the last round's
+    submission is the result, and every round's blend OOF is reported beside the previous one's.
     """
+    result = _run_round(cfg, device)
+    if cfg.pseudo is None:
+        return result
+    from .competitions import load_dataset
+    from .pseudo import PSEUDO, pseudo_labels
+
+    table = load_dataset(cfg.competition, cfg.data_dir, cfg.options)
+    test_files = table.test["file"].to_numpy()
+    rounds, previous = [], result
+    for r in range(1, cfg.pseudo.rounds + 1):
+        cfg_r = cfg.model_copy(update={"name": f"{cfg.name}_pl{r}"})
+        members = [previous.experiment_dir / name for name in previous.scores["models"]]
+        labels = {fold: pseudo_labels(members, fold, table, cfg.pseudo.confidence) for fold in range(cfg.folds.k)}
+        artifacts.write_json(cfg_r.experiment_dir / PSEUDO, {
+            "round": r, "confidence": cfg.pseudo.confidence, "from": str(previous.experiment_dir),
+            "folds": {str(f): {"images": int(len(p.rows)), "sources": p.sources} for f, p in labels.items()},
+        })
+        log.info("pseudo round %d: %s test images per fold", r, [len(p.rows) for p in labels.values()])
+        current = _run_round(cfg_r, device, lambda fold: (test_files[labels[fold].rows], labels[fold].targets))
+        rounds.append({"round": r, "experiment": cfg_r.name, "oof": current.scores["blend"]["oof"],
+                       "previous_oof": previous.scores["blend"]["oof"],
+                       "images_per_fold": [int(len(p.rows)) for p in labels.values()]})
+        previous = current
+    scores = {**result.scores, "pseudo": rounds, "submission": str(previous.submission)}
+    artifacts.write_json(result.experiment_dir / artifacts.SCORES, scores)
+    return RunResult(result.experiment_dir, previous.submission, scores, format_score_table(scores))
+
+
+def _run_round(cfg: ExperimentConfig, device, extra=None) -> RunResult:
+    """Train (with ``extra`` training images per fold), predict, blend, decide and submit one experiment."""
     from .blend import blend_runs
     from .decision import fit_run_decisions
     from .submission import sidecar_path, write_run_submission
@@ -48,7 +81,7 @@ def run_experiment(cfg: ExperimentConfig, device) -> RunResult:
     from .train import train_experiment
 
     # train reads the data folder and makes the folds file if it is missing
-    model_dirs = train_experiment(cfg, device)
+    model_dirs = train_experiment(cfg, device, extra=extra)
     folds_path = fold_file_path(cfg.competition, cfg.folds.k, cfg.folds.seed)
     exp_dir = cfg.experiment_dir
     blend_dir = exp_dir / BLEND_DIR
@@ -92,6 +125,11 @@ def format_score_table(scores: dict[str, Any]) -> str:
             f"F2 thresholds: 0.5 everywhere {t['f2_at_0.5']:.5f}, 0.2 everywhere {t['f2_at_0.2']:.5f}, "
             f"tuned per class {t['f2_tuned']:.5f} (honest held-out estimate {t['f2_heldout']:.5f})"
         )
+    for r in scores.get("pseudo", []):
+        lines.append(f"pseudo round {r['round']} ({r['experiment']}): blend OOF {r['oof']:.5f} (previous round {r['previous_oof']:.5f}, "
+                     f"{r['oof'] - r['previous_oof']:+.5f}); pseudo-labelled test images per fold {r['images_per_fold']}")
+    if scores.get("pseudo"):
+        lines.append(f"submission from the last round: {scores['submission']}")
     d = scores.get("decision")
     if d:
         honest = ", ".join(f"{name} {value:.5f}" for name, value in d["honest_f2"].items())

@@ -135,6 +135,7 @@ def predict_run(model_dir: Path, device: torch.device, tta: str | None = None) -
     n_classes = len(table.classes)
     oof = np.full((len(table.train), n_classes), np.nan)
     test = np.zeros((len(table.test), n_classes))
+    fold_tests: list[np.ndarray] = []  # each fold model's own test predictions (pseudo-labels need them)
     commands: list[str] = []
     for fold in range(cfg.folds.k):
         model, fold_settings = load_fold_model(model_dir, fold, device)
@@ -142,7 +143,8 @@ def predict_run(model_dir: Path, device: torch.device, tta: str | None = None) -
         rows = np.flatnonzero(folds == fold)
         log.info("%s fold %d: predicting %d OOF + %d test images (tta %s)", settings.name, fold, len(rows), len(table.test), tta)
         oof[rows] = predict_files(model, table.train["file"].to_numpy()[rows].tolist(), fold_settings, device, tta, shard=True)
-        test += predict_files(model, table.test["file"].tolist(), fold_settings, device, tta, shard=True) / cfg.folds.k
+        fold_tests.append(predict_files(model, table.test["file"].tolist(), fold_settings, device, tta, shard=True))
+        test += fold_tests[-1] / cfg.folds.k
         done = artifacts.read_json(fold_dir(model_dir, fold) / DONE)
         if done.get("command") and done["command"] not in commands:
             commands.append(done["command"])
@@ -152,12 +154,16 @@ def predict_run(model_dir: Path, device: torch.device, tta: str | None = None) -
         commands.append(artifacts.command_line())
     if _process_group()[0] != 0:  # under torchrun only rank 0 writes
         return model_dir
-    return write_run(model_dir, cfg, table, folds, oof, test, tta, commands)
+    return write_run(model_dir, cfg, table, folds, oof, test, tta, commands, fold_tests)
 
 
-def write_run(model_dir: Path, cfg, table, folds: np.ndarray, oof: np.ndarray, test: np.ndarray, tta: str, commands: list[str]) -> Path:
+def write_run(model_dir: Path, cfg, table, folds: np.ndarray, oof: np.ndarray, test: np.ndarray, tta: str, commands: list[str],
+              fold_tests: list[np.ndarray] = ()) -> Path:
     ids = table.train[table.id_col].tolist()
     settings = cfg.resolved_model(cfg.models[0])
+    for fold, probs in enumerate(fold_tests):
+        artifacts.write_predictions(fold_dir(model_dir, fold) / artifacts.TEST, table.test[table.id_col].tolist(), probs,
+                                    table.id_col, table.classes)
     artifacts.write_labels(model_dir, ids, table.targets, table.id_col, table.classes)
     artifacts.write_predictions(model_dir / artifacts.OOF, ids, oof, table.id_col, table.classes, folds=folds)
     artifacts.write_predictions(model_dir / artifacts.TEST, table.test[table.id_col].tolist(), test, table.id_col, table.classes)

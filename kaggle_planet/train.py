@@ -27,7 +27,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,10 +216,17 @@ class FoldSetup:
     prior: np.ndarray  # (C,) class frequencies of the training rows
     head: Any  # engine.Head of the task
     seed: int
+    train_targets: np.ndarray  # (N, C) what the model trains on: the other folds' rows + any extra images
 
 
-def prepare_fold(settings: ModelSettings, table: DatasetTable, folds: np.ndarray, fold: int, ctx: Dist) -> FoldSetup:
-    """Seed, build the model with its head at the training rows' prior, and the fold's loaders."""
+# fold -> (files, (n, C) targets) of extra training images for that fold (pseudo-labelled test images)
+ExtraTrain = Callable[[int], tuple[np.ndarray, np.ndarray]]
+
+
+def prepare_fold(settings: ModelSettings, table: DatasetTable, folds: np.ndarray, fold: int, ctx: Dist,
+                 extra: ExtraTrain | None = None) -> FoldSetup:
+    """Seed, build the model with its head at the training rows' prior, and the fold's loaders; ``extra``
+    adds training images for this fold only (never to its validation images)."""
     from . import augment, models
 
     head = get_head(table.task)
@@ -228,7 +235,12 @@ def prepare_fold(settings: ModelSettings, table: DatasetTable, folds: np.ndarray
     files = table.train["file"].to_numpy()
     targets = table.targets
     train_idx, valid_idx = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
-    prior = targets[train_idx].mean(0)
+    train_files, train_targets = files[train_idx], targets[train_idx]
+    if extra is not None:
+        extra_files, extra_targets = extra(fold)
+        train_files = np.concatenate([train_files, np.asarray(extra_files, dtype=train_files.dtype)])
+        train_targets = np.concatenate([train_targets, np.asarray(extra_targets, dtype=train_targets.dtype).reshape(-1, targets.shape[1])])
+    prior = train_targets.mean(0)
     model = models.create_model(settings.backbone, len(table.classes), settings.pretrained, settings.drop_rate,
                                 settings.drop_path_rate, head_bias=head.prior_logits(prior))
     data_cfg = models.model_data_config(model)
@@ -236,11 +248,11 @@ def prepare_fold(settings: ModelSettings, table: DatasetTable, folds: np.ndarray
     train_tf = augment.build_transform(settings.augment, size, data_cfg["mean"], data_cfg["std"], train=True)
     eval_tf = augment.build_transform(settings.augment, size, data_cfg["mean"], data_cfg["std"], train=False)
     loader_args = dict(device=ctx.device, num_workers=settings.num_workers, seed=seed, rank=ctx.rank, world=ctx.world)
-    train_loader = make_loader(ImageDataset(files[train_idx], targets[train_idx], train_tf, seed=seed), settings.batch_size, train=True, **loader_args)
+    train_loader = make_loader(ImageDataset(train_files, train_targets, train_tf, seed=seed), settings.batch_size, train=True, **loader_args)
     valid_loader = make_loader(ImageDataset(files[valid_idx], targets[valid_idx], eval_tf), settings.batch_size, train=False, persistent=True, **loader_args)
     if len(train_loader) == 0:
-        raise KagglePlanetError(f"fold {fold}: {len(train_idx)} training images give no batch of {settings.batch_size}; lower batch_size")
-    return FoldSetup(model, train_loader, valid_loader, train_idx, valid_idx, prior, head, seed)
+        raise KagglePlanetError(f"fold {fold}: {len(train_files)} training images give no batch of {settings.batch_size}; lower batch_size")
+    return FoldSetup(model, train_loader, valid_loader, train_idx, valid_idx, prior, head, seed, train_targets)
 
 
 def train_fold(
@@ -251,20 +263,22 @@ def train_fold(
     fold: int,
     model_dir: Path,
     ctx: Dist,
+    extra: ExtraTrain | None = None,
 ) -> dict[str, Any]:
-    """Train one fold (resuming from ``last.pt`` when present); returns the fold's done.json content."""
+    """Train one fold (resuming from ``last.pt`` when present); returns the fold's done.json content.
+    ``extra`` adds training images to the fold (pseudo-labels)."""
     from . import losses, models, optim
 
     out_dir = fold_dir(model_dir, fold)
     started = time.time()
     metric = cfg.metric
-    setup = prepare_fold(settings, table, folds, fold, ctx)
+    setup = prepare_fold(settings, table, folds, fold, ctx, extra)
     model, train_loader, valid_loader, head, seed = setup.model, setup.train_loader, setup.valid_loader, setup.head, setup.seed
-    targets, train_idx, valid_idx, prior = table.targets, setup.train_idx, setup.valid_idx, setup.prior
+    train_idx, valid_idx, prior, train_targets = setup.train_idx, setup.valid_idx, setup.prior, setup.train_targets
 
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
-    trainer = build_trainer(model, settings, table.task, targets[train_idx], len(train_loader), ctx.device, seed)
+    trainer = build_trainer(model, settings, table.task, train_targets, len(train_loader), ctx.device, seed)
     precision, optimizer, ema, loss_fn = trainer.precision, trainer.optimizer, trainer.ema, trainer.loss_fn
     updates_per_epoch = optim.steps_per_epoch(len(train_loader), settings.grad_accum)
     # valid loss: the task's plain log loss, comparable across recipes (no smoothing, no focusing)
@@ -274,7 +288,7 @@ def train_fold(
     if last_path.is_file():
         state = _restore(load_checkpoint(last_path), model, optimizer, trainer.scaler, ema)
         log.info("%s fold %d: resuming after epoch %d (best %s %.4f)", settings.name, fold, state.epoch, metric, state.best_score)
-    prior_loss = constant_prior_loss(loss_fn, head.prior_logits(prior), targets[train_idx], ctx.device)
+    prior_loss = constant_prior_loss(loss_fn, head.prior_logits(prior), train_targets, ctx.device)
 
     net: nn.Module | None = None
     frozen_now: bool | None = None
@@ -338,6 +352,7 @@ def train_fold(
         "step0_loss": state.step0_loss,
         "prior_loss": state.prior_loss,
         "train_images": int(len(train_idx)),
+        "extra_train_images": int(len(train_targets) - len(train_idx)),
         "valid_images": int(len(valid_idx)),
         "world_size": ctx.world,
         "device": str(ctx.device),
@@ -487,9 +502,11 @@ def train_experiment(
     device: torch.device,
     models: list[str] | None = None,
     folds: list[int] | None = None,
+    extra: ExtraTrain | None = None,
 ) -> list[Path]:
     """Train ``models`` (names; default all) on ``folds`` (default all) and predict each model whose folds
-    are all done. Returns the model run folders ``<runs_dir>/<name>/<model name>/``."""
+    are all done. Returns the model run folders ``<runs_dir>/<name>/<model name>/``. ``extra(fold)`` adds
+    training images to a fold (pseudo-labelled test images)."""
     from .folds import load_or_make_folds
 
     ctx = init_distributed(device)
@@ -513,7 +530,7 @@ def train_experiment(
             if is_fold_done(model_dir, fold):
                 log.info("%s fold %d: already done, skipping", name, fold)
                 continue
-            train_fold(cfg, settings, table, fold_ids, fold, model_dir, ctx)
+            train_fold(cfg, settings, table, fold_ids, fold, model_dir, ctx, extra)
         dirs.append(model_dir)
         ctx.barrier()
         missing = missing_folds(model_dir, cfg.folds.k)
