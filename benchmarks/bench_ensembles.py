@@ -33,13 +33,8 @@ from runfactory import noisy_probs, planet_member_runs  # noqa: E402
 
 from kaggle_planet import artifacts, decision  # noqa: E402
 from kaggle_planet.blend import BLENDERS, blend_runs  # noqa: E402
-from kaggle_planet.metrics import f2_at  # noqa: E402
+from kaggle_planet.metrics import f2_at, logit  # noqa: E402
 from kaggle_planet.thresholds import heldout_f2  # noqa: E402
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    q = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(q / (1 - q))
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -49,10 +44,10 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 # (name, skill, calibration applied to the member's roughly calibrated probabilities)
 MEMBERS = [
     ("calibrated", 0.66, lambda p: p),
-    ("overconfident", 0.64, lambda p: _sigmoid(2.0 * _logit(p))),
-    ("underconfident", 0.62, lambda p: _sigmoid(0.5 * _logit(p))),
-    ("biased_low", 0.60, lambda p: _sigmoid(_logit(p) - 1.0)),
-    ("biased_high", 0.58, lambda p: _sigmoid(_logit(p) + 0.8)),
+    ("overconfident", 0.64, lambda p: _sigmoid(2.0 * logit(p))),
+    ("underconfident", 0.62, lambda p: _sigmoid(0.5 * logit(p))),
+    ("biased_low", 0.60, lambda p: _sigmoid(logit(p) - 1.0)),
+    ("biased_high", 0.58, lambda p: _sigmoid(logit(p) + 0.8)),
     ("squeezed", 0.56, lambda p: 0.1 + 0.8 * p),
 ]
 

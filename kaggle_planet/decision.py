@@ -36,7 +36,7 @@ import numpy as np
 
 from . import artifacts
 from .errors import KagglePlanetError
-from .metrics import BETA2, f2_samples
+from .metrics import BETA2, f2_samples, logit
 from .thresholds import search_thresholds
 
 log = logging.getLogger(__name__)
@@ -149,11 +149,6 @@ def apply_expected_f2(probs: np.ndarray, state: dict[str, Any]) -> np.ndarray:
     return expected_f2_decisions(probs)[0]
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    q = np.clip(p, _LOGIT_CLIP, 1.0 - _LOGIT_CLIP)
-    return np.log(q) - np.log1p(-q)
-
-
 def fit_platt(y: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
     """Per class ``(a, b)`` of ``sigmoid(a * logit(p) + b)`` fitted by logistic regression; a class with
     one label value in these rows keeps ``(1, 0)`` (its probabilities unchanged)."""
@@ -164,14 +159,14 @@ def fit_platt(y: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
         if y[:, j].min() == y[:, j].max():
             params.append([1.0, 0.0])
             continue
-        model = LogisticRegression(C=1.0).fit(_logit(probs[:, j])[:, None], y[:, j])
+        model = LogisticRegression(C=1.0).fit(logit(probs[:, j], _LOGIT_CLIP)[:, None], y[:, j])
         params.append([float(model.coef_[0, 0]), float(model.intercept_[0])])
     return {"platt": params}
 
 
 def calibrate(probs: np.ndarray, state: dict[str, Any]) -> np.ndarray:
     a, b = np.asarray(state["platt"], dtype=np.float64).T
-    return 1.0 / (1.0 + np.exp(-(a * _logit(probs) + b)))
+    return 1.0 / (1.0 + np.exp(-(a * logit(probs, _LOGIT_CLIP) + b)))
 
 
 def apply_expected_f2_calibrated(probs: np.ndarray, state: dict[str, Any]) -> np.ndarray:

@@ -27,6 +27,8 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from .metrics import logit
+
 log = logging.getLogger(__name__)
 
 # the prior's logits are clipped so that an absent or universal class gets a finite bias
@@ -38,8 +40,7 @@ def _softmax(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _log_odds(prior: np.ndarray) -> np.ndarray:
-    p = np.clip(prior, _PRIOR_EPS, 1 - _PRIOR_EPS)
-    return np.log(p / (1 - p))
+    return logit(prior, _PRIOR_EPS)
 
 
 def _log_frequency(prior: np.ndarray) -> np.ndarray:
@@ -198,7 +199,7 @@ def train_one_epoch(
             else:
                 (loss / t.grad_accum).backward()
         if closes_group:
-            _update(model, t)
+            optimizer_step(model, t)
             step += 1
             if t.ema is not None:
                 t.ema.update(_unwrap(model), step=step)
@@ -225,7 +226,7 @@ def train_one_epoch(
     return out
 
 
-def _update(model: nn.Module, t: Trainer) -> None:
+def optimizer_step(model: nn.Module, t: Trainer) -> None:
     """The optimizer step closing an accumulation group: unscale, clip, step, clear."""
     if t.precision.use_scaler:
         if t.clip_grad:

@@ -105,7 +105,7 @@ def lr_find(cfg: Any, model_name: str | None, device: Any, start_lr: float = 1e-
     """The range test for ``model_name`` (default: the config's first model) on fold 0; writes the plot
     to ``out`` (default ``lr-find-<experiment>-<model>.png`` in the working directory)."""
     from .competitions import load_dataset
-    from .engine import set_train_mode
+    from .engine import optimizer_step, set_train_mode
     from .folds import load_or_make_folds
     from .train import Dist, build_trainer, prepare_fold
 
@@ -114,8 +114,7 @@ def lr_find(cfg: Any, model_name: str | None, device: Any, start_lr: float = 1e-
     table = load_dataset(cfg.competition, cfg.data_dir, cfg.options)
     folds = load_or_make_folds(table, cfg.folds.k, cfg.folds.seed)
     setup = prepare_fold(settings, table, folds, 0, Dist(0, 1, device))
-    trainer = build_trainer(setup.model, settings, table.task, table.targets[setup.train_idx],
-                            len(setup.train_loader), device, setup.seed)
+    trainer = build_trainer(setup.model, settings, table.task, setup.train_targets, len(setup.train_loader), device, setup.seed)
     model, t = setup.model, trainer
     set_train_mode(model, False)
     batches = _batches(setup.train_loader)
@@ -137,12 +136,7 @@ def lr_find(cfg: Any, model_name: str | None, device: Any, start_lr: float = 1e-
             scaled = loss / settings.grad_accum
             (t.scaler.scale(scaled) if t.precision.use_scaler else scaled).backward()
             total += loss.item() / settings.grad_accum
-        if t.precision.use_scaler:
-            t.scaler.step(t.optimizer)
-            t.scaler.update()
-        else:
-            t.optimizer.step()
-        t.optimizer.zero_grad(set_to_none=True)
+        optimizer_step(model, t)  # training's own update: unscale, clip_grad, step, clear
         return total
 
     result = range_test(step, start_lr, end_lr, num_steps)

@@ -28,6 +28,12 @@ DEFAULT_THRESHOLD = 0.2
 BETA2 = 4.0  # beta = 2
 
 
+def logit(p: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """log(p / (1 - p)) with ``p`` clipped to [eps, 1 - eps], so 0 and 1 stay finite."""
+    q = np.clip(p, eps, 1.0 - eps)
+    return np.log(q) - np.log1p(-q)
+
+
 def f2_per_sample(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     """F2 of each row: ``5 TP / (4 |true| + |pred|)``; (N,) float in [0, 1].
 

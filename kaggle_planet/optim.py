@@ -172,6 +172,7 @@ class LRSchedule:
         from .params import check_args
 
         self.optimizer = optimizer
+        self.steps_per_epoch = steps_per_epoch  # optimizer updates per epoch
         self.freeze_lr = settings.freeze_lr
         self.frozen_steps = settings.freeze_epochs * steps_per_epoch
         total = max(1, (settings.epochs - settings.freeze_epochs) * steps_per_epoch)
@@ -188,11 +189,6 @@ class LRSchedule:
                 group["lr"] = self.freeze_lr
         else:
             self._set(step - self.frozen_steps)
-
-    def lrs(self, step: int) -> list[float]:
-        """The groups' lrs at update ``step`` (sets them, as step_update)."""
-        self.step_update(step)
-        return [g["lr"] for g in self.optimizer.param_groups]
 
     def base_lr(self, step: int) -> float:
         """The scheduled lr at update ``step`` before any group's ``lr_scale`` (freeze_lr while frozen)."""

@@ -267,7 +267,7 @@ def train_fold(
 ) -> dict[str, Any]:
     """Train one fold (resuming from ``last.pt`` when present); returns the fold's done.json content.
     ``extra`` adds training images to the fold (pseudo-labels)."""
-    from . import losses, models, optim
+    from . import losses, models
 
     out_dir = fold_dir(model_dir, fold)
     started = time.time()
@@ -280,7 +280,6 @@ def train_fold(
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
     trainer = build_trainer(model, settings, table.task, train_targets, len(train_loader), ctx.device, seed)
     precision, optimizer, ema, loss_fn = trainer.precision, trainer.optimizer, trainer.ema, trainer.loss_fn
-    updates_per_epoch = optim.steps_per_epoch(len(train_loader), settings.grad_accum)
     # valid loss: the task's plain log loss, comparable across recipes (no smoothing, no focusing)
     valid_loss_fn = losses.build_loss("auto", table.task).to(ctx.device)
     state = FoldState()
@@ -309,7 +308,7 @@ def train_fold(
         if epoch == 0:
             state.step0_loss, state.prior_loss = tr.first_loss, prior_loss
             _check_step0(settings.name, fold, tr.first_loss, prior_loss)
-        state.step += updates_per_epoch
+        state.step += trainer.schedule.steps_per_epoch
         eval_model = ema.module if ema is not None else model
         ev = evaluate(eval_model, valid_loader, valid_loss_fn, head.activation, precision, desc=f"{desc} valid", show_progress=ctx.main)
         row = {
