@@ -41,6 +41,14 @@ def exponential_lrs(start_lr: float, end_lr: float, num_steps: int) -> np.ndarra
     return start_lr * (end_lr / start_lr) ** (np.arange(num_steps) / max(1, num_steps - 1))
 
 
+def check_sweep(start_lr: float, end_lr: float, num_steps: int) -> None:
+    """One-line errors for a sweep that cannot run (before any data is read)."""
+    if not 0 < start_lr < end_lr:
+        raise KagglePlanetError(f"lr-find: need 0 < start lr < end lr, got {start_lr} and {end_lr}")
+    if num_steps < 10:
+        raise KagglePlanetError(f"lr-find: need at least 10 steps, got {num_steps}")
+
+
 def range_test(
     step: Callable[[float], float],
     start_lr: float = 1e-7,
@@ -50,10 +58,7 @@ def range_test(
     diverge: float = 4.0,
 ) -> RangeTest:
     """Run ``step(lr) -> loss`` (one update at ``lr``) over the exponential sweep; returns the curve and the valley."""
-    if not 0 < start_lr < end_lr:
-        raise KagglePlanetError(f"lr-find: need 0 < start lr < end lr, got {start_lr} and {end_lr}")
-    if num_steps < 10:
-        raise KagglePlanetError(f"lr-find: need at least 10 steps, got {num_steps}")
+    check_sweep(start_lr, end_lr, num_steps)
     lrs, smoothed, raw = [], [], []
     avg, best, stopped = 0.0, math.inf, f"reached end lr {end_lr:g}"
     for i, lr in enumerate(exponential_lrs(start_lr, end_lr, num_steps)):
@@ -109,6 +114,7 @@ def lr_find(cfg: Any, model_name: str | None, device: Any, start_lr: float = 1e-
     from .folds import load_or_make_folds
     from .train import Dist, build_trainer, prepare_fold
 
+    check_sweep(start_lr, end_lr, num_steps)
     name = model_name or cfg.model_names[0]
     settings = cfg.resolved_model(name)
     table = load_dataset(cfg.competition, cfg.data_dir, cfg.options)

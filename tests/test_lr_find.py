@@ -66,3 +66,15 @@ def test_cli_prints_a_suggestion_and_writes_only_the_plot(demo_datasets, tmp_pat
     assert "suggested lr:" in out and "plots/lr.png" in out
     assert (tmp_path / "plots" / "lr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_sweep_that_cannot_run_is_refused_before_anything_is_written(demo_datasets, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "lrf", "competition": "invasive", "data_dir": str(demo_datasets["invasive"]),
+        "folds": {"k": 2, "seed": 0}, "models": [{"backbone": "test_resnet"}],
+    }))
+    assert main(["lr-find", str(config), "--start-lr", "1", "--end-lr", "0.1", "--device", "cpu"]) == 2
+    assert "need 0 < start lr < end lr" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp.yaml"]  # no folds/, no plot
