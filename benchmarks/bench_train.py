@@ -1,7 +1,8 @@
 """Training benchmarks: memory vs dataset size, what bounds training speed, what pretraining buys.
 
     python benchmarks/bench_train.py memory      # one epoch on 2k and 8k generated images: peak memory of both
-    python benchmarks/bench_train.py speed       # resnet18 @128 px: model images/s, loader images/s (heavy), both
+    python benchmarks/bench_train.py loader      # loader per worker vs the bare decode floor, per preset, cached or not
+    python benchmarks/bench_train.py speed       # the loader table, then resnet18 @128 px: model, loader (heavy), both
     python benchmarks/bench_train.py pretrained  # tf_efficientnet_lite0 pretrained vs scratch on Planet demo data
     python benchmarks/bench_train.py all
 
@@ -79,18 +80,17 @@ def one_epoch(data_dir: str, image_size: int, batch_size: int, num_workers: int,
     import numpy as np
     import torch
 
-    from kaggle_planet import augment, models
+    from kaggle_planet import models
     from kaggle_planet.competitions import load_dataset
-    from kaggle_planet.data import ImageDataset, make_loader
+    from kaggle_planet.data import image_dataset, make_loader
     from kaggle_planet.engine import train_one_epoch
     from kaggle_planet.train import build_trainer
 
     device = torch.device("cpu")
     table = load_dataset("planet", data_dir)
     model = models.create_model(backbone, len(table.classes))
-    cfg = models.model_data_config(model)
-    transform = augment.build_transform("heavy", image_size, cfg["mean"], cfg["std"], train=True)
-    dataset = ImageDataset(table.train["file"].to_numpy(), table.targets, transform, seed=0)
+    # streamed from disk (no cache): the memory bench is about memory flat in the dataset size
+    dataset = image_dataset(table.train["file"].to_numpy(), table.targets, "heavy", image_size, train=True, seed=0, cache="none")
     loader = make_loader(dataset, batch_size, train=True, device=device, num_workers=num_workers, seed=0)
     trainer = build_trainer(model, _settings(backbone), table.task, table.targets, len(loader), device, 0)
     t0 = time.time()
@@ -133,24 +133,79 @@ def bench_memory(sizes=(2000, 8000), image_px: int = 64, image_size: int = 64, n
 # ----------------------------------------------------------------------------------------- speed
 
 
+def _loader_rate(dataset, batch_size: int, workers: int, epochs: int = 1) -> float:
+    """Images/s of iterating a training loader over ``dataset`` (worker start-up and the first batch excluded)."""
+    import torch
+
+    from kaggle_planet.data import make_loader
+
+    loader = make_loader(dataset, batch_size, train=True, device=torch.device("cpu"), num_workers=workers, seed=0)
+    count, t0 = 0, None
+    for epoch in range(epochs):
+        loader.sampler.set_epoch(epoch)
+        for images, _, _ in loader:
+            if t0 is None:
+                t0 = time.time()  # the first batch pays for worker start-up
+                continue
+            count += len(images)
+    return count / (time.time() - t0)
+
+
+def bench_loader(image_sizes=(128, 256), image_px: int = 256, batch_size: int = 32, n_images: int = 1024) -> dict:
+    """The loader in one process (= per worker) against the bare decode floor (cv2.imread + cv2.resize) on
+    the same generated Planet JPEGs: each preset without cache (every image decoded), and a cached epoch."""
+    import cv2
+
+    from kaggle_planet import data as kp_data
+    from kaggle_planet.competitions import load_dataset
+    from kaggle_planet.data import image_dataset
+
+    cv2.setNumThreads(0)
+    table = load_dataset("planet", demo_data(n_images, image_px))
+    files = table.train["file"].to_numpy()
+    _log(f"loader: {len(files)} generated Planet JPEGs of {image_px} px, batch {batch_size}, one process (0 workers: "
+         f"the main process does what one worker does), {os.cpu_count()} cores")
+    results: dict = {}
+    for size in image_sizes:
+        t0 = time.time()
+        for f in files:
+            cv2.resize(cv2.imread(str(f), cv2.IMREAD_COLOR), (size, size), interpolation=cv2.INTER_AREA)
+        floor = len(files) / (time.time() - t0)
+        results[f"floor@{size}"] = floor
+        _log(f"  @{size} px  bare floor cv2.imread + cv2.resize       {floor:7.1f} img/s  1.00x")
+        for preset in ("none", "d4", "heavy"):
+            kp_data._caches.clear()
+            rate = _loader_rate(image_dataset(files, table.targets, preset, size, train=True, seed=0, cache="none"), batch_size, 0)
+            results[f"{preset}@{size}"] = rate
+            _log(f"  @{size} px  loader {preset:5s} (decode every image)     {rate:7.1f} img/s  {rate / floor:4.2f}x")
+        for preset in ("d4", "heavy"):
+            kp_data._caches.clear()
+            dataset = image_dataset(files, table.targets, preset, size, train=True, seed=0, cache="ram")
+            _loader_rate(dataset, batch_size, 0)  # fills the cache
+            rate = _loader_rate(dataset, batch_size, 0)
+            results[f"{preset}@{size}_cached"] = rate
+            _log(f"  @{size} px  loader {preset:5s} (cached base images)     {rate:7.1f} img/s  {rate / floor:4.2f}x")
+    kp_data._caches.clear()
+    return results
+
+
 def bench_speed(image_size: int = 128, image_px: int = 256, batch_size: int = 32, n_images: int = 512, workers=(0, 2)) -> dict:
     """resnet18 @``image_size`` on CPU: compute-only, loader-only (heavy preset), and both together."""
     import torch
 
-    from kaggle_planet import augment, models
+    from kaggle_planet import models
     from kaggle_planet.competitions import load_dataset
-    from kaggle_planet.data import ImageDataset, make_loader
+    from kaggle_planet.data import image_dataset, make_loader
     from kaggle_planet.engine import train_one_epoch
     from kaggle_planet.train import build_trainer
 
+    results: dict = {"loader": bench_loader(image_px=image_px, batch_size=batch_size)}
     _log(f"speed: resnet18 @{image_size} px, batch {batch_size}, {torch.get_num_threads()} torch threads, "
          f"{os.cpu_count()} cores; {n_images} generated Planet images of {image_px} px")
     data = demo_data(n_images, image_px)
     table = load_dataset("planet", data)
     device = torch.device("cpu")
     model = models.create_model("resnet18", len(table.classes))
-    cfg = models.model_data_config(model)
-    results: dict = {}
 
     # 1. the model alone: random tensors, forward + backward + AdamW step
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -167,17 +222,10 @@ def bench_speed(image_size: int = 128, image_px: int = 256, batch_size: int = 32
     results["model_images_per_s"] = 6 * batch_size / (time.time() - t0)
     _log(f"  model only (fwd+bwd+step):       {results['model_images_per_s']:7.1f} img/s")
 
-    # 2. the loader alone: decode + heavy augmentation + collate
-    transform = augment.build_transform("heavy", image_size, cfg["mean"], cfg["std"], train=True)
-    dataset = ImageDataset(table.train["file"].to_numpy(), table.targets, transform, seed=0)
+    # 2. the loader alone: decode + heavy augmentation + collate, every image decoded
+    dataset = image_dataset(table.train["file"].to_numpy(), table.targets, "heavy", image_size, train=True, seed=0, cache="none")
     for w in workers:
-        loader = make_loader(dataset, batch_size, train=True, device=device, num_workers=w, seed=0)
-        it = iter(loader)
-        next(it)  # worker start-up is not throughput
-        t0, count = time.time(), 0
-        for images, _, _ in it:
-            count += len(images)
-        results[f"loader_images_per_s_w{w}"] = count / (time.time() - t0)
+        results[f"loader_images_per_s_w{w}"] = _loader_rate(dataset, batch_size, w)
         _log(f"  loader only, heavy, {w} workers:    {results[f'loader_images_per_s_w{w}']:7.1f} img/s")
 
     # 3. both: one real training epoch through the library's loop
@@ -233,7 +281,7 @@ def bench_pretrained(epochs: int = 6, image_size: int = 64, k: int = 3) -> dict:
     return results
 
 
-BENCHES = {"memory": bench_memory, "speed": bench_speed, "pretrained": bench_pretrained}
+BENCHES = {"memory": bench_memory, "loader": bench_loader, "speed": bench_speed, "pretrained": bench_pretrained}
 
 
 def main() -> None:

@@ -1,8 +1,11 @@
 """Augmentation presets: albumentations pipelines from an HxWx3 uint8 RGB image to a model tensor.
 
-Every pipeline ends with ``A.Normalize(mean, std)`` (the backbone's timm data config) and
-``ToTensorV2``, so ``transform(image=img)["image"]`` is a float32 ``(3, image_size, image_size)``
-torch tensor. Evaluation (``train=False``) is always resize + normalise, whatever the preset, so
+A pipeline is a deterministic *base* step, decode and resize (INTER_AREA) to a square base image
+(:func:`base_side`: ``image_size`` for evaluation and most presets, 1.5x for ``heavy``'s crops), then
+the preset's random steps to ``image_size``, then ``A.Normalize(mean, std)`` (the backbone's timm data
+config) and ``ToTensorV2``. The loader decodes JPEGs at a reduced scale when the base side allows,
+may cache base images (``cache``), and leaves normalisation to the device (``normalize=False``: uint8
+batches). Evaluation (``train=False``) is always resize + normalise, whatever the preset, so
 predictions never depend on the training recipe; test-time augmentation is ttach's job.
 
 Albumentations 2.x draws from the ``Compose``'s own generator, not from numpy's or Python's global
@@ -15,10 +18,12 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import albumentations as A
 import cv2
+import numpy as np
 from albumentations.pytorch import ToTensorV2
 
 from .errors import KagglePlanetError
@@ -35,11 +40,11 @@ def _resize(size: int) -> list[A.BasicTransform]:
 
 
 def _none(size: int) -> list[A.BasicTransform]:
-    return _resize(size)
+    return []
 
 
 def _light(size: int) -> list[A.BasicTransform]:
-    return _resize(size) + [
+    return [
         A.HorizontalFlip(p=0.5),
         A.Affine(
             scale=(0.9, 1.1),
@@ -54,7 +59,8 @@ def _light(size: int) -> list[A.BasicTransform]:
 
 def _heavy(size: int) -> list[A.BasicTransform]:
     return [
-        # Crop from the full-resolution image so zoom-ins keep detail; always lands at `size`.
+        # Crops from the base image (1.5x the output side, see PRESETS) so that even the smallest crop
+        # (area 0.6, ratio 0.8: 0.69 of the side) keeps at least `size` pixels of detail; lands at `size`.
         A.RandomResizedCrop(size=(size, size), scale=(0.6, 1.0), ratio=(0.8, 1.25), p=1.0),
         A.D4(p=1.0),
         A.Affine(
@@ -93,7 +99,7 @@ def _heavy(size: int) -> list[A.BasicTransform]:
 def _affine(size: int) -> list[A.BasicTransform]:
     # No flips, no right-angle turns: for data whose orientation is part of the label (digits, text,
     # oriented objects). Small shifts, zooms, rotations and colour changes keep such labels.
-    return _resize(size) + [
+    return [
         A.Affine(
             scale=(0.9, 1.1),
             translate_percent=(-0.08, 0.08),
@@ -110,24 +116,30 @@ def _affine(size: int) -> list[A.BasicTransform]:
 def _d4(size: int) -> list[A.BasicTransform]:
     # One of the 8 symmetries of the square, uniformly: identity, 3 rotations, 4 reflections.
     # Satellite chips have no "up", so these are label-preserving and add no interpolation blur.
-    return _resize(size) + [A.D4(p=1.0)]
+    return [A.D4(p=1.0)]
 
 
-PRESETS: dict[str, Callable[[int], list[A.BasicTransform]]] = {
-    "none": _none,
-    "light": _light,
-    "heavy": _heavy,
-    "d4": _d4,
-    "affine": _affine,
-}
+@dataclass(frozen=True)
+class Preset:
+    """One training augmentation preset.
 
-# what each preset is for (README and --help read this)
-PRESET_HELP = {
-    "none": "resize only",
-    "light": "horizontal flip, small affine, brightness/contrast (photos and scenes with an up)",
-    "heavy": "random resized crop, D4, affine, colour, blur/noise, coarse dropout (satellite chips)",
-    "d4": "one of the 8 flips/rotations of the square (no up, no handedness: satellite chips)",
-    "affine": "small affine + colour, no flips or turns (digits, text, oriented objects)",
+    Every image is first decoded and resized (INTER_AREA) to a square *base image* of side
+    ``round(base_scale * image_size)``, a deterministic step the loader may cache; ``steps`` are the
+    random transforms from the base image to the ``image_size`` output.
+    """
+
+    steps: Callable[[int], list[A.BasicTransform]]
+    help: str  # README and --help
+    base_scale: float = 1.0
+
+
+PRESETS: dict[str, Preset] = {
+    "none": Preset(_none, "resize only"),
+    "light": Preset(_light, "horizontal flip, small affine, brightness/contrast (photos and scenes with an up)"),
+    "heavy": Preset(_heavy, "random resized crop, D4, affine, colour, blur/noise, coarse dropout (satellite chips)",
+                    base_scale=1.5),
+    "d4": Preset(_d4, "one of the 8 flips/rotations of the square (no up, no handedness: satellite chips)"),
+    "affine": Preset(_affine, "small affine + colour, no flips or turns (digits, text, oriented objects)"),
 }
 PIPELINE_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -168,14 +180,25 @@ def load_pipeline(path: str | Path) -> A.BasicTransform | A.BaseCompose:
     return pipeline
 
 
-def _train_steps(augment: str, size: int) -> list[A.BasicTransform]:
+def base_side(preset: str, image_size: int, train: bool) -> int | None:
+    """Side of the square base image a split's pipeline starts from (see :class:`Preset`); None for a
+    pipeline file, which sees the image as decoded."""
+    if not train:
+        return int(image_size)
+    if is_pipeline_file(preset):
+        return None
+    return int(round(PRESETS[preset].base_scale * image_size))
+
+
+def _random_steps(augment: str, size: int) -> list[A.BasicTransform]:
     if is_pipeline_file(augment):
         # the user's pipeline sees the decoded image; the toolkit's resize makes the size right afterwards
         pipeline = load_pipeline(augment)
         # a saved Compose is unpacked so that its steps draw from our Compose's seeded generator
         steps = list(pipeline.transforms) if isinstance(pipeline, A.Compose) else [pipeline]
         return steps + _resize(size)
-    return PRESETS[augment](size)
+    steps = PRESETS[augment].steps(size)
+    return steps if PRESETS[augment].base_scale == 1.0 else steps + _resize(size)  # lands at `size` in any case
 
 
 def build_transform(
@@ -185,6 +208,9 @@ def build_transform(
     std: Sequence[float],
     train: bool,
     seed: int | None = None,
+    *,
+    normalize: bool = True,
+    base: bool = True,
 ) -> A.Compose:
     """Albumentations pipeline for one split.
 
@@ -193,6 +219,10 @@ def build_transform(
     mean, std: per-channel RGB values in [0, 1] (timm data config); train: False gives resize +
     normalise only. Input ``image``: HxWx3 uint8 RGB; output ``{"image": float32 (3, S, S) tensor}``.
     seed: the Compose's own generator seed (None: fresh randomness).
+    normalize: False leaves the output a uint8 (3, S, S) tensor, to be normalised on the device
+    (:meth:`kaggle_planet.engine.Precision.to_device`): 4x fewer bytes per batch.
+    base: False leaves out the resize to the base image (:func:`base_side`): the input is the base
+    image already (the loader's decode-and-resize, which it may cache).
     """
     check_preset(preset)
     if int(image_size) != image_size or image_size < 1:
@@ -202,12 +232,21 @@ def build_transform(
             f"augment: mean and std must be 3 per-channel values with std > 0, got mean={mean!r} std={std!r}"
         )
     size = int(image_size)
-    steps = _train_steps(preset, size) if train else _resize(size)
-    steps = steps + [
-        A.Normalize(mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std), max_pixel_value=255.0),
-        ToTensorV2(),
-    ]
+    side = base_side(preset, size, train)
+    steps = _random_steps(preset, size) if train else []
+    if base and side is not None:
+        steps = _resize(side) + steps
+    if normalize:
+        steps.append(A.Normalize(mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std), max_pixel_value=255.0))
+    steps.append(ToTensorV2())
     return A.Compose(steps, seed=seed)
+
+
+def resize_to_base(image: np.ndarray, side: int) -> np.ndarray:
+    """The deterministic base step of every pipeline: ``image`` resized (INTER_AREA) to side x side."""
+    if image.shape[0] == side and image.shape[1] == side:
+        return image
+    return cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
 
 
 def reseed(transform: A.Compose, seed: int) -> None:

@@ -47,6 +47,10 @@ class DatasetTable:
     options: dict[str, Any] = field(default_factory=dict)
     test_labelled: bool = False
 
+    def all_files(self) -> np.ndarray:
+        """Every image of the dataset, training then test (one loader cache serves them all)."""
+        return np.concatenate([self.train["file"].to_numpy(dtype=str), self.test["file"].to_numpy(dtype=str)])
+
     @property
     def targets(self) -> np.ndarray:
         """(N, C) int 0/1 training targets, rows in ``train`` order."""

@@ -49,6 +49,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from . import artifacts
+from .cache import CACHE_MODES
 from .competitions import COMPETITIONS, get_spec
 from .blend import METHODS as _BLEND_TABLE  # torch-free; the blend table is the one list of methods
 from .decision import CHOICES as DECISION_CHOICES  # torch-free; "auto" + the decision table
@@ -59,6 +60,7 @@ from .params import ArgError, check_args, describe
 # does not import albumentations or torch.
 Augment = Literal["none", "light", "heavy", "d4", "affine"]
 Tta = Literal["none", "hflip", "d4"]
+Cache = Literal[tuple(CACHE_MODES)]  # type: ignore[valid-type]
 Blend = Literal[("auto", *_BLEND_TABLE)]  # type: ignore[valid-type]
 Decision = Literal[tuple(DECISION_CHOICES)]  # type: ignore[valid-type]
 Competition = Literal[tuple(COMPETITIONS)]  # type: ignore[valid-type]
@@ -71,7 +73,7 @@ AUTO_BLEND = {"f2_samples": "mean", "accuracy": "mean", "roc_auc": "rank"}
 AUTO_LOSS = {"multilabel": "bce", "binary": "bce", "multiclass": "ce"}
 IMAGEFOLDER_ONLY = ("train_dir", "test_dir")
 # Settings that may change between runs into one model folder (how to run, not what is trained).
-FREE_KEYS = frozenset({"num_workers", "tta", "device", "blend", "decision", "pseudo", "runs_dir", "compile"})
+FREE_KEYS = frozenset({"num_workers", "cache", "tta", "device", "blend", "decision", "pseudo", "runs_dir", "compile"})
 # Optimizers named in the error for an unknown one (timm knows ~100).
 COMMON_OPTIMIZERS = ("adamw", "sgd", "momentum", "lamb", "adan", "lion", "adabelief", "radam")
 
@@ -205,6 +207,7 @@ Scheduler = Annotated[Text, AfterValidator(_table_name(schedulers)), Doc(lambda:
 Loss = Annotated[Text, AfterValidator(_table_name(losses, "auto")), Doc(lambda: " | ".join(["auto", *losses()]), "a loss name")]
 Args = Annotated[dict[str, Any], BeforeValidator(_empty_mapping), Doc("mapping", "a mapping of name: value")]
 PositiveNumber = Annotated[Number, annotated_types.Gt(0)]
+Workers = Union[Literal["auto"], Annotated[Int, annotated_types.Ge(0)]]
 PosWeight = Annotated[Union[Literal["auto"], PositiveNumber, None], BeforeValidator(_none_word)]
 
 
@@ -322,7 +325,9 @@ class TrainSettings(_Keys):
     amp: AutoBool = Field("auto", description="mixed precision (bf16 where supported, else fp16 + GradScaler); auto: on for CUDA")
     channels_last: AutoBool = Field("auto", description="channels_last memory format; auto: on for CUDA")
     seed: Int = Field(42, ge=0, description="seed of weights init, shuffling and augmentation (per fold: seed + fold)")
-    num_workers: Int = Field(2, ge=0, description="DataLoader worker processes (0: load in the main process)")
+    num_workers: Workers = Field("auto", description="DataLoader worker processes (0: load in the main process); auto: the cores, at most 8")
+    cache: Cache = Field("auto", description="keep decoded, resized images in RAM across epochs, folds and TTA passes: "
+                         + "; ".join(f"{k}: {v}" for k, v in CACHE_MODES.items()))
 
 
 def _train_overrides(value: Any) -> dict[str, Any]:

@@ -12,7 +12,10 @@ an uninterrupted run would have seen.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
+import os
 import random
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -21,8 +24,10 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from .cache import cache_bytes, refusal
 from .errors import KagglePlanetError
 
 log = logging.getLogger(__name__)
@@ -35,12 +40,95 @@ cv2.setNumThreads(0)
 Transform = Callable[..., dict[str, Any]]
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB image; raises KagglePlanetError naming the file when it cannot be decoded."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+# libjpeg decodes at 1/2, 1/4 or 1/8 scale for a fraction of the full decode's cost
+_REDUCED_JPEG = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+
+def _jpeg_size(data: np.ndarray) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's header, or None when ``data`` is not a JPEG (PIL reads only the header)."""
+    if data[:3].tobytes() != b"\xff\xd8\xff":
+        return None
+    try:
+        with Image.open(io.BytesIO(data[:65536].tobytes())) as image:
+            return image.size if image.format == "JPEG" else None
+    except Exception:  # noqa: BLE001 - a damaged header: let the full decode report it
+        return None
+
+
+def decode_scale(width: int, height: int, min_side: int | None) -> int:
+    """The largest JPEG reduction (1, 2, 4 or 8) that keeps both sides at least ``min_side`` pixels."""
+    if min_side:
+        for factor, _ in _REDUCED_JPEG:
+            if -(-min(width, height) // factor) >= min_side:  # libjpeg rounds the scaled size up
+                return factor
+    return 1
+
+
+def read_image(path: str | Path, min_side: int | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB image; raises KagglePlanetError naming the file when it cannot be decoded.
+
+    min_side: the image is about to be shrunk so that its shorter side is ``min_side``: a JPEG is then
+    decoded at the largest 1/2, 1/4 or 1/8 scale that keeps both sides at least ``min_side``.
+    """
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError:
+        data = np.zeros(0, np.uint8)
+    flag = cv2.IMREAD_COLOR
+    size = _jpeg_size(data) if min_side and data.size else None
+    if size is not None:
+        factor = decode_scale(*size, min_side)
+        flag = next((f for k, f in _REDUCED_JPEG if k == factor), cv2.IMREAD_COLOR)
+    image = cv2.imdecode(data, flag) if data.size else None
     if image is None:
         raise KagglePlanetError(f"{path}: cannot read image (missing or not a decodable image file)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class ImageCache:
+    """Base images (decoded and resized to ``side`` x ``side``) of a fixed set of files, in shared memory.
+
+    Created in the main process before DataLoader workers start, it is shared by every worker of every
+    loader (training and validation of every fold, predictions, TTA passes): each image is decoded once
+    per process, whichever worker gets it first. Rows are written before their ``filled`` flag.
+    """
+
+    def __init__(self, files: Sequence[str], side: int):
+        self.side = int(side)
+        self.slot_of = {str(f): i for i, f in enumerate(files)}
+        self.images = torch.empty((len(self.slot_of), self.side, self.side, 3), dtype=torch.uint8).share_memory_()
+        self.filled = torch.zeros(len(self.slot_of), dtype=torch.bool).share_memory_()
+
+    def slots(self, files: Sequence[str]) -> np.ndarray:
+        """Row of each file (-1: not in the cache)."""
+        return np.fromiter((self.slot_of.get(str(f), -1) for f in files), dtype=np.int64, count=len(files))
+
+
+_caches: dict[tuple, ImageCache] = {}
+
+
+def image_cache(files: Sequence[str], side: int | None, mode: str) -> ImageCache | None:
+    """The process's shared cache of ``files``' base images at ``side`` (made on first use), or None when
+    ``mode`` is none, the pipeline has no fixed base size (a pipeline file), or (auto) it would not fit.
+    auto drops the caches made earlier (another size or dataset) when both would not fit."""
+    if side is None or mode == "none":
+        refusal(mode, 0, 0)  # still refuses an unknown mode
+        return None
+    files = [str(f) for f in files]
+    key = (int(side), hashlib.sha1("\n".join(files).encode()).hexdigest())
+    if key in _caches:
+        return _caches[key]
+    held = sum(cache_bytes(len(c.slot_of), c.side) for c in _caches.values())
+    if mode == "auto" and held and refusal(mode, len(files), side, held):
+        _caches.clear()
+        held = 0
+    reason = refusal(mode, len(files), side, held)
+    if reason:
+        log.info(reason)
+        return None
+    log.info("cache: %d base images at %d px in RAM (%.2f GB)", len(files), side, cache_bytes(len(files), side) / 1e9)
+    _caches[key] = ImageCache(files, side)
+    return _caches[key]
 
 
 def reseed_sample(rng: np.random.Generator, py_random: random.Random, seed: int, epoch: int, index: int) -> None:
@@ -52,20 +140,30 @@ def reseed_sample(rng: np.random.Generator, py_random: random.Random, seed: int,
 
 
 class ImageDataset(Dataset):
-    """``files[i]`` decoded, transformed; items are ``(image (3,S,S) float32, target (C,) float32, i)``.
+    """``files[i]`` decoded, transformed; items are ``(image (3,S,S) tensor, target (C,) float32, i)``.
 
     targets: (N, C) 0/1 array, or None for unlabelled (test) images, which get an empty target.
-    seed: None for deterministic transforms (evaluation); an int reseeds ``transform`` per sample
-    (see the module docstring). Index with ``i`` or ``(i, epoch)``.
+    transform: from the image to the tensor (float32 when it normalises, uint8 when normalisation is
+    left to the device). base_side: when given, each image is first decoded (at a reduced JPEG scale
+    where that keeps ``base_side`` pixels) and resized to base_side x base_side, and ``transform``
+    starts from there (``augment.build_transform(..., base=False)``); ``cache`` then holds those base
+    images. seed: None for deterministic transforms (evaluation); an int reseeds ``transform`` per
+    sample (see the module docstring). Index with ``i`` or ``(i, epoch)``.
     """
 
-    def __init__(self, files: Sequence[str], targets: np.ndarray | None, transform: Transform, seed: int | None = None):
+    def __init__(self, files: Sequence[str], targets: np.ndarray | None, transform: Transform, seed: int | None = None,
+                 *, base_side: int | None = None, cache: ImageCache | None = None):
         self.files = np.asarray([str(f) for f in files])
         self.targets = None if targets is None else np.asarray(targets, dtype=np.float32)
         if self.targets is not None and len(self.targets) != len(self.files):
             raise ValueError(f"{len(self.files)} files but {len(self.targets)} target rows")
         self.transform = transform
         self.seed = seed
+        self.base_side = base_side
+        if cache is not None and (base_side is None or cache.side != base_side):
+            raise ValueError(f"a cache of {cache.side} px base images for a pipeline starting at {base_side}")
+        self.cache = cache
+        self.slots = cache.slots(self.files) if cache is not None else None
         if seed is not None:
             # one generator pair shared by all steps, reseeded per sample (cheaper than set_random_seed,
             # which builds a generator per step)
@@ -75,13 +173,43 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    def base_image(self, index: int) -> np.ndarray:
+        """The image the transform starts from: decoded (and resized to ``base_side``), from the cache if there."""
+        from .augment import resize_to_base
+
+        slot = -1 if self.slots is None else int(self.slots[index])
+        if slot >= 0 and bool(self.cache.filled[slot]):
+            return self.cache.images[slot].numpy().copy()
+        if self.base_side is None:
+            return read_image(self.files[index])
+        image = resize_to_base(read_image(self.files[index], self.base_side), self.base_side)
+        if slot >= 0:
+            self.cache.images[slot].numpy()[...] = image
+            self.cache.filled[slot] = True
+        return image
+
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
         index, epoch = item if isinstance(item, tuple) else (item, 0)
         if self.seed is not None:
             reseed_sample(self._rng, self._py_random, self.seed, epoch, index)
-        image = self.transform(image=read_image(self.files[index]))["image"]
+        image = self.transform(image=self.base_image(index))["image"]
         target = torch.from_numpy(self.targets[index]) if self.targets is not None else torch.zeros(0)
         return image, target, index
+
+
+def image_dataset(files: Sequence[str], targets: np.ndarray | None, augment: str, image_size: int, *, train: bool,
+                  seed: int | None = None, cache: str = "none", universe: Sequence[str] | None = None) -> ImageDataset:
+    """The loader's dataset for one split: base images (reduced-scale decode, cached per ``cache`` mode)
+    through the split's pipeline to uint8 tensors, normalised later on the device
+    (:meth:`engine.Precision.to_device`). universe: every file the process will load at this size (e.g. a
+    competition's training and test images), so that one cache serves every fold, split and pass."""
+    from . import augment as aug
+
+    side = aug.base_side(augment, image_size, train)
+    transform = aug.build_transform(augment, image_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), train=train,
+                                    normalize=False, base=False)
+    shared = image_cache(files if universe is None else universe, side, cache)
+    return ImageDataset(files, targets, transform, seed=seed, base_side=side, cache=shared)
 
 
 class EpochSampler(Sampler):
@@ -107,6 +235,19 @@ def seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
+
+
+MAX_AUTO_WORKERS = 8
+
+
+def resolve_workers(num_workers: int | str) -> int:
+    """DataLoader workers: an int as given; ``auto``: the cores this process may use, shared by the
+    processes of a torchrun job on this host, at most 8."""
+    if num_workers != "auto":
+        return int(num_workers)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, min(MAX_AUTO_WORKERS, cores // local))
 
 
 def make_loader(

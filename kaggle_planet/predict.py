@@ -9,7 +9,7 @@ outputs sigmoid/softmax before ttach's mean (``TTA`` lists the transform sets). 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from torch import nn
 from . import artifacts
 from .competitions import load_dataset
 from .config import ModelSettings, config_to_dict, load_config
-from .data import ImageDataset, make_loader
+from .data import image_dataset, make_loader, resolve_workers
 from .engine import ProbabilityModel, evaluate, resolve_precision
 from .errors import KagglePlanetError
 from .metrics import summarize_scores
@@ -80,25 +80,28 @@ def _process_group() -> tuple[int, int]:
 
 
 def predict_files(
-    model: nn.Module, files: list[str], settings: ModelSettings, device: torch.device, tta: str, *, shard: bool = False
+    model: nn.Module, files: list[str], settings: ModelSettings, device: torch.device, tta: str, *, shard: bool = False,
+    universe: Sequence[str] | None = None,
 ) -> np.ndarray:
     """(N, C) probabilities in [0, 1] of ``model`` (images -> probabilities, see :func:`load_fold_model`)
     on image ``files``, averaged over the ``tta`` views (none | hflip | d4).
 
     shard: under torchrun, every rank calls this with the same files, predicts its share, and all get
-    the whole result (every rank must take part)."""
-    from . import augment, models
+    the whole result (every rank must take part). universe: every file this process will predict at this
+    size (so one image cache, ``settings.cache``, serves every fold and TTA pass)."""
+    from . import models
 
     base = model.model if isinstance(model, ProbabilityModel) else model
     if len(files) == 0:
         return np.zeros((0, _num_outputs(base)), dtype=np.float64)
     data_cfg = models.model_data_config(base)
-    transform = augment.build_transform(settings.augment, settings.image_size, data_cfg["mean"], data_cfg["std"], train=False)
+    dataset = image_dataset(files, None, settings.augment, settings.image_size, train=False, cache=settings.cache,
+                            universe=universe)
     rank, world = _process_group() if shard else (0, 1)
-    loader = make_loader(ImageDataset(files, None, transform), settings.batch_size, train=False, device=device,
-                         num_workers=min(settings.num_workers, max(0, len(files) // settings.batch_size)),
+    loader = make_loader(dataset, settings.batch_size, train=False, device=device,
+                         num_workers=min(resolve_workers(settings.num_workers), max(0, len(files) // settings.batch_size)),
                          rank=rank, world=world)
-    precision = resolve_precision(device, settings.amp, settings.channels_last)
+    precision = resolve_precision(device, settings.amp, settings.channels_last, data_cfg["mean"], data_cfg["std"])
     out = evaluate(with_tta(model, tta), loader, None, None, precision, desc=f"predict ({tta})", distributed=shard,
                    show_progress=rank == 0)
     return np.clip(out.probs.astype(np.float64), 0.0, 1.0)
@@ -139,11 +142,14 @@ def predict_run(model_dir: Path, device: torch.device, tta: str | None = None) -
     commands: list[str] = []
     for fold in range(cfg.folds.k):
         model, fold_settings = load_fold_model(model_dir, fold, device)
-        fold_settings.num_workers = settings.num_workers
+        fold_settings.num_workers, fold_settings.cache = settings.num_workers, settings.cache
         rows = np.flatnonzero(folds == fold)
         log.info("%s fold %d: predicting %d OOF + %d test images (tta %s)", settings.name, fold, len(rows), len(table.test), tta)
-        oof[rows] = predict_files(model, table.train["file"].to_numpy()[rows].tolist(), fold_settings, device, tta, shard=True)
-        fold_tests.append(predict_files(model, table.test["file"].tolist(), fold_settings, device, tta, shard=True))
+        universe = table.all_files()
+        oof[rows] = predict_files(model, table.train["file"].to_numpy()[rows].tolist(), fold_settings, device, tta, shard=True,
+                                  universe=universe)
+        fold_tests.append(predict_files(model, table.test["file"].tolist(), fold_settings, device, tta, shard=True,
+                                        universe=universe))
         test += fold_tests[-1] / cfg.folds.k
         done = artifacts.read_json(fold_dir(model_dir, fold) / DONE)
         if done.get("command") and done["command"] not in commands:

@@ -42,7 +42,7 @@ from . import artifacts
 from .artifacts import BEST, HISTORY, HISTORY_COLUMNS, fold_dir
 from .competitions import DatasetTable, load_dataset
 from .config import ExperimentConfig, ModelSettings, load_config, save_config, settings_differences, single_model_config
-from .data import ImageDataset, make_loader
+from .data import image_dataset, make_loader, resolve_workers
 from .engine import Trainer, evaluate, get_head, resolve_precision, train_one_epoch
 from .errors import KagglePlanetError
 from .metrics import score
@@ -227,7 +227,7 @@ def prepare_fold(settings: ModelSettings, table: DatasetTable, folds: np.ndarray
                  extra: ExtraTrain | None = None) -> FoldSetup:
     """Seed, build the model with its head at the training rows' prior, and the fold's loaders; ``extra``
     adds training images for this fold only (never to its validation images)."""
-    from . import augment, models
+    from . import models
 
     head = get_head(table.task)
     seed = settings.seed + fold
@@ -243,13 +243,14 @@ def prepare_fold(settings: ModelSettings, table: DatasetTable, folds: np.ndarray
     prior = train_targets.mean(0)
     model = models.create_model(settings.backbone, len(table.classes), settings.pretrained, settings.drop_rate,
                                 settings.drop_path_rate, head_bias=head.prior_logits(prior))
-    data_cfg = models.model_data_config(model)
-    size = settings.image_size
-    train_tf = augment.build_transform(settings.augment, size, data_cfg["mean"], data_cfg["std"], train=True)
-    eval_tf = augment.build_transform(settings.augment, size, data_cfg["mean"], data_cfg["std"], train=False)
-    loader_args = dict(device=ctx.device, num_workers=settings.num_workers, seed=seed, rank=ctx.rank, world=ctx.world)
-    train_loader = make_loader(ImageDataset(train_files, train_targets, train_tf, seed=seed), settings.batch_size, train=True, **loader_args)
-    valid_loader = make_loader(ImageDataset(files[valid_idx], targets[valid_idx], eval_tf), settings.batch_size, train=False, persistent=True, **loader_args)
+    size, universe = settings.image_size, table.all_files()
+    train_set = image_dataset(train_files, train_targets, settings.augment, size, train=True, seed=seed,
+                              cache=settings.cache, universe=universe)
+    valid_set = image_dataset(files[valid_idx], targets[valid_idx], settings.augment, size, train=False,
+                              cache=settings.cache, universe=universe)
+    loader_args = dict(device=ctx.device, num_workers=resolve_workers(settings.num_workers), seed=seed, rank=ctx.rank, world=ctx.world)
+    train_loader = make_loader(train_set, settings.batch_size, train=True, **loader_args)
+    valid_loader = make_loader(valid_set, settings.batch_size, train=False, persistent=True, **loader_args)
     if len(train_loader) == 0:
         raise KagglePlanetError(f"fold {fold}: {len(train_files)} training images give no batch of {settings.batch_size}; lower batch_size")
     return FoldSetup(model, train_loader, valid_loader, train_idx, valid_idx, prior, head, seed, train_targets)
@@ -384,10 +385,11 @@ def build_trainer(
     """Everything a training step needs, from the settings: moves ``model`` to ``device`` (channels_last
     when on), builds the loss (pos_weight from ``train_targets`` (N, C)), timm's optimizer (call this
     before freezing anything), the schedule over ``batches_per_epoch``, EMA, mixing and precision."""
-    from . import losses, optim
+    from . import losses, models, optim
     from .mixing import Mixer
 
-    precision = resolve_precision(device, settings.amp, settings.channels_last)
+    data_cfg = models.model_data_config(model)
+    precision = resolve_precision(device, settings.amp, settings.channels_last, data_cfg["mean"], data_cfg["std"])
     model.to(device, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)
     loss_fn = losses.build_loss(settings.loss, task, settings.loss_args, settings.label_smoothing,
                                 losses.pos_weight_for(settings.pos_weight, train_targets)).to(device)

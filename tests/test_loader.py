@@ -1,0 +1,208 @@
+"""The fast loader: reduced-scale JPEG decode, uint8 batches normalised on the device, the shared RAM cache."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from kaggle_planet import augment, cache as cache_rules, data
+from kaggle_planet.data import ImageDataset, image_cache, image_dataset, make_loader, read_image, resolve_workers
+from kaggle_planet.engine import resolve_precision
+from kaggle_planet.errors import KagglePlanetError
+
+CPU = torch.device("cpu")
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _smooth_image(side_h: int, side_w: int, seed: int) -> np.ndarray:
+    """A natural-ish image (JPEG-friendly): blurred noise."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, size=(max(2, side_h // 8), max(2, side_w // 8), 3), dtype=np.uint8)
+    return cv2.resize(small, (side_w, side_h), interpolation=cv2.INTER_CUBIC)
+
+
+@pytest.fixture
+def jpegs(tmp_path):
+    files = []
+    for i in range(12):
+        path = tmp_path / f"chip_{i}.jpg"
+        cv2.imwrite(str(path), _smooth_image(96, 96, i), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        files.append(str(path))
+    return files
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    data._caches.clear()
+    yield
+    data._caches.clear()
+
+
+# --------------------------------------------------------------------------- reduced-scale decode
+
+
+@pytest.mark.parametrize("min_side, factor", [(None, 1), (96, 1), (60, 1), (48, 2), (30, 2), (24, 4), (12, 8), (5, 8)])
+def test_jpeg_is_decoded_at_the_largest_scale_that_keeps_min_side(tmp_path, min_side, factor):
+    path = tmp_path / "a.jpg"
+    cv2.imwrite(str(path), _smooth_image(96, 96, 0))
+    flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+    expected = cv2.cvtColor(cv2.imread(str(path), flags[factor]), cv2.COLOR_BGR2RGB)  # OpenCV's own reduced decode
+    got = read_image(path, min_side)
+    assert got.shape == (96 // factor, 96 // factor, 3)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_reduction_keeps_both_sides_of_a_wide_image(tmp_path):
+    path = tmp_path / "wide.jpg"
+    cv2.imwrite(str(path), _smooth_image(50, 200, 1))
+    assert read_image(path, 25).shape == (25, 100, 3)  # 50/2 = 25 >= 25; 50/4 would be 13
+    assert read_image(path, 26).shape == (50, 200, 3)
+    # libjpeg rounds a scaled side up: ceil(50 / 4) = 13, ceil(48 / 4) = 12, ceil(50 / 8) = 7
+    assert [data.decode_scale(200, 50, 13), data.decode_scale(200, 48, 13), data.decode_scale(200, 50, 7),
+            data.decode_scale(200, 50, 8), data.decode_scale(200, 50, 51)] == [4, 2, 8, 4, 1]
+
+
+def test_png_is_always_decoded_in_full(tmp_path):
+    path = tmp_path / "a.png"
+    image = _smooth_image(64, 64, 2)
+    cv2.imwrite(str(path), image)
+    np.testing.assert_array_equal(read_image(path, 8), cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+
+
+def test_damaged_or_missing_file_is_one_line_naming_it(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    for path in (bad, tmp_path / "missing.jpg"):
+        with pytest.raises(KagglePlanetError, match=path.name):
+            read_image(path, 32)
+
+
+# --------------------------------------------------------------------------- uint8 + on-device normalisation
+
+
+@pytest.mark.parametrize("preset", sorted(augment.PRESETS))
+@pytest.mark.parametrize("train", [True, False])
+def test_uint8_batches_normalised_on_device_equal_the_float_path(jpegs, preset, train):
+    size = 40  # 96 px JPEGs: 96 / 2 = 48 >= 40 would allow a reduced decode, so pin the float path to the same decode
+    fast = image_dataset(jpegs, None, preset, size, train=train, seed=3 if train else None)
+    reference = ImageDataset(jpegs, None, augment.build_transform(preset, size, MEAN, STD, train=train), seed=3 if train else None)
+    side = augment.base_side(preset, size, train)
+    reference.files = np.asarray(jpegs)
+    precision = resolve_precision(CPU, amp=False, channels_last=False, mean=MEAN, std=STD)
+    for i in range(len(jpegs)):
+        item = (i, 2) if train else i
+        raw, _, _ = fast[item]
+        assert raw.dtype == torch.uint8 and tuple(raw.shape) == (3, size, size)
+        # the float path from the same decoded pixels: full pipeline (resize to the base side included)
+        decoded = read_image(jpegs[i], side)
+        if train:
+            data.reseed_sample(reference._rng, reference._py_random, 3, 2, i)
+        expected = reference.transform(image=decoded)["image"]
+        got = precision.to_device(raw[None])[0]
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def test_uint8_batch_without_mean_and_std_is_refused():
+    with pytest.raises(RuntimeError, match="mean and std"):
+        resolve_precision(CPU, amp=False, channels_last=False).to_device(torch.zeros(1, 3, 4, 4, dtype=torch.uint8))
+
+
+def test_float_batches_pass_through_unchanged():
+    x = torch.randn(2, 3, 4, 4)
+    out = resolve_precision(CPU, amp=False, channels_last=True, mean=MEAN, std=STD).to_device(x)
+    assert torch.equal(out, x) and out.is_contiguous(memory_format=torch.channels_last)
+
+
+# --------------------------------------------------------------------------- the RAM cache
+
+
+def _batches(loader, epochs):
+    out = []
+    for epoch in range(epochs):
+        loader.sampler.set_epoch(epoch)
+        out.extend(torch.cat([images.flatten(1), index[:, None].to(images.dtype)], 1) for images, _, index in loader)
+    return out
+
+
+@pytest.mark.parametrize("preset", ["d4", "heavy"])
+def test_cached_loader_gives_identical_batches_and_workers_share_the_cache(jpegs, preset):
+    targets = np.zeros((len(jpegs), 2), np.float32)
+    plain = image_dataset(jpegs, targets, preset, 32, train=True, seed=5, cache="none")
+    cached = image_dataset(jpegs, targets, preset, 32, train=True, seed=5, cache="ram")
+    assert plain.cache is None and cached.cache is not None and not cached.cache.filled.any()
+    expected = _batches(make_loader(plain, 4, train=True, device=CPU, num_workers=0, seed=5), 3)
+    got = _batches(make_loader(cached, 4, train=True, device=CPU, num_workers=2, seed=5), 3)
+    assert len(got) == len(expected) > 0
+    for a, b in zip(got, expected):
+        assert torch.equal(a, b)
+    # the workers (other processes) filled the parent's cache: it is shared memory
+    assert bool(cached.cache.filled.all())
+
+
+def test_cache_is_shared_by_splits_and_folds_and_read_instead_of_decoding(jpegs, monkeypatch):
+    universe = jpegs
+    train = image_dataset(jpegs[:8], None, "d4", 32, train=True, seed=1, cache="auto", universe=universe)
+    valid = image_dataset(jpegs[8:], None, "d4", 32, train=False, cache="auto", universe=universe)
+    other_fold = image_dataset(jpegs[4:], None, "none", 32, train=False, cache="auto", universe=universe)
+    assert train.cache is valid.cache is other_fold.cache  # d4 and evaluation share the 32 px base images
+    for ds in (train, valid):
+        for i in range(len(ds)):
+            ds[i]
+    calls = []
+    monkeypatch.setattr(data, "read_image", lambda *a, **k: calls.append(a) or np.zeros((32, 32, 3), np.uint8))
+    for i in range(len(other_fold)):
+        other_fold[i]
+    assert calls == []  # every image came from the cache
+    heavy = image_dataset(jpegs, None, "heavy", 32, train=True, seed=1, cache="auto", universe=universe)
+    assert heavy.cache is not train.cache and heavy.cache.side == 48  # heavy crops from 1.5x base images
+
+
+def test_cache_modes(jpegs, monkeypatch):
+    assert image_dataset(jpegs, None, "d4", 32, train=True, cache="none").cache is None
+    with pytest.raises(KagglePlanetError, match="cache: 'sometimes' is not valid; expected one of auto, ram, none"):
+        image_cache(jpegs, 32, "sometimes")
+    n_bytes = cache_rules.cache_bytes(len(jpegs), 32)
+    # auto: over a quarter of the available memory -> no cache (decoding each pass), and said so
+    monkeypatch.setattr(cache_rules, "available_bytes", lambda: (4 * n_bytes - 1, 10 * n_bytes))
+    assert image_cache(jpegs, 32, "auto") is None
+    monkeypatch.setattr(cache_rules, "available_bytes", lambda: (4 * n_bytes, 10 * n_bytes))
+    assert image_cache(jpegs, 32, "auto") is not None
+    data._caches.clear()
+    # ram: whatever the memory, unless /dev/shm cannot hold it: one line naming the need and the fix
+    monkeypatch.setattr(cache_rules, "available_bytes", lambda: (0, n_bytes - 1))
+    with pytest.raises(KagglePlanetError, match=r"cache: ram: 12 images at 32 px need .* GB of shared memory"):
+        image_cache(jpegs, 32, "ram")
+    monkeypatch.setattr(cache_rules, "available_bytes", lambda: (0, n_bytes))
+    assert image_cache(jpegs, 32, "ram") is not None
+
+
+def test_auto_drops_earlier_caches_when_both_do_not_fit(jpegs, monkeypatch):
+    n_bytes = cache_rules.cache_bytes(len(jpegs), 32)
+    monkeypatch.setattr(cache_rules, "available_bytes", lambda: (6 * n_bytes, 100 * n_bytes))  # room for 1.5 caches
+    first = image_cache(jpegs, 32, "auto")
+    second = image_cache(jpegs[::-1], 32, "auto")
+    assert first is not None and second is not None and list(data._caches.values()) == [second]
+
+
+def test_pipeline_files_are_decoded_in_full_and_not_cached(tmp_path, jpegs):
+    import albumentations as A
+
+    path = tmp_path / "flip.yaml"
+    A.save(A.Compose([A.HorizontalFlip(p=1.0)]), str(path), data_format="yaml")
+    ds = image_dataset(jpegs, None, str(path), 32, train=True, seed=0, cache="ram")
+    assert ds.cache is None and ds.base_side is None
+    image = ds[0][0]
+    expected = cv2.resize(read_image(jpegs[0])[:, ::-1], (32, 32), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(image.permute(1, 2, 0).numpy(), expected)
+
+
+def test_auto_workers_follow_the_cores_shared_by_local_ranks(monkeypatch):
+    monkeypatch.setattr(data.os, "sched_getaffinity", lambda pid: set(range(12)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert resolve_workers("auto") == 8 and resolve_workers(3) == 3 and resolve_workers(0) == 0
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert resolve_workers("auto") == 3
+    monkeypatch.setattr(data.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert resolve_workers("auto") == 1
