@@ -18,6 +18,7 @@ from .competitions import get_spec
 from .config import ExperimentConfig, load_config
 from .errors import KagglePlanetError
 from .folds import fold_file_path
+from .tracking import Tracking, summary_values
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,17 @@ def run_experiment(cfg: ExperimentConfig, device) -> RunResult:
 
 def _run_round(cfg: ExperimentConfig, device, extra=None) -> RunResult:
     """Train (with ``extra`` training images per fold), predict, blend, decide and submit one experiment."""
+    tracking = Tracking.for_config(cfg)  # open across stages: the trackers' summaries get the final scores
+    try:
+        result = _train_and_submit(cfg, device, extra, tracking)
+        for name, model_scores in result.scores["models"].items():
+            tracking.summary(name, summary_values(model_scores, result.scores["blend"], result.submission))
+        return result
+    finally:
+        tracking.close()
+
+
+def _train_and_submit(cfg: ExperimentConfig, device, extra, tracking) -> RunResult:
     from .blend import blend_runs
     from .decision import fit_run_decisions
     from .submission import sidecar_path, write_run_submission
@@ -81,7 +93,7 @@ def _run_round(cfg: ExperimentConfig, device, extra=None) -> RunResult:
     from .train import train_experiment
 
     # train reads the data folder and makes the folds file if it is missing
-    model_dirs = train_experiment(cfg, device, extra=extra)
+    model_dirs = train_experiment(cfg, device, extra=extra, tracking=tracking)
     folds_path = fold_file_path(cfg.competition, cfg.folds.k, cfg.folds.seed)
     exp_dir = cfg.experiment_dir
     blend_dir = exp_dir / BLEND_DIR
