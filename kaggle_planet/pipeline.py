@@ -16,7 +16,6 @@ from typing import Any
 from . import artifacts
 from .competitions import get_spec
 from .config import ExperimentConfig, load_config
-from .errors import KagglePlanetError
 from .folds import fold_file_path
 from .tracking import Tracking, summary_values
 
@@ -25,7 +24,7 @@ log = logging.getLogger(__name__)
 BLEND_DIR = "blend"
 # The demo's synthetic Planet data: big enough to show real learning, small enough for 2 CPU cores.
 DEMO_DATA = {"n_train": 600, "n_test": 150, "size": 64, "seed": 0}
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+DEMO_CONFIG = "demo"  # the shipped configs/demo.yaml (catalog.resolve_config)
 
 
 @dataclass
@@ -149,13 +148,13 @@ def format_score_table(scores: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(data_dir: Path, config: Path | None, overrides: list[str], device) -> RunResult:
-    """Make Planet demo data in ``data_dir`` if absent, then run the demo config end to end."""
+def run_demo(data_dir: Path, config: Path | str | None, overrides: list[str], device) -> RunResult:
+    """Make Planet demo data in ``data_dir`` if absent, then run the demo config (a path or a shipped
+    config's name; default the shipped demo) end to end."""
+    from .catalog import resolve_config
     from .synthetic import make_demo_data
 
-    config = Path(config) if config else DEMO_CONFIG
-    if not config.is_file():
-        raise KagglePlanetError(f"{config}: demo config not found; pass --config configs/demo.yaml from a checkout")
+    config = resolve_config(config or DEMO_CONFIG)
     data_dir = Path(data_dir)
     if not (data_dir / "train_v2.csv").is_file():
         log.info("making Planet demo data in %s", data_dir)
