@@ -274,6 +274,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_init_args(p: argparse.ArgumentParser) -> None:
+    from .competitions import COMPETITIONS
+
+    p.add_argument("competition", choices=list(COMPETITIONS), help="the data layout: " + " | ".join(COMPETITIONS))
+    p.add_argument("--data-dir", "-d", required=True, type=Path, help="the competition's data folder")
+    p.add_argument("--out", "-o", type=Path, help="the config to write (default <competition>.yaml here; never overwritten)")
+    p.add_argument("--train-dir", help="imagefolder only: training folder inside the data folder (default seg_train)")
+    p.add_argument("--test-dir", help="imagefolder only: test folder, flat or with class subfolders (default seg_test)")
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from .starter import write_starter_config
+
+    out = write_starter_config(args.competition, args.data_dir, args.out, _options(args))
+    print(out.read_text(), end="")
+    print(f"wrote {out}; next: kaggle-planet run {out}")
+    return 0
+
+
 def add_configs_args(p: argparse.ArgumentParser) -> None:
     pass
 
@@ -416,6 +435,8 @@ COMMANDS: dict[str, Command] = {
             "kaggle-planet run configs/planet.yaml --set models.0.epochs=10"),
     "demo": (add_demo_args, cmd_demo, "generate Planet demo data and run the demo config end to end",
              "kaggle-planet demo"),
+    "init": (add_init_args, cmd_init, "write a starter experiment config for a competition's data (image size, recipe, offline backbones)",
+             "kaggle-planet init planet --data-dir data/planet --out configs/my-planet.yaml"),
     "configs": (add_configs_args, cmd_configs, "list the shipped experiment configs (name, competition, models)",
                 "kaggle-planet configs"),
     "download": (add_download_args, cmd_download, "download and extract competition data via the kaggle client",
