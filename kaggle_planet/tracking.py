@@ -254,3 +254,12 @@ def summary_values(model_scores: dict[str, Any], blend_scores: dict[str, Any] | 
     if submission is not None:
         values["submission"] = str(submission)
     return {k: v for k, v in values.items() if v is not None}
+
+
+def tracker_table_markdown() -> str:
+    """The README's table of trackers (``log`` values), from :data:`TRACKERS`."""
+    lines = ["| `log` entry | install | what it writes |", "|---|---|---|"]
+    for name, entry in TRACKERS.items():
+        install = f'`pip install "kaggle-planet[{entry.extra}]"`' if entry.extra else "built in"
+        lines.append(f"| `{name}` | {install} | {entry.help} |")
+    return "\n".join(lines)

@@ -147,3 +147,9 @@ def test_wandb_offline_run_per_model_holds_the_oof_blend_and_submission(demo_dat
     assert summary["blend_oof"] == pytest.approx(scores["blend"]["oof"])
     assert summary["submission"] == scores["submission"]
     assert {"fold0/loss", "fold1/valid_metric"} <= set(summary)
+
+
+def test_readme_tracker_table_is_current():
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = text.split("<!-- trackers -->")[1].split("<!-- /trackers -->")[0].strip()
+    assert table == tracking.tracker_table_markdown().strip(), "regenerate the README table with tracking.tracker_table_markdown()"
