@@ -119,10 +119,22 @@ def cmd_make_demo_data(args: argparse.Namespace) -> int:
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="experiment config: a YAML file, or a shipped config's name (kaggle-planet configs)")
+    p.add_argument("config", nargs="?", help="experiment config: a YAML file, or a shipped config's name (kaggle-planet configs)")
+    p.add_argument("--config", dest="config_flag", metavar="CONFIG", help="the same, as a flag (instead of the positional)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set models.0.epochs=2 (repeatable)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the config's device)")
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    """The config file of a command: the positional or ``--config``, a path or a shipped config's name."""
+    from .catalog import resolve_config
+
+    given = [c for c in (args.config, args.config_flag) if c]
+    if len(given) != 1:
+        raise KagglePlanetError(f"{args.command}: give one config, as a path or a shipped name (kaggle-planet configs), either positionally or with --config"
+                                + (f"; got both {given[0]!r} and {given[1]!r}" if given else ""))
+    return resolve_config(given[0])
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
@@ -132,11 +144,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .catalog import resolve_config
     from .config import load_config
     from .train import train_experiment
 
-    cfg = load_config(resolve_config(args.config), args.overrides)
+    cfg = load_config(_config_path(args), args.overrides)
     dirs = train_experiment(cfg, _device_for(args, cfg.device), models=args.models, folds=_parse_folds(args.folds))
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
         from .predict import scores_line
@@ -156,11 +167,10 @@ def add_lr_find_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
-    from .catalog import resolve_config
     from .config import load_config
     from .lr_find import lr_find
 
-    cfg = load_config(resolve_config(args.config), args.overrides)
+    cfg = load_config(_config_path(args), args.overrides)
     result, png = lr_find(cfg, args.model, _device_for(args, cfg.device), args.start_lr, args.end_lr, args.steps, args.out)
     print(result.summary())
     print(f"suggested lr: {result.suggestion:.2e}  (set lr: {result.suggestion:.1e})")
@@ -247,11 +257,10 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .catalog import resolve_config
     from .config import load_config
     from .pipeline import run_experiment
 
-    cfg = load_config(resolve_config(args.config), args.overrides)
+    cfg = load_config(_config_path(args), args.overrides)
     result = run_experiment(cfg, _device_for(args, cfg.device))
     print(result.table)
     print(f"submission: {result.submission}")

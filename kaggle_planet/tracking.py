@@ -194,8 +194,16 @@ class Tracking:
         return cls(cfg, names)
 
     def start_model(self, model_name: str, model_dir: Path) -> None:
-        if model_name not in self.sinks:
-            self.sinks[model_name] = [TRACKERS[n].build(self.cfg, model_name, Path(model_dir)) for n in self.names]
+        if model_name in self.sinks:
+            return
+        self.sinks[model_name] = []
+        for name in self.names:
+            try:
+                self.sinks[model_name].append(TRACKERS[name].build(self.cfg, model_name, Path(model_dir)))
+            except Exception as exc:  # noqa: BLE001 - a tracker's own failure (bad install, bad env) becomes one line
+                text = " ".join(str(exc).split())
+                raise KagglePlanetError(f"{model_dir}: tracker {name!r} failed to start ({type(exc).__name__}: {text}); "
+                                        f"fix it or remove {name} from the config's log") from None
 
     def on_update(self, model_name: str, fold: int, lr_of: Callable[[int], float]) -> Callable[[int, Any], None] | None:
         """The per-update callback for :func:`kaggle_planet.engine.train_one_epoch` (None when nothing tracks):

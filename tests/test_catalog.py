@@ -58,6 +58,10 @@ def test_run_takes_a_shipped_name_and_errors_in_one_line(tmp_path, monkeypatch, 
     # the shipped invasive config is found by name; it then fails on its (absent) data folder, not on the config
     assert main(["train", "invasive", "--set", "data_dir=missing-data"]) == 2
     assert "missing-data" in capsys.readouterr().err
+    assert main(["run", "--config", "invasive", "--set", "data_dir=missing-data"]) == 2  # --config NAME, as demo takes it
+    assert "error: missing-data: data folder not found" in capsys.readouterr().err
+    assert main(["run", "a.yaml", "--config", "b.yaml"]) == 2
+    assert "give one config" in capsys.readouterr().err
 
 
 @pytest.mark.slow
