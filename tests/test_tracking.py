@@ -47,6 +47,10 @@ def test_tensorboard_events_hold_every_epoch_and_update_of_every_fold(demo_datas
         assert all(s.value > 0 for s in losses)
         lrs = [s.value for s in events.Scalars("step/lr")]
         assert lrs[0] == pytest.approx(history["lr"][0], rel=1e-5) and lrs[3] == pytest.approx(history["lr"][1], rel=1e-5)
+    # a re-run with nothing left to train opens no tracker: no new event files
+    before = sorted(model_dir.glob("tb/*/events.out.tfevents.*"))
+    train_experiment(cfg, CPU)
+    assert sorted(model_dir.glob("tb/*/events.out.tfevents.*")) == before and len(before) == 2
 
 
 def test_a_tracker_that_is_not_installed_names_its_extra(demo_datasets, tmp_path, monkeypatch):
