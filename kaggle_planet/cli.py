@@ -119,10 +119,22 @@ def cmd_make_demo_data(args: argparse.Namespace) -> int:
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", type=Path, help="experiment config (YAML), see configs/")
+    p.add_argument("config", nargs="?", help="experiment config: a YAML file, or a shipped config's name (kaggle-planet configs)")
+    p.add_argument("--config", dest="config_flag", metavar="CONFIG", help="the same, as a flag (instead of the positional)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set models.0.epochs=2 (repeatable)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the config's device)")
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    """The config file of a command: the positional or ``--config``, a path or a shipped config's name."""
+    from .catalog import resolve_config
+
+    given = [c for c in (args.config, args.config_flag) if c]
+    if len(given) != 1:
+        raise KagglePlanetError(f"{args.command}: give one config, as a path or a shipped name (kaggle-planet configs), either positionally or with --config"
+                                + (f"; got both {given[0]!r} and {given[1]!r}" if given else ""))
+    return resolve_config(given[0])
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
@@ -135,7 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .train import train_experiment
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(_config_path(args), args.overrides)
     dirs = train_experiment(cfg, _device_for(args, cfg.device), models=args.models, folds=_parse_folds(args.folds))
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
         from .predict import scores_line
@@ -158,7 +170,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     from .config import load_config
     from .lr_find import lr_find
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(_config_path(args), args.overrides)
     result, png = lr_find(cfg, args.model, _device_for(args, cfg.device), args.start_lr, args.end_lr, args.steps, args.out)
     print(result.summary())
     print(f"suggested lr: {result.suggestion:.2e}  (set lr: {result.suggestion:.1e})")
@@ -248,7 +260,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
     from .pipeline import run_experiment
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(_config_path(args), args.overrides)
     result = run_experiment(cfg, _device_for(args, cfg.device))
     print(result.table)
     print(f"submission: {result.submission}")
@@ -257,7 +269,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def add_demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=Path("data/demo-planet"), help="demo data folder (default data/demo-planet)")
-    p.add_argument("--config", type=Path, help="demo config (default: the packaged configs/demo.yaml)")
+    p.add_argument("--config", help="demo config: a YAML file or a shipped config's name (default: the shipped demo)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
 
@@ -268,6 +280,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result = run_demo(args.data_dir, args.config, args.overrides, device=_device_for(args))
     print(result.table)
     print(f"submission: {result.submission}")
+    return 0
+
+
+def add_init_args(p: argparse.ArgumentParser) -> None:
+    from .competitions import COMPETITIONS
+
+    p.add_argument("competition", choices=list(COMPETITIONS), help="the data layout: " + " | ".join(COMPETITIONS))
+    p.add_argument("--data-dir", "-d", required=True, type=Path, help="the competition's data folder")
+    p.add_argument("--out", "-o", type=Path, help="the config to write (default <competition>.yaml here; never overwritten)")
+    p.add_argument("--train-dir", help="imagefolder only: training folder inside the data folder (default seg_train)")
+    p.add_argument("--test-dir", help="imagefolder only: test folder, flat or with class subfolders (default seg_test)")
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from .starter import write_starter_config
+
+    out = write_starter_config(args.competition, args.data_dir, args.out, _options(args))
+    print(out.read_text(), end="")
+    print(f"wrote {out}; next: kaggle-planet run {out}")
+    return 0
+
+
+def add_configs_args(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def cmd_configs(args: argparse.Namespace) -> int:
+    from .catalog import format_configs
+
+    print(format_configs())
     return 0
 
 
@@ -402,6 +444,10 @@ COMMANDS: dict[str, Command] = {
             "kaggle-planet run configs/planet.yaml --set models.0.epochs=10"),
     "demo": (add_demo_args, cmd_demo, "generate Planet demo data and run the demo config end to end",
              "kaggle-planet demo"),
+    "init": (add_init_args, cmd_init, "write a starter experiment config for a competition's data (image size, recipe, offline backbones)",
+             "kaggle-planet init planet --data-dir data/planet --out configs/my-planet.yaml"),
+    "configs": (add_configs_args, cmd_configs, "list the shipped experiment configs (name, competition, models)",
+                "kaggle-planet configs"),
     "download": (add_download_args, cmd_download, "download and extract competition data via the kaggle client",
                  "kaggle-planet download planet --data-dir data/planet"),
     "submit": (add_submit_args, cmd_submit, "validate and submit a file to Kaggle, logged in submissions/log.csv",

@@ -73,7 +73,7 @@ AUTO_BLEND = {"f2_samples": "mean", "accuracy": "mean", "roc_auc": "rank"}
 AUTO_LOSS = {"multilabel": "bce", "binary": "bce", "multiclass": "ce"}
 IMAGEFOLDER_ONLY = ("train_dir", "test_dir")
 # Settings that may change between runs into one model folder (how to run, not what is trained).
-FREE_KEYS = frozenset({"num_workers", "cache", "tta", "device", "blend", "decision", "pseudo", "runs_dir", "compile"})
+FREE_KEYS = frozenset({"num_workers", "cache", "tta", "device", "blend", "decision", "pseudo", "runs_dir", "compile", "log"})
 # Optimizers named in the error for an unknown one (timm knows ~100).
 COMMON_OPTIMIZERS = ("adamw", "sgd", "momentum", "lamb", "adan", "lion", "adabelief", "radam")
 
@@ -147,6 +147,23 @@ def _table_name(table: Callable[[], dict[str, Any]], *extra: str) -> Callable[[s
     return check
 
 
+def trackers() -> dict[str, Any]:
+    """``tracking.TRACKERS``: name -> entry with ``.extra`` and ``.help`` (torch-free to import)."""
+    return _table("tracking", "TRACKERS")
+
+
+def _name_list(value: Any) -> Any:
+    """A single name (``--set log=tensorboard``) is a list of one; null is the default list."""
+    if value is None:
+        return ["csv"]
+    return [value] if isinstance(value, str) else value
+
+
+def _tracker_names(names: list[str]) -> list[str]:
+    check = _table_name(trackers)
+    return list(dict.fromkeys(check(name) for name in names))
+
+
 def _optimizer_name(name: str) -> str:
     try:
         from timm.optim import list_optimizers
@@ -208,6 +225,10 @@ Loss = Annotated[Text, AfterValidator(_table_name(losses, "auto")), Doc(lambda: 
 Args = Annotated[dict[str, Any], BeforeValidator(_empty_mapping), Doc("mapping", "a mapping of name: value")]
 PositiveNumber = Annotated[Number, annotated_types.Gt(0)]
 Workers = Union[Literal["auto"], Annotated[Int, annotated_types.Ge(0)]]
+Trackers = Annotated[
+    list[Annotated[str, Strict()]], BeforeValidator(_name_list), AfterValidator(_tracker_names),
+    Doc(lambda: "list of " + " | ".join(trackers()), "a list of tracker names"),
+]
 PosWeight = Annotated[Union[Literal["auto"], PositiveNumber, None], BeforeValidator(_none_word)]
 
 
@@ -402,6 +423,7 @@ class ExperimentConfig(_Keys):
     train_dir: Annotated[Union[Text, None], BeforeValidator(_none_word)] = Field(None, description="imagefolder only: training folder inside data_dir (default seg_train)")
     test_dir: Annotated[Union[Text, None], BeforeValidator(_none_word)] = Field(None, description="imagefolder only: test folder inside data_dir (default seg_test)")
     runs_dir: Text = Field("runs", description="where run folders go")
+    log: Trackers = Field(default_factory=lambda: ["csv"], description="experiment trackers, e.g. [csv, tensorboard, wandb] (see Tracking runs in the README)")
     train: TrainSettings = Field(default_factory=TrainSettings)
 
     @classmethod
@@ -722,7 +744,7 @@ def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     """The config as plain YAML-able data (flat top level, as in the files); loads back equal."""
     out: dict[str, Any] = {"name": cfg.name, "competition": cfg.competition, "data_dir": cfg.data_dir}
     out["folds"] = cfg.folds.model_dump()
-    for name in ("device", "blend", "decision", "train_dir", "test_dir", "runs_dir"):
+    for name in ("device", "blend", "decision", "train_dir", "test_dir", "runs_dir", "log"):
         if getattr(cfg, name) is not None:
             out[name] = getattr(cfg, name)
     if cfg.pseudo is not None:

@@ -187,8 +187,11 @@ def train_one_epoch(
     step: int = 0,
     desc: str = "train",
     show_progress: bool = True,
+    on_update: Callable[[int, torch.Tensor], None] | None = None,
 ) -> EpochOutput:
     """One pass over ``loader`` updating ``model``; ``step`` counts optimizer updates before this epoch.
+    ``on_update(update index, loss)`` is called after each optimizer update with the loss of the batch
+    that closed it (a detached device tensor: reading it is the caller's choice, e.g. experiment tracking).
 
     Returns the loss and the training predictions (on the augmented, possibly mixed images) against the
     unmixed targets, gathered over ranks.
@@ -223,6 +226,8 @@ def train_one_epoch(
             step += 1
             if t.ema is not None:
                 t.ema.update(_unwrap(model), step=step)
+            if on_update is not None:
+                on_update(step - 1, loss.detach())
         if i == 0:
             first_loss = loss.detach()
         loss_sum += loss.detach() * len(images)

@@ -16,15 +16,15 @@ from typing import Any
 from . import artifacts
 from .competitions import get_spec
 from .config import ExperimentConfig, load_config
-from .errors import KagglePlanetError
 from .folds import fold_file_path
+from .tracking import Tracking, summary_values
 
 log = logging.getLogger(__name__)
 
 BLEND_DIR = "blend"
 # The demo's synthetic Planet data: big enough to show real learning, small enough for 2 CPU cores.
 DEMO_DATA = {"n_train": 600, "n_test": 150, "size": 64, "seed": 0}
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+DEMO_CONFIG = "demo"  # the shipped configs/demo.yaml (catalog.resolve_config)
 
 
 @dataclass
@@ -74,6 +74,17 @@ def run_experiment(cfg: ExperimentConfig, device) -> RunResult:
 
 def _run_round(cfg: ExperimentConfig, device, extra=None) -> RunResult:
     """Train (with ``extra`` training images per fold), predict, blend, decide and submit one experiment."""
+    tracking = Tracking.for_config(cfg)  # open across stages: the trackers' summaries get the final scores
+    try:
+        result = _train_and_submit(cfg, device, extra, tracking)
+        for name, model_scores in result.scores["models"].items():
+            tracking.summary(name, summary_values(model_scores, result.scores["blend"], result.submission))
+        return result
+    finally:
+        tracking.close()
+
+
+def _train_and_submit(cfg: ExperimentConfig, device, extra, tracking) -> RunResult:
     from .blend import blend_runs
     from .decision import fit_run_decisions
     from .submission import sidecar_path, write_run_submission
@@ -81,7 +92,7 @@ def _run_round(cfg: ExperimentConfig, device, extra=None) -> RunResult:
     from .train import train_experiment
 
     # train reads the data folder and makes the folds file if it is missing
-    model_dirs = train_experiment(cfg, device, extra=extra)
+    model_dirs = train_experiment(cfg, device, extra=extra, tracking=tracking)
     folds_path = fold_file_path(cfg.competition, cfg.folds.k, cfg.folds.seed)
     exp_dir = cfg.experiment_dir
     blend_dir = exp_dir / BLEND_DIR
@@ -137,13 +148,13 @@ def format_score_table(scores: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(data_dir: Path, config: Path | None, overrides: list[str], device) -> RunResult:
-    """Make Planet demo data in ``data_dir`` if absent, then run the demo config end to end."""
+def run_demo(data_dir: Path, config: Path | str | None, overrides: list[str], device) -> RunResult:
+    """Make Planet demo data in ``data_dir`` if absent, then run the demo config (a path or a shipped
+    config's name; default the shipped demo) end to end."""
+    from .catalog import resolve_config
     from .synthetic import make_demo_data
 
-    config = Path(config) if config else DEMO_CONFIG
-    if not config.is_file():
-        raise KagglePlanetError(f"{config}: demo config not found; pass --config configs/demo.yaml from a checkout")
+    config = resolve_config(config or DEMO_CONFIG)
     data_dir = Path(data_dir)
     if not (data_dir / "train_v2.csv").is_file():
         log.info("making Planet demo data in %s", data_dir)

@@ -46,6 +46,7 @@ from .data import image_dataset, make_loader, resolve_workers
 from .engine import Trainer, evaluate, get_head, resolve_precision, train_one_epoch
 from .errors import KagglePlanetError
 from .metrics import score
+from .tracking import Tracking, summary_values
 
 log = logging.getLogger(__name__)
 
@@ -265,9 +266,11 @@ def train_fold(
     model_dir: Path,
     ctx: Dist,
     extra: ExtraTrain | None = None,
+    tracking: Tracking | None = None,
 ) -> dict[str, Any]:
     """Train one fold (resuming from ``last.pt`` when present); returns the fold's done.json content.
-    ``extra`` adds training images to the fold (pseudo-labels)."""
+    ``extra`` adds training images to the fold (pseudo-labels); ``tracking`` gets each update's loss and lr
+    and each epoch's history row (TensorBoard, W&B)."""
     from . import losses, models
 
     out_dir = fold_dir(model_dir, fold)
@@ -305,7 +308,8 @@ def train_fold(
         t0 = time.time()
         lr = trainer.schedule.base_lr(state.step)
         desc = f"{settings.name} f{fold} e{epoch + 1}/{settings.epochs}"
-        tr = train_one_epoch(net, train_loader, trainer, epoch=epoch, step=state.step, desc=desc, show_progress=ctx.main)
+        on_update = tracking.on_update(settings.name, fold, trainer.schedule.base_lr) if tracking is not None else None
+        tr = train_one_epoch(net, train_loader, trainer, epoch=epoch, step=state.step, desc=desc, show_progress=ctx.main, on_update=on_update)
         if epoch == 0:
             state.step0_loss, state.prior_loss = tr.first_loss, prior_loss
             _check_step0(settings.name, fold, tr.first_loss, prior_loss)
@@ -339,6 +343,8 @@ def train_fold(
             write_history(out_dir / HISTORY, state.history)
             plot_curves(out_dir / CURVES, state.history, metric, f"{cfg.name} / {settings.name} / fold {fold}")
             save_checkpoint(last_path, _resume_payload(state, model, optimizer, trainer.scaler, ema))
+            if tracking is not None:
+                tracking.epoch(settings.name, fold, row)
         ctx.barrier()
 
     done = {
@@ -361,6 +367,8 @@ def train_fold(
     if ctx.main:
         artifacts.write_json(out_dir / DONE, done)
         last_path.unlink(missing_ok=True)  # a finished fold needs no resume state (saves 2-3x the model size)
+        if tracking is not None:
+            tracking.end_fold(settings.name, fold)
     ctx.barrier()
     return done
 
@@ -504,10 +512,24 @@ def train_experiment(
     models: list[str] | None = None,
     folds: list[int] | None = None,
     extra: ExtraTrain | None = None,
+    tracking: Tracking | None = None,
 ) -> list[Path]:
     """Train ``models`` (names; default all) on ``folds`` (default all) and predict each model whose folds
     are all done. Returns the model run folders ``<runs_dir>/<name>/<model name>/``. ``extra(fold)`` adds
-    training images to a fold (pseudo-labelled test images)."""
+    training images to a fold (pseudo-labelled test images). ``tracking``: the caller's open trackers (the
+    pipeline adds the blend's scores before closing them); None: the config's ``log`` trackers are opened
+    here, get each model's OOF score and are closed at the end."""
+    own_tracking = tracking is None
+    tracking = Tracking.for_config(cfg) if own_tracking else tracking
+    try:
+        return _train_models(cfg, device, models, folds, extra, tracking)
+    finally:
+        if own_tracking:
+            tracking.close()
+
+
+def _train_models(cfg: ExperimentConfig, device: torch.device, models: list[str] | None, folds: list[int] | None,
+                  extra: ExtraTrain | None, tracking: Tracking) -> list[Path]:
     from .folds import load_or_make_folds
 
     ctx = init_distributed(device)
@@ -531,7 +553,9 @@ def train_experiment(
             if is_fold_done(model_dir, fold):
                 log.info("%s fold %d: already done, skipping", name, fold)
                 continue
-            train_fold(cfg, settings, table, fold_ids, fold, model_dir, ctx, extra)
+            if ctx.main:  # opened with the first fold that trains: a re-run with nothing to train adds no tracker runs
+                tracking.start_model(name, model_dir)
+            train_fold(cfg, settings, table, fold_ids, fold, model_dir, ctx, extra, tracking)
         dirs.append(model_dir)
         ctx.barrier()
         missing = missing_folds(model_dir, cfg.folds.k)
@@ -543,6 +567,8 @@ def train_experiment(
             from .predict import predict_run
 
             predict_run(model_dir, ctx.device, tta=settings.tta)  # every rank predicts a share; rank 0 writes
+        if ctx.main and (model_dir / artifacts.SCORES).is_file():
+            tracking.summary(name, summary_values(artifacts.read_json(model_dir / artifacts.SCORES), None, None))
         ctx.barrier()
     if ctx.world > 1 and dist.is_initialized():
         dist.destroy_process_group()

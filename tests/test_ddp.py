@@ -1,6 +1,7 @@
 """Scale-out: a 2-process torchrun job (gloo on CPU) trains every fold and leaves the same files."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -15,13 +16,15 @@ import yaml
 from kaggle_planet import artifacts
 from kaggle_planet.predict import predict_run
 
+TENSORBOARD = importlib.util.find_spec("tensorboard") is not None  # the optional tracker rides along when installed
+
 
 def test_two_process_gloo_run_completes(demo_datasets, tmp_path, monkeypatch):
     config = tmp_path / "ddp.yaml"
     config.write_text(yaml.safe_dump({
         "name": "ddp", "competition": "planet", "data_dir": str(demo_datasets["planet"]),
         "folds": {"k": 2, "seed": 3}, "image_size": 32, "tta": "hflip", "epochs": 2, "batch_size": 8,
-        "num_workers": 0, "models": [{"backbone": "test_resnet", "name": "tiny"}],
+        "num_workers": 0, "models": [{"backbone": "test_resnet", "name": "tiny"}], "log": ["csv", "tensorboard"] if TENSORBOARD else ["csv"],
     }))
     cli = shutil.which("kaggle-planet", path=str(Path(sys.executable).parent)) or "kaggle-planet"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--no-python",
@@ -35,6 +38,13 @@ def test_two_process_gloo_run_completes(demo_datasets, tmp_path, monkeypatch):
         assert done["world_size"] == 2 and done["epochs_run"] == 2
         history = pd.read_csv(model_dir / f"fold{fold}" / "history.csv")
         assert history["epoch"].tolist() == [1, 2]  # one row per epoch: only rank 0 writes
+        if not TENSORBOARD:
+            continue
+        # only rank 0 tracks: one event file per fold, one point per epoch
+        [events] = (model_dir / "tb" / f"fold{fold}").glob("events.out.tfevents.*")
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        assert [e.step for e in EventAccumulator(str(events)).Reload().Scalars("epoch/valid_metric")] == [1, 2]
     run = artifacts.load_run(model_dir)  # validates ids, probabilities, labels
     assert len(run.oof) == 60 and sorted(run.oof["fold"].unique()) == [0, 1]
     # validation predictions were gathered from both ranks: every valid image scored once
