@@ -251,7 +251,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     result = run_experiment(cfg, _device_for(args, cfg.device))
     print(result.table)
-    print(f"submission: {result.submission}")
+    print(f"submission: {result.submission or 'none (no test images in ' + str(cfg.data_dir) + ')'}")
     return 0
 
 
