@@ -72,7 +72,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     report = check_dataset(args.competition, args.data_dir, _options(args))
     print(report.summary())
     if report.problems:
-        raise KagglePlanetError(f"{args.data_dir}: {len(report.problems)} image(s) missing or unreadable (listed above)")
+        raise KagglePlanetError(f"{args.data_dir}: {len(report.problems)} image(s) missing or unreadable (listed above); first: {report.problems[0]}")
     print("ok: dataset is valid")
     return 0
 
