@@ -235,7 +235,7 @@ def list_folder(folder: Path) -> FolderListing:
 
 def _warn_ignored(where: Path, ignored: list[Path]) -> None:
     if ignored:
-        examples = ", ".join(p.name for p in ignored[:3]) + (", ..." if len(ignored) > 3 else "")
+        examples = ", ".join(p.relative_to(where).as_posix() for p in ignored[:3]) + (", ..." if len(ignored) > 3 else "")
         log.warning("%s: ignored %d entr%s that are not images (%s): %s", where, len(ignored), "y" if len(ignored) == 1 else "ies",
                     ", ".join(IMAGE_EXTENSIONS), examples)
 
@@ -420,7 +420,7 @@ def _read_imagefolder(data_dir: Path, options: dict[str, Any]) -> DatasetTable:
         test_root = _descend_duplicate(option_folder(data_dir, "test_dir", options["test_dir"]))
         problem = path_problem(test_root, "folder")
         if problem == "not found":
-            log.info("%s: no test folder (optional): training and OOF scores only, no submission", test_root)
+            log.warning("%s: no test folder (optional): training and OOF scores only, no submission can be made", test_root)
         elif problem:
             raise KagglePlanetError(f"{test_root}: test folder {problem}; expected a folder of images, flat or in class subfolders")
         else:
