@@ -260,6 +260,26 @@ CASES: dict[str, Case] = {
         "invasive", lambda r, t: (r / "train/9.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64 + b"\xff\xd9"), ("check",),
         r"train/9\.jpg: train image for name '9' unreadable \(not a decodable image\)"),
 
+    # predict-image checks the files it is given the same way, before loading any model
+    "predict-image: dangling link": Case(
+        "invasive", lambda r, t: _link(t / "gone.jpg", t / "photo.jpg") and 0 or _predict(t, t / "photo.jpg"), ("predict-image",),
+        r"photo\.jpg: image file is a dangling symbolic link"),
+    "predict-image: a folder": Case(
+        "invasive", lambda r, t: (t / "photos.jpg").mkdir() or _predict(t, t / "photos.jpg"), ("predict-image",),
+        r"photos\.jpg: image file is a folder, not a file"),
+    "predict-image: a pipe": Case(
+        "invasive", lambda r, t: _fifo(t / "pipe.jpg") or _predict(t, t / "pipe.jpg"), ("predict-image",),
+        r"pipe\.jpg: image file is not a regular file"),
+    "predict-image: truncated JPEG": Case(
+        "invasive", lambda r, t: _cut(r / "test/1.jpg", 0.7) or _predict(t, r / "test/1.jpg"), ("predict-image",),
+        r"test/1\.jpg: truncated: the file was cut short \(no JPEG end-of-image marker FFD9\)"),
+    "predict-image: truncated PNG": Case(
+        "invasive", lambda r, t: (t / "cut.png").write_bytes(_image(t, ".png")[:-12]) and _predict(t, t / "cut.png"), ("predict-image",),
+        r"cut\.png: truncated: the file was cut short \(no PNG IEND chunk\)"),
+    "predict-image: the second of two files is bad": Case(
+        "invasive", lambda r, t: _write(t / "page.jpg", "<html></html>") and _predict(t, r / "test/2.jpg", t / "page.jpg"), ("predict-image",),
+        r"page\.jpg: not a readable image"),
+
     # ---- class 8: bounds, refused before any allocation
     "demo image side far too large": Case(None, lambda r, t: {"argv": _demo(t, "--size", "100000")}, ("make-demo-data",),
                                           r"--size 100000 is out of range; expected 16 to 2048"),
@@ -308,6 +328,10 @@ def _flat_test(root: Path) -> None:
         shutil.copy(f, flat / f"{i}.jpg")
     shutil.rmtree(root / "seg_test")
     flat.rename(root / "seg_test")
+
+
+def _predict(tmp: Path, *images: Path) -> dict:
+    return {"argv": ["predict-image", str(tmp / "runs" / "any"), *map(str, images), "--device", "cpu"]}
 
 
 def _demo(tmp: Path, *args: str, out: Path | None = None) -> list[str]:
