@@ -188,6 +188,12 @@ CASES: dict[str, Case] = {
     "images in a sub-folder of a test class folder": Case(
         "imagefolder", lambda r, t: _nest(r / "seg_test/sea"), ("check", "train"),
         r"seg_test/sea/more: a sub-folder inside test class folder 'sea'"),
+    "link to an ancestor inside a class folder": Case(
+        "imagefolder", lambda r, t: _link("..", r / "seg_train/forest/up"), ("check", "train"),
+        r"seg_train/forest/up: a sub-folder inside training class folder 'forest'"),
+    "pseudo-labels without test images": Case(
+        "imagefolder", lambda r, t: shutil.rmtree(r / "seg_test") or {"extra": ["pseudo: {rounds: 1, confidence: 0.9}"]}, ("run",),
+        r"config 'bad_imagefolder': pseudo needs test images to label, and .* has none"),
     "loose images beside the class folders": Case(
         "imagefolder", lambda r, t: shutil.copy(_first(r), r / "seg_train/loose.jpg"), ("check", "folds", "train"),
         r"seg_train: training folder mixes 1 loose image\(s\) \(e\.g\. loose\.jpg\) with 6 class folder"),
@@ -344,7 +350,7 @@ def _demo(tmp: Path, *args: str, out: Path | None = None) -> list[str]:
 def _config(tmp: Path, competition: str, data_dir: Path, opts: dict) -> Path:
     lines = [f"name: bad_{competition}", f"competition: {competition}", f"data_dir: {data_dir}", "folds: {k: 2, seed: 0}",
              "image_size: 32", "epochs: 1", "batch_size: 4", "num_workers: 0", f"runs_dir: {tmp / 'runs'}"]
-    lines += [f"{key}: {opts[key]}" for key in ("train_dir", "test_dir") if key in opts]
+    lines += [f"{key}: {opts[key]}" for key in ("train_dir", "test_dir") if key in opts] + opts.get("extra", [])
     lines += ["models:", "  - {backbone: test_resnet, pretrained: false}"]
     path = tmp / "config.yaml"
     path.write_text("\n".join(lines) + "\n")
