@@ -137,7 +137,7 @@ def format_score_table(scores: dict[str, Any]) -> str:
                      f"{r['oof'] - r['previous_oof']:+.5f}); pseudo-labelled test images per fold {r['images_per_fold']}")
     if scores.get("pseudo"):
         lines.append(f"submission from the last round: {scores['submission']}")
-    if scores.get("submission") is None:
+    if "submission" in scores and scores["submission"] is None:
         lines.append("no submission written: the data folder has no test images")
     d = scores.get("decision")
     if d:
