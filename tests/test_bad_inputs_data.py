@@ -481,3 +481,19 @@ def test_imagefolder_without_test_folder_runs_to_oof_scores_and_says_no_submissi
     capsys.readouterr()
     assert main(["submission", str(exp / "blend"), "--out", str(tmp_path / "s.csv")]) == 2
     assert capsys.readouterr().err.startswith("error: ") and not (tmp_path / "s.csv").exists()
+
+
+def test_truncated_jpeg_with_an_exif_thumbnail_is_still_found(tmp_path):
+    """An EXIF thumbnail carries its own end marker near the start of the file: the search for the
+    marker walks the segments to the main image's scan, so a cut-short main image is still truncated."""
+    from kaggle_planet.competitions import image_file_problem
+
+    main_image, thumbnail = _image(tmp_path, ".jpg"), _image(tmp_path, ".jpg")
+    payload = b"Exif\x00\x00" + thumbnail
+    app1 = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+    whole = main_image[:2] + app1 + main_image[2:]
+    path = tmp_path / "exif.jpg"
+    path.write_bytes(whole + b"trailer")  # complete, with bytes after the marker: accepted
+    assert image_file_problem(str(path)) is None
+    path.write_bytes(whole[: len(whole) - 200] + b"trailer")
+    assert "truncated" in image_file_problem(str(path))
