@@ -72,7 +72,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     report = check_dataset(args.competition, args.data_dir, _options(args))
     print(report.summary())
     if report.problems:
-        raise KagglePlanetError(f"{args.data_dir}: {len(report.problems)} image(s) missing or unreadable (listed above)")
+        raise KagglePlanetError(f"{args.data_dir}: {len(report.problems)} image(s) missing or unreadable (listed above); first: {report.problems[0]}")
     print("ok: dataset is valid")
     return 0
 
@@ -263,7 +263,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(_config_path(args), args.overrides)
     result = run_experiment(cfg, _device_for(args, cfg.device))
     print(result.table)
-    print(f"submission: {result.submission}")
+    print(f"submission: {result.submission or 'none (no test images in ' + str(cfg.data_dir) + ')'}")
     return 0
 
 

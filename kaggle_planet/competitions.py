@@ -6,9 +6,11 @@ metric and formats its submission. The class vocabulary always comes from the da
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -76,14 +78,31 @@ class CompetitionSpec:
     reader: Callable[[Path, dict[str, Any]], DatasetTable]
     formatter: Callable[[Sequence[str], np.ndarray, Sequence[str], np.ndarray | None], pd.DataFrame]
     default_options: dict[str, Any] = field(default_factory=dict)
+    folder_options: tuple[str, ...] = ()  # options that name a folder inside the data folder
 
     def load(self, data_dir: str | Path, options: dict[str, Any] | None = None, *, check_images: bool = True) -> DatasetTable:
-        """Read ``data_dir``; raise :class:`KagglePlanetError` on the first problem found."""
-        table = self.reader(Path(data_dir), self.resolve_options(options))
+        """Read ``data_dir``; raise :class:`KagglePlanetError` on the first problem found.
+
+        ``check_images``: every listed image must be a regular file whose header is an image format and
+        whose end is intact (a truncated JPEG lacks its end marker): reads a few bytes of each file, no decode.
+        """
+        data_dir = Path(data_dir)
+        resolved = self.resolve_options(options)
+        # a folder the user named (not a default) must exist: a typo must not silently mean "no test set"
+        for key, value in resolved.items():
+            if key in self.folder_options and value != self.default_options.get(key):
+                folder = option_folder(data_dir, key, value)
+                problem = path_problem(folder, "folder")
+                if problem:
+                    raise KagglePlanetError(f"{folder}: {key} {value!r} {problem}; expected a folder inside the data folder {data_dir}")
+        table = self.reader(data_dir, resolved)
+        if table.task == "binary":
+            _check_both_labels(table)
         if check_images:
-            problems = find_image_problems(table, decode=False, limit=1)
+            problems = find_image_problems(table, decode=False)
             if problems:
-                raise KagglePlanetError(problems[0])
+                more = f" ({len(problems) - 1} more image problem(s); kaggle-planet check lists them all)" if len(problems) > 1 else ""
+                raise KagglePlanetError(problems[0] + more)
         return table
 
     def resolve_options(self, options: dict[str, Any] | None) -> dict[str, Any]:
@@ -108,11 +127,38 @@ class CompetitionSpec:
 # ----------------------------------------------------------------------------------------- reading
 
 
+def path_problem(path: str | Path, kind: str = "file") -> str | None:
+    """None when ``path`` is a ``kind`` ("file": a regular file; "folder") after following links, else
+    what it is instead, worded to follow the path: "not found", "is a dangling symbolic link (to x)"..."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if os.path.islink(path):
+            if exc.errno == errno.ELOOP:
+                return "is a symbolic link loop"
+            return f"is a dangling symbolic link (to {os.readlink(path)!r}, which does not exist)"
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return "not found"
+        if exc.errno == errno.ELOOP:
+            return "lies under a symbolic link loop"
+        return f"cannot be read ({exc.strerror})"
+    if kind == "folder":
+        return None if stat.S_ISDIR(mode) else "is a file, not a folder"
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file"
+    if not stat.S_ISREG(mode):
+        return "is not a regular file (a pipe, socket or device)"
+    return None
+
+
 def read_string_csv(path: Path, what: str, expected: str = "a CSV file") -> pd.DataFrame:
     """Every cell as text (no NaN guessing); a missing or unparsable file is a one-line error."""
     path = Path(path)
-    if not path.is_file():
+    problem = path_problem(path)
+    if problem == "not found":
         raise KagglePlanetError(f"{path}: {what} not found (expected {expected})")
+    if problem:
+        raise KagglePlanetError(f"{path}: {what} {problem} (expected {expected})")
     try:
         return pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -151,20 +197,109 @@ def _line(mask: pd.Series) -> int:
     return int(np.flatnonzero(mask.to_numpy())[0]) + 2
 
 
-def _list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+@dataclass
+class FolderListing:
+    """What one folder holds: images (regular files with an image extension), sub-folders, and the
+    entries left out (hidden names, other files), each sorted by name."""
+
+    images: list[Path] = field(default_factory=list)
+    folders: list[Path] = field(default_factory=list)
+    ignored: list[Path] = field(default_factory=list)
+
+
+def list_folder(folder: Path) -> FolderListing:
+    """List ``folder`` following symbolic links. An entry named like an image that is not an image file
+    (a folder, a dangling link, a link loop, a pipe) or any other link that cannot be followed is an
+    error naming it: never skipped unseen, never an OSError."""
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        raise KagglePlanetError(f"{folder}: cannot list this folder ({exc.strerror})") from None
+    listing = FolderListing()
+    for entry in entries:
+        name, path = entry.name, Path(folder) / entry.name
+        if name.startswith("."):  # .DS_Store, ._x.jpg (AppleDouble), .ipynb_checkpoints, editor locks
+            listing.ignored.append(path)
+            continue
+        is_image = os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+        problem = _entry_problem(entry, path)
+        if problem is None:
+            (listing.images if is_image else listing.ignored).append(path)
+        elif problem == "is a folder, not a file":
+            if is_image:
+                raise KagglePlanetError(f"{path}: a folder named like an image; expected an image file (rename or remove it)")
+            listing.folders.append(path)
+        elif is_image or "link" in problem:
+            raise KagglePlanetError(f"{path}: {problem}; expected {'an image file' if is_image else 'a file or folder'} (fix or remove it)")
+        else:
+            listing.ignored.append(path)
+    return listing
+
+
+def _entry_problem(entry: os.DirEntry, path: Path) -> str | None:
+    """:func:`path_problem` of a listed entry; a plain file or folder is told from the listing itself
+    (no system call per file: the Planet test folders hold 61k images)."""
+    try:
+        if not entry.is_symlink():
+            if entry.is_file(follow_symlinks=False):
+                return None
+            if entry.is_dir(follow_symlinks=False):
+                return "is a folder, not a file"
+    except OSError:
+        pass
+    return path_problem(path, "file")
+
+
+def _warn_ignored(where: Path, ignored: list[Path]) -> None:
+    if ignored:
+        examples = ", ".join(p.relative_to(where).as_posix() for p in ignored[:3]) + (", ..." if len(ignored) > 3 else "")
+        log.warning("%s: ignored %d entr%s that are not images (%s): %s", where, len(ignored), "y" if len(ignored) == 1 else "ies",
+                    ", ".join(IMAGE_EXTENSIONS), examples)
 
 
 def _index_folder(folder: Path) -> dict[str, Path]:
     """Map file stem -> path for the images directly in ``folder`` (empty when it does not exist)."""
-    if not folder.is_dir():
+    problem = path_problem(folder, "folder")
+    if problem == "not found":
         return {}
-    with os.scandir(folder) as entries:
-        return {
-            os.path.splitext(e.name)[0]: Path(e.path)
-            for e in entries
-            if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
-        }
+    if problem:
+        raise KagglePlanetError(f"{folder}: {problem}; expected a folder of images")
+    return {path.stem: path for path in list_folder(folder).images}
+
+
+def _require_folder(folder: Path, expected: str) -> None:
+    problem = path_problem(folder, "folder")
+    if problem:
+        raise KagglePlanetError(f"{folder}: {problem}; expected {expected}")
+
+
+def _check_both_labels(table: DatasetTable) -> None:
+    """A binary task needs both labels: AUC, the prior and stratified folds are undefined otherwise."""
+    values = table.targets[:, 0]
+    if values.min() == values.max():
+        raise KagglePlanetError(
+            f"{table.data_dir}: all {len(values)} training images have {table.classes[0]}={int(values[0])}; "
+            f"a binary task needs images of both labels (0 and 1)"
+        )
+
+
+def option_folder(data_dir: Path, key: str, value: str) -> Path:
+    """``data_dir / value`` for a folder option; an absolute path is accepted when it lies inside the data
+    folder (image ids are paths relative to it), anything outside it is refused naming ``key``."""
+    path = Path(value)
+    if path.is_absolute():
+        for base, target in ((lambda: data_dir, lambda: path), (lambda: data_dir.resolve(), lambda: path.resolve())):
+            try:
+                return data_dir / target().relative_to(base())
+            except (ValueError, OSError, RuntimeError):  # RuntimeError: resolve() met a link loop
+                continue
+    elif os.path.normpath(value).split(os.sep)[0] != "..":
+        return data_dir / path
+    raise KagglePlanetError(
+        f"{key} {value!r}: lies outside the data folder {data_dir}; expected a folder inside it "
+        f"(a relative name such as seg_train, or an absolute path under the data folder)"
+    )
 
 
 def _read_sample_submission(path: Path, id_col: str, target_col: str) -> pd.DataFrame:
@@ -189,6 +324,7 @@ def _read_planet(data_dir: Path, options: dict[str, Any]) -> DatasetTable:
     if repeated.any():
         raise KagglePlanetError(f"{labels_path}: line {_line(repeated)}: a tag is repeated in {frame['tags'][repeated].iloc[0]!r}")
     classes = sorted({tag for tags in tag_lists for tag in tags})
+    _require_folder(data_dir / "train-jpg", "the folder of training images train-jpg/<image_name>.jpg")
     train = pd.DataFrame({"image_name": frame["image_name"]})
     train["file"] = [str(data_dir / "train-jpg" / f"{name}.jpg") for name in frame["image_name"]]
     hot = np.zeros((len(frame), len(classes)), dtype=np.int64)
@@ -226,6 +362,7 @@ def _read_invasive(data_dir: Path, options: dict[str, Any]) -> DatasetTable:
             f"{labels_path}: line {_line(bad)} (name {frame['name'][bad].iloc[0]}): invasive is "
             f"{frame['invasive'][bad].iloc[0]!r}; expected 0 or 1"
         )
+    _require_folder(data_dir / "train", "the folder of training images train/<name>.jpg")
     train = pd.DataFrame({"name": frame["name"]})
     train["file"] = [str(data_dir / "train" / f"{name}.jpg") for name in frame["name"]]
     train["invasive"] = frame["invasive"].astype(np.int64)
@@ -246,22 +383,47 @@ def _check_integer_names(frame: pd.DataFrame, path: Path) -> None:
         raise KagglePlanetError(f"{path}: line {_line(bad)}: name {frame['name'][bad].iloc[0]!r} is not an integer image number")
 
 
-def _class_folders(root: Path) -> dict[str, list[Path]]:
-    return {d.name: _list_images(d) for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")}
+def _class_folders(root: Path, split: str) -> dict[str, list[Path]]:
+    """``<class>/<image>`` under ``root``: images directly in each class folder. Loose images beside the
+    class folders and sub-folders inside a class folder are refused by name, never skipped."""
+    top = list_folder(root)
+    if top.images and top.folders:
+        raise KagglePlanetError(
+            f"{root}: {split} folder mixes {len(top.images)} loose image(s) (e.g. {top.images[0].name}) with "
+            f"{len(top.folders)} class folder(s) ({', '.join(p.name for p in top.folders[:5])}); expected only <class>/<image>"
+        )
+    folders: dict[str, list[Path]] = {}
+    ignored = list(top.ignored)
+    for folder in top.folders:
+        inside = list_folder(folder)
+        if inside.folders:
+            raise KagglePlanetError(
+                f"{inside.folders[0]}: a sub-folder inside {split} class folder {folder.name!r}; expected images directly "
+                f"in {folder} (move them up into it, or remove the sub-folder)"
+            )
+        folders[folder.name] = inside.images
+        ignored += inside.ignored
+    _warn_ignored(root, ignored)
+    return folders
 
 
 def _descend_duplicate(folder: Path) -> Path:
     """Kaggle's Intel scenes zip nests ``seg_train/seg_train/<class>``: step into such a twin folder."""
+    if path_problem(folder, "folder"):
+        return folder
+    listing = list_folder(folder)
     inner = folder / folder.name
-    others = [p for p in folder.iterdir() if p != inner and not p.name.startswith(".")] if folder.is_dir() else []
-    return inner if inner.is_dir() and not others else folder
+    return inner if listing.folders == [inner] and not listing.images and not any(
+        not p.name.startswith(".") for p in listing.ignored) else folder
 
 
 def _read_imagefolder(data_dir: Path, options: dict[str, Any]) -> DatasetTable:
-    train_root = _descend_duplicate(data_dir / options["train_dir"])
-    if not train_root.is_dir():
-        raise KagglePlanetError(f"{train_root}: training folder not found (expected <data_dir>/{options['train_dir']}/<class>/<image>)")
-    folders = _class_folders(train_root)
+    train_root = _descend_duplicate(option_folder(data_dir, "train_dir", options["train_dir"]))
+    problem = path_problem(train_root, "folder")
+    if problem:
+        what = "training folder not found" if problem == "not found" else f"training folder {problem}"
+        raise KagglePlanetError(f"{train_root}: {what} (expected <data_dir>/{options['train_dir']}/<class>/<image>)")
+    folders = _class_folders(train_root, "training")
     if len(folders) < 2:
         raise KagglePlanetError(f"{train_root}: found {len(folders)} class folder(s); expected at least 2 (<class>/<image>)")
     empty = [name for name, files in folders.items() if not files]
@@ -273,8 +435,13 @@ def _read_imagefolder(data_dir: Path, options: dict[str, Any]) -> DatasetTable:
     test = pd.DataFrame({"file": pd.Series(dtype=str)})
     labelled = False
     if options.get("test_dir"):
-        test_root = _descend_duplicate(data_dir / options["test_dir"])
-        if test_root.is_dir():
+        test_root = _descend_duplicate(option_folder(data_dir, "test_dir", options["test_dir"]))
+        problem = path_problem(test_root, "folder")
+        if problem == "not found":
+            log.warning("%s: no test folder (optional): training and OOF scores only, no submission can be made", test_root)
+        elif problem:
+            raise KagglePlanetError(f"{test_root}: test folder {problem}; expected a folder of images, flat or in class subfolders")
+        else:
             test, labelled = _read_imagefolder_test(data_dir, test_root, classes)
     # the id is the image path relative to the data folder, in posix form: stable across machines
     for frame in (train, test):
@@ -283,10 +450,11 @@ def _read_imagefolder(data_dir: Path, options: dict[str, Any]) -> DatasetTable:
 
 
 def _read_imagefolder_test(data_dir: Path, test_root: Path, classes: list[str]) -> tuple[pd.DataFrame, bool]:
-    flat = _list_images(test_root)
-    folders = _class_folders(test_root)
-    if flat:
-        return pd.DataFrame({"file": [str(p) for p in flat]}), False
+    top = list_folder(test_root)
+    if top.images and not top.folders:
+        _warn_ignored(test_root, top.ignored)
+        return pd.DataFrame({"file": [str(p) for p in top.images]}), False
+    folders = _class_folders(test_root, "test")
     files = [(c, p) for c, ps in folders.items() for p in ps]
     if not files:
         raise KagglePlanetError(f"{test_root}: test folder holds no images (expected images, flat or in class subfolders)")
@@ -361,6 +529,7 @@ COMPETITIONS: dict[str, CompetitionSpec] = {
         reader=_read_imagefolder,
         formatter=_imagefolder_submission,
         default_options={"train_dir": "seg_train", "test_dir": "seg_test"},
+        folder_options=("train_dir", "test_dir"),
     ),
 }
 
@@ -375,30 +544,132 @@ def get_spec(name: str) -> CompetitionSpec:
 def load_dataset(name: str, data_dir: str | Path, options: dict[str, Any] | None = None, *, check_images: bool = True) -> DatasetTable:
     """Read a competition's data folder (labels, test ids, image paths); see :class:`DatasetTable`."""
     data_dir = Path(data_dir)
-    if not data_dir.is_dir():
+    problem = path_problem(data_dir, "folder")
+    if problem == "not found":
         raise KagglePlanetError(f"{data_dir}: data folder not found")
+    if problem:
+        raise KagglePlanetError(f"{data_dir}: the data folder {problem}")
     return get_spec(name).load(data_dir, options, check_images=check_images)
 
 
 # -------------------------------------------------------------------------------------- checking
 
 
+TRUNCATED = "truncated: the file was cut short ({detail}); re-download or re-extract it"
+TAIL_BYTES = 64  # read from the end of each image: the end marker plus any zero padding
+
+
+def _jpeg_problem(path: str, tail: bytes, size: int) -> str | None:
+    # The end-of-image marker ends every complete JPEG; OpenCV decodes a cut-short file without an
+    # error (grey below the cut). Padding after it is common; so are trailers (some phones append
+    # metadata after the marker): then look for the marker after the first scan starts.
+    if tail.rstrip(b"\x00\xff\r\n ").endswith(b"\xff\xd9"):
+        return None
+    with open(path, "rb") as f:
+        data = f.read()
+    scan = _jpeg_scan_start(data)
+    if scan is not None and data.find(b"\xff\xd9", scan) >= 0:
+        return None
+    return TRUNCATED.format(detail="no JPEG end-of-image marker FFD9")
+
+
+def _jpeg_scan_start(data: bytes) -> int | None:
+    """Offset of the first start-of-scan marker (FFDA), walking the segments after SOI; None if absent.
+    Walking by segment lengths skips an EXIF thumbnail, which holds markers of its own."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker == 0xDA:
+            return pos
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            pos += 2
+        else:
+            pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+    return None
+
+
+_PNG_END = b"IEND\xaeB`\x82"
+
+
+def _png_problem(path: str, tail: bytes, size: int) -> str | None:
+    if tail.rstrip(b"\x00").endswith(_PNG_END):
+        return None
+    with open(path, "rb") as f:
+        if f.read().rfind(_PNG_END) >= 0:  # data appended after the end chunk
+            return None
+    return TRUNCATED.format(detail="no PNG IEND chunk")
+
+
+def _declared_size_problem(offset: int, extra: int, fmt: str) -> Callable[[str, bytes, int, bytes], str | None]:
+    """BMP and WebP headers state the file size: a shorter file was cut."""
+    def check(path: str, tail: bytes, size: int, head: bytes) -> str | None:
+        declared = int.from_bytes(head[offset:offset + 4], "little") + extra
+        if declared > size:
+            return TRUNCATED.format(detail=f"its {fmt} header says {declared} bytes, the file has {size}")
+        return None
+    return check
+
+
+@dataclass(frozen=True)
+class ImageFormat:
+    """An image file format OpenCV reads: how to recognise its first bytes, and (optionally) how to tell
+    a complete file from a cut-short one from its last bytes (+ its head)."""
+
+    name: str
+    magic: Callable[[bytes], bool]
+    complete: Callable[[str, bytes, int, bytes], str | None] | None = None
+
+
+IMAGE_FORMATS: tuple[ImageFormat, ...] = (
+    ImageFormat("JPEG", lambda h: h[:3] == b"\xff\xd8\xff", lambda p, t, n, h: _jpeg_problem(p, t, n)),
+    ImageFormat("PNG", lambda h: h[:8] == b"\x89PNG\r\n\x1a\n", lambda p, t, n, h: _png_problem(p, t, n)),
+    ImageFormat("BMP", lambda h: h[:2] == b"BM", _declared_size_problem(2, 0, "BMP")),
+    ImageFormat("WebP", lambda h: h[:4] == b"RIFF" and h[8:12] == b"WEBP", _declared_size_problem(4, 8, "WebP")),
+    ImageFormat("TIFF", lambda h: h[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")),
+)
+
+
+def image_file_problem(path: str) -> str | None:
+    """Why ``path`` is not a complete image file, or None. Reads the first 16 and last 64 bytes (the
+    whole file only for a JPEG/PNG with bytes after its end marker); never decodes."""
+    problem = path_problem(path)
+    if problem:
+        return problem
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - TAIL_BYTES))
+            tail = f.read()
+        if size == 0:
+            return "empty file"
+        fmt = next((f for f in IMAGE_FORMATS if f.magic(head)), None)
+        if fmt is None:
+            names = ", ".join(f.name for f in IMAGE_FORMATS)
+            return f"is not an image file (it starts with {head[:8]!r}; expected {names} content)"
+        return fmt.complete(path, tail, size, head) if fmt.complete else None
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+
+
 def _image_problem(path: str, decode: bool) -> str | None:
-    if not os.path.isfile(path):
-        return "not found"
-    if os.path.getsize(path) == 0:
-        return "empty file"
-    if decode:
+    problem = image_file_problem(path)
+    if problem is None and decode:
         import cv2  # local: keeps `import kaggle_planet.competitions` light
 
         data = np.fromfile(path, dtype=np.uint8)
         if cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_2) is None:
             return "unreadable (not a decodable image)"
-    return None
+    return problem
 
 
 def find_image_problems(table: DatasetTable, *, decode: bool, limit: int | None = None, workers: int = 8) -> list[str]:
-    """One line per listed image that is absent (or, with ``decode``, unreadable); at most ``limit``."""
+    """One line per listed image that is absent, not an image file or truncated (:func:`image_file_problem`),
+    or, with ``decode``, not decodable; at most ``limit``."""
     problems: list[str] = []
     for split, frame in (("train", table.train), ("test", table.test)):
         paths = frame["file"].tolist()

@@ -305,7 +305,8 @@ Mix = Annotated[Union[dict[str, float], None], BeforeValidator(_mix), Doc("{alph
 class TrainSettings(_Keys):
     """Training keys: set at the top level as defaults, overridable in each ``models`` entry."""
 
-    image_size: Int = Field(224, ge=8, description="square input side in pixels")
+    # the bound keeps a typo (224000) from allocating batches of tens of GB before any message
+    image_size: Int = Field(224, ge=8, le=4096, description="square input side in pixels")
     augment: Union[Augment, AugmentPipeline] = Field("light", description="training augmentation preset, or an albumentations pipeline file saved with A.save")
     tta: Tta = Field("d4", description="test-time augmentation for OOF/test predictions (probabilities averaged)")
     epochs: Int = Field(10, ge=1, description="training epochs per fold (including freeze_epochs)")
@@ -609,7 +610,9 @@ def _alternatives(annotation: Any, metadata: Sequence[Any]) -> list[tuple[str, s
     if annotation is bool:
         return [("true", "true", False), ("false", "false", False)]
     if annotation is int:
-        lo = _bound(metadata, annotated_types.Ge)
+        lo, hi = _bound(metadata, annotated_types.Ge), _bound(metadata, annotated_types.Le)
+        if lo is not None and hi is not None:
+            return [(f"int in [{lo}, {hi}]", f"an integer from {lo} to {hi}", False)]
         return [(f"int >= {lo}", f"an integer >= {lo}", False)] if lo is not None else [("int", "an integer", False)]
     if annotation is float:
         span = _span(metadata)

@@ -30,7 +30,7 @@ DEMO_CONFIG = "demo"  # the shipped configs/demo.yaml (catalog.resolve_config)
 @dataclass
 class RunResult:
     experiment_dir: Path
-    submission: Path
+    submission: Path | None  # None: the data folder has no test images (image folders' test folder is optional)
     scores: dict[str, Any]
     table: str
 
@@ -44,13 +44,17 @@ def run_experiment(cfg: ExperimentConfig, device) -> RunResult:
     the confident test images of the previous round (:mod:`kaggle_planet.pseudo`); the last round's
     submission is the result, and every round's blend OOF is reported beside the previous one's.
     """
+    from .competitions import load_dataset
+
+    if cfg.pseudo is not None:
+        table = load_dataset(cfg.competition, cfg.data_dir, cfg.options)
+        if table.test.empty:
+            raise KagglePlanetError(f"config {cfg.name!r}: pseudo needs test images to label, and {cfg.data_dir} has none; remove pseudo")
     result = _run_round(cfg, device)
     if cfg.pseudo is None:
         return result
-    from .competitions import load_dataset
     from .pseudo import PSEUDO, pseudo_labels
 
-    table = load_dataset(cfg.competition, cfg.data_dir, cfg.options)
     test_files = table.test["file"].to_numpy()
     rounds, previous = [], result
     for r in range(1, cfg.pseudo.rounds + 1):
@@ -100,9 +104,12 @@ def _train_and_submit(cfg: ExperimentConfig, device, extra, tracking) -> RunResu
     thresholds = fit_run_thresholds(blend_dir) if get_spec(cfg.competition).task == "multilabel" else None
 
     decisions = fit_run_decisions(blend_dir) if thresholds is not None else None
-    submission = write_run_submission(blend_dir, Path("submissions") / f"{cfg.name}.csv", cfg.decision)
-    run_copy = exp_dir / "submission.csv"
-    artifacts.atomic_write(run_copy, lambda tmp: shutil.copyfile(submission, tmp))
+    submission = None
+    if len(artifacts.load_run(blend_dir).test):
+        submission = write_run_submission(blend_dir, Path("submissions") / f"{cfg.name}.csv", cfg.decision)
+        artifacts.atomic_write(exp_dir / "submission.csv", lambda tmp: shutil.copyfile(submission, tmp))
+    else:
+        log.warning("%s: the data folder has no test images: OOF scores only, no submission written", cfg.name)
 
     scores = {
         "metric": cfg.metric,
@@ -110,9 +117,9 @@ def _train_and_submit(cfg: ExperimentConfig, device, extra, tracking) -> RunResu
         "models": {d.name: artifacts.read_json(d / artifacts.SCORES) for d in model_dirs},
         "blend": blend_scores,
         "thresholds": thresholds,
-        "submission": str(submission),
+        "submission": None if submission is None else str(submission),
     }
-    if decisions is not None:
+    if decisions is not None and submission is not None:
         used = artifacts.read_json(sidecar_path(submission)).get("decision")
         scores["decision"] = {"asked": cfg.decision, "used": used,
                               "honest_f2": {name: rule["honest_f2"] for name, rule in decisions["rules"].items()}}
@@ -141,6 +148,8 @@ def format_score_table(scores: dict[str, Any]) -> str:
                      f"{r['oof'] - r['previous_oof']:+.5f}); pseudo-labelled test images per fold {r['images_per_fold']}")
     if scores.get("pseudo"):
         lines.append(f"submission from the last round: {scores['submission']}")
+    if "submission" in scores and scores["submission"] is None:
+        lines.append("no submission written: the data folder has no test images")
     d = scores.get("decision")
     if d:
         honest = ", ".join(f"{name} {value:.5f}" for name, value in d["honest_f2"].items())

@@ -25,7 +25,7 @@ import numpy as np
 from . import artifacts
 from .artifacts import BEST as CHECKPOINT
 from .blend import apply_saved_blend, get_blender
-from .competitions import get_spec
+from .competitions import get_spec, image_file_problem, path_problem
 from .errors import KagglePlanetError
 from .metrics import DEFAULT_THRESHOLD
 
@@ -63,8 +63,12 @@ def check_images(images: Sequence[Path]) -> list[Path]:
     if not paths:
         raise KagglePlanetError("predict-image: no image files given")
     for path in paths:
-        if not path.is_file():
-            raise KagglePlanetError(f"{path}: image file not found")
+        problem = path_problem(path)
+        if problem:
+            raise KagglePlanetError(f"{path}: image file {problem}")
+        problem = image_file_problem(str(path))
+        if problem and problem.startswith("truncated"):  # a cut-short JPEG may decode, grey below the cut
+            raise KagglePlanetError(f"{path}: {problem}")
         data = np.fromfile(path, dtype=np.uint8)
         if data.size == 0 or cv2.imdecode(data, cv2.IMREAD_COLOR) is None:
             raise KagglePlanetError(f"{path}: not a readable image (expected a JPEG, PNG, TIFF, BMP or WebP file)")

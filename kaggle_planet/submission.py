@@ -218,6 +218,8 @@ def write_run_submission(run_dir: Path, out_path: Path, decision_rule: str = "th
         raise KagglePlanetError(
             f"{run_dir / artifacts.RUN_INFO}: classes {info.classes} differ from the data folder {table.data_dir}'s {table.classes}"
         )
+    if table.test.empty:
+        raise KagglePlanetError(f"{table.data_dir}: no test images (the test folder is optional for {info.competition}); nothing to submit")
     _, ids = expected_frame(info.competition, table)
     probs = _aligned_test_probs(run, ids, table)
     record: dict[str, Any] = {}

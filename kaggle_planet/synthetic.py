@@ -171,13 +171,14 @@ def _ensure_min_count(labels: list[set[str]], rng: Rng, min_per_tag: int) -> Non
         count = sum(tag in tags for tags in labels)
         if count >= min_per_tag:
             continue
+        # as many as the images allow: a dozen images cannot hold every tag min_per_tag times
         if tag in WEATHER_SHARE:
             pool = [i for i, tags in enumerate(labels) if "clear" in tags and len(tags) <= 2]
-            for i in rng.choice(pool, size=min_per_tag - count, replace=False):
+            for i in rng.choice(pool, size=min(min_per_tag - count, len(pool)), replace=False):
                 labels[i] = {tag} if tag == "cloudy" else (labels[i] - {"clear"}) | {tag}
         else:
             candidates = [i for i in ground if tag not in labels[i]]
-            for i in rng.choice(candidates, size=min_per_tag - count, replace=False):
+            for i in rng.choice(candidates, size=min(min_per_tag - count, len(candidates)), replace=False):
                 labels[i].add(tag)
 
 
@@ -287,6 +288,26 @@ MAKERS: dict[str, Callable[[Path, int, int, int, Rng], None]] = {
 }
 
 
+# (lowest, highest) allowed per argument: every count inside makes a dataset that passes `check`; the tops
+# keep a typo (--size 100000) from allocating tens of GB before any message.
+DEMO_BOUNDS: dict[str, tuple[int, int]] = {"n_train": (12, 200_000), "n_test": (1, 200_000), "size": (16, 2048), "seed": (0, 2**32 - 1)}
+DEMO_MAX_PIXELS = 2_000_000_000  # (n_train + n_test) x size^2: about 100k images of 128 px, a few GB of JPEG
+
+
+def check_demo_bounds(**values: int) -> None:
+    """Refuse a make-demo-data argument outside :data:`DEMO_BOUNDS`, or a dataset over :data:`DEMO_MAX_PIXELS`."""
+    for name, value in values.items():
+        lo, hi = DEMO_BOUNDS[name]
+        if not lo <= value <= hi:
+            raise KagglePlanetError(f"make-demo-data: --{name.replace('_', '-')} {value} is out of range; expected {lo} to {hi}")
+    pixels = (values["n_train"] + values["n_test"]) * values["size"] ** 2
+    if pixels > DEMO_MAX_PIXELS:
+        raise KagglePlanetError(
+            f"make-demo-data: {values['n_train']} + {values['n_test']} images of {values['size']}x{values['size']} are "
+            f"{pixels:,} pixels; expected at most {DEMO_MAX_PIXELS:,} (fewer images or a smaller --size)"
+        )
+
+
 def make_demo_data(
     competition: str,
     out_dir: str | Path,
@@ -302,14 +323,18 @@ def make_demo_data(
     """
     if competition not in MAKERS:
         raise KagglePlanetError(f"make-demo-data: unknown competition {competition!r}; valid: {', '.join(MAKERS)}")
-    if n_train < 12 or n_test < 1 or size < 16:
-        raise KagglePlanetError(f"make-demo-data: expected n_train >= 12, n_test >= 1 and size >= 16 (got {n_train}, {n_test}, {size})")
+    check_demo_bounds(n_train=n_train, n_test=n_test, size=size, seed=seed)
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise KagglePlanetError(f"{out}: exists and is not a folder; choose another --out")
+        if any(out.iterdir()) and not overwrite:
             raise KagglePlanetError(f"{out}: folder exists and is not empty; choose another --out or pass --overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise KagglePlanetError(f"{out}: cannot create the folder ({exc.strerror})") from None
     try:
         MAKERS[competition](tmp, n_train, n_test, size, np.random.default_rng(seed))
         if out.exists():

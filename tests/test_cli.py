@@ -54,7 +54,8 @@ def test_bad_input_prints_one_line_and_exit_2(tmp_path, dataset_copy):
 
 def test_unreadable_image_met_by_a_loader_worker_is_one_line(dataset_copy, tmp_path):
     root = dataset_copy("invasive")
-    (root / "train" / "7.jpg").write_bytes(b"garbage")
+    # a JPEG's first and last bytes around garbage: passes the start-of-training file check, fails to decode
+    (root / "train" / "7.jpg").write_bytes(b"\xff\xd8\xff" + b"garbage" + b"\xff\xd9")
     config = tmp_path / "c.yaml"
     config.write_text(f"name: bad\ncompetition: invasive\ndata_dir: {root}\nfolds: {{k: 2, seed: 0}}\nimage_size: 32\n"
                       "epochs: 1\nbatch_size: 8\nnum_workers: 2\nmodels:\n  - {backbone: test_resnet}\n")

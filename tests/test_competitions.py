@@ -160,7 +160,7 @@ def test_imagefolder_empty_test_folder(dataset_copy):
 
 def test_imagefolder_missing_train_folder(dataset_copy):
     root = dataset_copy("imagefolder")
-    with pytest.raises(KagglePlanetError, match=r"train_x: training folder not found"):
+    with pytest.raises(KagglePlanetError, match=r"train_x: train_dir 'train_x' not found; expected a folder inside the data folder"):
         load_dataset("imagefolder", root, {"train_dir": "train_x"})
 
 
@@ -170,7 +170,7 @@ def test_unreadable_image_is_reported_by_check(dataset_copy):
     (root / "test" / "2.jpg").write_bytes(b"")
     report = check_dataset("invasive", root)
     assert len(report.problems) == 2
-    assert "4.jpg: train image for name '4' unreadable" in report.problems[0]
+    assert "4.jpg: train image for name '4' is not an image file (it starts with b'this is '; expected JPEG" in report.problems[0]
     assert "2.jpg: test image for name '2' empty file" in report.problems[1]
     assert "images missing or unreadable: 2" in report.summary()
 
