@@ -16,6 +16,7 @@ from typing import Any
 from . import artifacts
 from .competitions import get_spec
 from .config import ExperimentConfig, load_config
+from .errors import KagglePlanetError
 from .folds import fold_file_path
 from .tracking import Tracking, summary_values
 
