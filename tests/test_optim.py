@@ -151,3 +151,22 @@ def test_clip_grad_bounds_the_update():
     # timm's "momentum" (no Nesterov): the first step has no momentum yet, update = lr x clipped gradient
     delta = torch.cat([(after[k] - before[k]).flatten() for k in before])
     assert delta.norm().item() == pytest.approx(1e-2 * 1e-3, rel=1e-3)
+
+
+@pytest.mark.parametrize("name, fused", [("adamw", True), ("adam", True), ("momentum", True), ("lamb", None), ("adabelief", None)])
+def test_fused_kernels_where_the_optimizer_takes_them_with_the_same_updates(name, fused):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    reference = copy.deepcopy(model)
+    opt = optim.make_optimizer(model, settings(optimizer=name, lr=1e-2, weight_decay=0.05), head_params=[])
+    assert all(g.get("fused") == fused for g in opt.param_groups)
+    # the reference: timm's optimizer as built without fused kernels
+    ref_opt = create_optimizer_v2(reference, opt=name, lr=1e-2, weight_decay=0.05)
+    x, y = torch.randn(16, 6), torch.randn(16, 3)
+    for _ in range(5):
+        for m, o in ((model, opt), (reference, ref_opt)):
+            o.zero_grad()
+            nn.functional.mse_loss(m(x), y).backward()
+            o.step()
+    for a, b in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
