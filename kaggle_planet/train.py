@@ -177,6 +177,9 @@ def write_history(path: Path, rows: list[dict[str, float]]) -> None:
     artifacts.write_csv(path, pd.DataFrame(rows, columns=HISTORY_COLUMNS), float_format="%.6g")
 
 
+CURVES_EVERY_S = 60  # curves.png (matplotlib, a noticeable cost on short epochs) is redrawn at most this often, and when the fold ends
+
+
 def plot_curves(path: Path, rows: list[dict[str, float]], metric: str, title: str) -> None:
     """Loss and metric per epoch, train vs valid (matplotlib's Agg canvas: no display needed)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -295,6 +298,7 @@ def train_fold(
 
     net: nn.Module | None = None
     frozen_now: bool | None = None
+    last_plot = time.time()
     while state.epoch < settings.epochs and not (settings.patience and state.bad_epochs >= settings.patience):
         epoch = state.epoch
         frozen = epoch < settings.freeze_epochs
@@ -341,7 +345,9 @@ def train_fold(
             if improved:
                 save_checkpoint(out_dir / BEST, _best_payload(eval_model, settings, table, fold, row, metric))
             write_history(out_dir / HISTORY, state.history)
-            plot_curves(out_dir / CURVES, state.history, metric, f"{cfg.name} / {settings.name} / fold {fold}")
+            if time.time() - last_plot > CURVES_EVERY_S:  # long epochs: watch the curves grow; short ones: at the end
+                plot_curves(out_dir / CURVES, state.history, metric, f"{cfg.name} / {settings.name} / fold {fold}")
+                last_plot = time.time()
             save_checkpoint(last_path, _resume_payload(state, model, optimizer, trainer.scaler, ema))
             if tracking is not None:
                 tracking.epoch(settings.name, fold, row)
@@ -365,6 +371,7 @@ def train_fold(
         "command": artifacts.command_line(),
     }
     if ctx.main:
+        plot_curves(out_dir / CURVES, state.history, metric, f"{cfg.name} / {settings.name} / fold {fold}")
         artifacts.write_json(out_dir / DONE, done)
         last_path.unlink(missing_ok=True)  # a finished fold needs no resume state (saves 2-3x the model size)
         if tracking is not None:
