@@ -39,6 +39,12 @@ FOLD_COL = "fold"
 # per-fold files of a model run folder: fold<k>/best.pt, fold<k>/history.csv (written by train)
 BEST = "best.pt"
 HISTORY = "history.csv"
+# What an experiment folder (runs/<exp>/) holds beside its model folders: the run's blend, its scores and
+# submission copy, pseudo-labelling's record and the default report. A model folder may not take one of
+# these names (compared without case: macOS and Windows folders ignore it); tests check the writers use them.
+BLEND_DIR = "blend"
+SUBMISSION_COPY = "submission.csv"
+EXPERIMENT_ENTRIES = (BLEND_DIR, SCORES, SUBMISSION_COPY, "pseudo.json", "report.html")
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "valid_loss", "train_metric", "valid_metric", "seconds"]
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process umask (the only way is to set it and put it back)

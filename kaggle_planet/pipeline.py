@@ -21,7 +21,7 @@ from .folds import fold_file_path
 
 log = logging.getLogger(__name__)
 
-BLEND_DIR = "blend"
+BLEND_DIR = artifacts.BLEND_DIR
 # The demo's synthetic Planet data: big enough to show real learning, small enough for 2 CPU cores.
 DEMO_DATA = {"n_train": 600, "n_test": 150, "size": 64, "seed": 0}
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
@@ -90,7 +90,7 @@ def _run_round(cfg: ExperimentConfig, device, extra=None) -> RunResult:
 
     decisions = fit_run_decisions(blend_dir) if thresholds is not None else None
     submission = write_run_submission(blend_dir, Path("submissions") / f"{cfg.name}.csv", cfg.decision)
-    run_copy = exp_dir / "submission.csv"
+    run_copy = exp_dir / artifacts.SUBMISSION_COPY
     artifacts.atomic_write(run_copy, lambda tmp: shutil.copyfile(submission, tmp))
 
     scores = {
