@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from . import artifacts, decision, metrics
-from .competitions import DatasetTable, get_spec, load_dataset, read_string_csv
+from .competitions import DatasetTable, csv_line, get_spec, load_dataset, read_string_csv
 from .errors import KagglePlanetError
 from .thresholds import THRESHOLDS, fit_run_thresholds, read_run_thresholds
 
@@ -53,8 +53,8 @@ def expected_frame(competition: str, table: DatasetTable) -> tuple[list[str], li
     return [spec.id_col, "label", *table.classes], table.test[spec.id_col].astype(str).tolist()
 
 
-def _where(source: str, row: int) -> str:
-    return f"{source}: line {row + 2}"  # header is line 1
+def _where(source: str, frame: pd.DataFrame, row: int) -> str:
+    return f"{source}: line {csv_line(frame, row)}"  # the file's own line numbers when read from a file
 
 
 def _check_columns(frame: pd.DataFrame, columns: list[str], source: str) -> None:
@@ -76,13 +76,13 @@ def _check_ids(frame: pd.DataFrame, id_col: str, ids: list[str], source: str) ->
     for i, (g, e) in enumerate(zip(got, ids)):
         if g != e:
             raise KagglePlanetError(
-                f"{_where(source, i)}: {id_col} {g!r} where the sample submission has {e!r}; "
+                f"{_where(source, frame, i)}: {id_col} {g!r} where the sample submission has {e!r}; "
                 "a submission keeps the sample submission's ids in the same order"
             )
     if len(got) < len(ids):
-        raise KagglePlanetError(f"{_where(source, len(got))}: missing row for {id_col} {ids[len(got)]!r} ({len(got)} rows, expected {len(ids)})")
+        raise KagglePlanetError(f"{_where(source, frame, len(got))}: missing row for {id_col} {ids[len(got)]!r} ({len(got)} rows, expected {len(ids)})")
     if len(got) > len(ids):
-        raise KagglePlanetError(f"{_where(source, len(ids))}: extra row {id_col} {got[len(ids)]!r} ({len(got)} rows, expected {len(ids)})")
+        raise KagglePlanetError(f"{_where(source, frame, len(ids))}: extra row {id_col} {got[len(ids)]!r} ({len(got)} rows, expected {len(ids)})")
 
 
 def _check_probabilities(frame: pd.DataFrame, columns: list[str], source: str) -> None:
@@ -91,7 +91,7 @@ def _check_probabilities(frame: pd.DataFrame, columns: list[str], source: str) -
         bad = ~np.isfinite(values) | (values < 0.0) | (values > 1.0)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise KagglePlanetError(f"{_where(source, row)}: {col} {frame[col].iloc[row]!r} is not a probability in [0, 1]")
+            raise KagglePlanetError(f"{_where(source, frame, row)}: {col} {frame[col].iloc[row]!r} is not a probability in [0, 1]")
 
 
 def _check_planet(frame: pd.DataFrame, table: DatasetTable, source: str) -> None:
@@ -101,7 +101,7 @@ def _check_planet(frame: pd.DataFrame, table: DatasetTable, source: str) -> None
         unknown = [w for w in words if w not in known]
         if not words or unknown or len(set(words)) != len(words):
             what = "no tags" if not words else f"unknown tag {unknown[0]!r}" if unknown else "a repeated tag"
-            raise KagglePlanetError(f"{_where(source, row)}: {what} in {tags!r}; expected space-separated tags from {sorted(known)}")
+            raise KagglePlanetError(f"{_where(source, frame, row)}: {what} in {tags!r}; expected space-separated tags from {sorted(known)}")
 
 
 def _check_invasive(frame: pd.DataFrame, table: DatasetTable, source: str) -> None:
@@ -112,7 +112,7 @@ def _check_imagefolder(frame: pd.DataFrame, table: DatasetTable, source: str) ->
     bad = ~frame["label"].astype(str).isin(table.classes)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise KagglePlanetError(f"{_where(source, row)}: label {frame['label'].iloc[row]!r} is not one of {table.classes}")
+        raise KagglePlanetError(f"{_where(source, frame, row)}: label {frame['label'].iloc[row]!r} is not one of {table.classes}")
     _check_probabilities(frame, table.classes, source)
 
 
@@ -294,7 +294,7 @@ def read_submission_log(path: str | Path) -> pd.DataFrame:
         bad = values.isna() & (text != "")
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise KagglePlanetError(f"{_where(str(path), row)}: {col} {text.iloc[row]!r} is not a number (or empty)")
+            raise KagglePlanetError(f"{_where(str(path), frame, row)}: {col} {text.iloc[row]!r} is not a number (or empty)")
         frame[col] = values.astype(float)
     return frame
 
