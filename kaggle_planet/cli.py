@@ -218,7 +218,7 @@ def add_submission_args(p: argparse.ArgumentParser) -> None:
     from .decision import CHOICES  # torch-free
 
     p.add_argument("run_dir", type=Path, help="a run or blend folder")
-    p.add_argument("--out", "-o", required=True, type=Path, help="submission CSV, e.g. submissions/planet.csv")
+    p.add_argument("--out", "-o", required=True, help="submission CSV, e.g. submissions/planet.csv (a folder: <experiment>_<run>.csv inside)")
     p.add_argument("--decision", default="thresholds", choices=CHOICES,
                    help="multilabel only: how tags are picked (default thresholds; auto: best honest OOF F2, see decision.json)")
 
@@ -337,7 +337,7 @@ def cmd_scores(args: argparse.Namespace) -> int:
 
 def add_report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, help="an experiment, model or blend run folder")
-    p.add_argument("--out", "-o", type=Path, help="HTML file (default <run_dir>/report.html)")
+    p.add_argument("--out", "-o", help="HTML file (default <run_dir>/report.html; a folder: report.html inside)")
     p.add_argument("--log", type=Path, default=Path("submissions/log.csv"),
                    help="submissions log whose scored uploads are plotted, CV against public LB (default submissions/log.csv, if present)")
 

@@ -197,13 +197,36 @@ def _decide_tags(run: artifacts.Run, probs: np.ndarray, rule: str) -> tuple[np.n
     return decision.decide(used, probs, chosen_rule["state"]), record
 
 
-def write_run_submission(run_dir: Path, out_path: Path, decision_rule: str = "thresholds") -> Path:
+def resolve_submission_out(out: str | Path, run_dir: Path, data_dir: Path) -> Path:
+    """Where ``--out`` puts the submission CSV: a folder (existing, or written with a trailing ``/``) gets
+    ``<experiment>_<run>.csv`` inside; refused inside a model or blend run folder (its files would be
+    overwritten), onto a data folder's file, and for a name that does not end in .csv."""
+    if artifacts.wants_folder(out):
+        folder = Path(out)
+        if artifacts.run_kind(folder) in ("model", "blend", "experiment"):
+            raise KagglePlanetError(f"{out}: is a run folder; --out names the submission CSV, e.g. submissions/<name>.csv")
+        resolved = run_dir.resolve()
+        out = folder / f"{resolved.parent.name}_{resolved.name}.csv"
+        log.info("--out is a folder: writing %s", out)
+    out = Path(out)
+    if out.suffix.lower() != ".csv":
+        raise KagglePlanetError(f"{out}: a submission is a .csv file; give a path ending in .csv, e.g. submissions/<name>.csv")
+    inside = artifacts.enclosing_run(out.parent)
+    if inside is not None:
+        raise KagglePlanetError(f"{out}: lies inside the run folder {inside}, whose files it could overwrite; write submissions elsewhere, e.g. submissions/")
+    in_data = Path(data_dir).resolve() in [out.resolve().parent, *out.resolve().parent.parents]
+    if in_data and out.exists() and not sidecar_path(out).is_file():  # a data file, not an earlier submission
+        raise KagglePlanetError(f"{out}: is a file of the data folder {data_dir}; write submissions elsewhere, e.g. submissions/")
+    return out
+
+
+def write_run_submission(run_dir: Path, out_path: str | Path, decision_rule: str = "thresholds") -> Path:
     """Write the validated submission for a run (or blend) folder to ``out_path``, plus its JSON sidecar.
 
     ``decision_rule``: how multilabel tags are chosen, one of ``decision.CHOICES`` (other tasks have
     nothing to decide and accept ``thresholds`` / ``auto`` only).
     """
-    run_dir, out_path = Path(run_dir), Path(out_path)
+    run_dir = Path(run_dir)
     if decision_rule not in decision.CHOICES:
         raise KagglePlanetError(f"unknown decision rule {decision_rule!r}; valid: {', '.join(decision.CHOICES)}")
     run = artifacts.load_run(run_dir)
@@ -214,6 +237,7 @@ def write_run_submission(run_dir: Path, out_path: Path, decision_rule: str = "th
         )
     spec = get_spec(info.competition)
     table = load_dataset(info.competition, info.data_dir, info.options, check_images=False)
+    out_path = resolve_submission_out(out_path, run_dir, table.data_dir)
     if list(table.classes) != list(info.classes):
         raise KagglePlanetError(
             f"{run_dir / artifacts.RUN_INFO}: classes {info.classes} differ from the data folder {table.data_dir}'s {table.classes}"

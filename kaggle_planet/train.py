@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 LAST = "last.pt"
 DONE = "done.json"
 CURVES = "curves.png"
-CONFIG = "config.yaml"
+CONFIG = artifacts.MODEL_CONFIG
 
 
 # ------------------------------------------------------------------------------------ distributed
