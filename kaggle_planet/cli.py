@@ -125,8 +125,14 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the config's device)")
 
 
+def _add_wait_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait", action="store_true",
+                   help="when another process is training a fold, wait for it instead of stopping (a lock left by a killed process is taken over either way)")
+
+
 def add_train_args(p: argparse.ArgumentParser) -> None:
     _add_config_args(p)
+    _add_wait_arg(p)
     p.add_argument("--models", nargs="+", help="train only these model names")
     p.add_argument("--folds", help="train only these folds, e.g. 0,1")
 
@@ -136,7 +142,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import train_experiment
 
     cfg = load_config(args.config, args.overrides)
-    dirs = train_experiment(cfg, _device_for(args, cfg.device), models=args.models, folds=_parse_folds(args.folds))
+    dirs = train_experiment(cfg, _device_for(args, cfg.device), models=args.models, folds=_parse_folds(args.folds), wait=args.wait)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
         from .predict import scores_line
 
@@ -242,6 +248,7 @@ def cmd_submission(args: argparse.Namespace) -> int:
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
     _add_config_args(p)
+    _add_wait_arg(p)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -249,7 +256,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import run_experiment
 
     cfg = load_config(args.config, args.overrides)
-    result = run_experiment(cfg, _device_for(args, cfg.device))
+    result = run_experiment(cfg, _device_for(args, cfg.device), wait=args.wait)
     print(result.table)
     print(f"submission: {result.submission}")
     return 0

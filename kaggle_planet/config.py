@@ -507,12 +507,17 @@ _ENTRY_ARGS: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {"scheduler_a
 
 
 def _check_epochs(settings: TrainSettings, where: Callable[[str], tuple]) -> None:
-    """``freeze_epochs`` must leave at least one epoch that trains the backbone (blamed on the key the
-    model sets itself, else the top level's)."""
+    """``freeze_epochs`` must leave at least one epoch that trains the backbone, and mixing needs two
+    images per batch (blamed on the key the model sets itself, else the top level's)."""
     if settings.freeze_epochs and settings.freeze_epochs >= settings.epochs:
         key = "freeze_epochs" if len(where("freeze_epochs")) > 1 or len(where("epochs")) == 1 else "epochs"
         problem = (f"freeze_epochs {settings.freeze_epochs} >= epochs {settings.epochs}: the backbone would never train; "
                    f"set freeze_epochs below epochs (or 0 for no frozen stage)")
+        raise _invalid(where(key), problem, getattr(settings, key))
+    mixing = [k for k in ("mixup", "cutmix") if getattr(settings, k)]
+    if mixing and settings.batch_size < 2:
+        key = "batch_size" if len(where("batch_size")) > 1 or len(where(mixing[0])) == 1 else mixing[0]
+        problem = f"{mixing[0]} mixes pairs of images within a batch and batch_size {settings.batch_size} has one: set batch_size >= 2 or {mixing[0]}: none"
         raise _invalid(where(key), problem, getattr(settings, key))
 
 

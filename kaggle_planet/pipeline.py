@@ -35,7 +35,7 @@ class RunResult:
     table: str
 
 
-def run_experiment(cfg: ExperimentConfig, device) -> RunResult:
+def run_experiment(cfg: ExperimentConfig, device, wait: bool = False) -> RunResult:
     """Run every stage for ``cfg``; returns where things went and the score table.
 
     Writes ``<runs_dir>/<name>/{<model>/, blend/, scores.json, submission.csv}`` and
@@ -44,7 +44,7 @@ def run_experiment(cfg: ExperimentConfig, device) -> RunResult:
     the confident test images of the previous round (:mod:`kaggle_planet.pseudo`); the last round's
     submission is the result, and every round's blend OOF is reported beside the previous one's.
     """
-    result = _run_round(cfg, device)
+    result = _run_round(cfg, device, wait=wait)
     if cfg.pseudo is None:
         return result
     from .competitions import load_dataset
@@ -62,7 +62,7 @@ def run_experiment(cfg: ExperimentConfig, device) -> RunResult:
             "folds": {str(f): {"images": int(len(p.rows)), "sources": p.sources} for f, p in labels.items()},
         })
         log.info("pseudo round %d: %s test images per fold", r, [len(p.rows) for p in labels.values()])
-        current = _run_round(cfg_r, device, lambda fold: (test_files[labels[fold].rows], labels[fold].targets))
+        current = _run_round(cfg_r, device, lambda fold: (test_files[labels[fold].rows], labels[fold].targets), wait=wait)
         rounds.append({"round": r, "experiment": cfg_r.name, "oof": current.scores["blend"]["oof"],
                        "previous_oof": previous.scores["blend"]["oof"],
                        "images_per_fold": [int(len(p.rows)) for p in labels.values()]})
@@ -72,7 +72,7 @@ def run_experiment(cfg: ExperimentConfig, device) -> RunResult:
     return RunResult(result.experiment_dir, previous.submission, scores, format_score_table(scores))
 
 
-def _run_round(cfg: ExperimentConfig, device, extra=None) -> RunResult:
+def _run_round(cfg: ExperimentConfig, device, extra=None, wait: bool = False) -> RunResult:
     """Train (with ``extra`` training images per fold), predict, blend, decide and submit one experiment."""
     from .blend import blend_runs
     from .decision import fit_run_decisions
@@ -81,7 +81,7 @@ def _run_round(cfg: ExperimentConfig, device, extra=None) -> RunResult:
     from .train import train_experiment
 
     # train reads the data folder and makes the folds file if it is missing
-    model_dirs = train_experiment(cfg, device, extra=extra)
+    model_dirs = train_experiment(cfg, device, extra=extra, wait=wait)
     folds_path = fold_file_path(cfg.competition, cfg.folds.k, cfg.folds.seed)
     exp_dir = cfg.experiment_dir
     blend_dir = exp_dir / BLEND_DIR
