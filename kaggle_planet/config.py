@@ -721,11 +721,12 @@ class UniqueKeyLoader(yaml.SafeLoader):
                 continue
             key = self.construct_object(key_node, deep=True)
             try:
-                first = seen.setdefault(key, key_node.start_mark.line)
+                first = seen.get(key)
             except TypeError:  # an unhashable key: PyYAML's own check reports it
                 continue
-            if first != key_node.start_mark.line:
+            if first is not None:
                 raise _DuplicateKey(None, None, f"duplicate key {key!r} (first on line {first + 1}); keep one", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
 
 

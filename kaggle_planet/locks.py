@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 LOCK = "train.lock"
 POLL_SECONDS = 2.0
 # a lock file still empty or half-written after this long belongs to a process that died writing it
-_UNREADABLE_GRACE_SECONDS = 10.0
+_UNREADABLE_GRACE_SECONDS = 2.0
 
 
 def _holder_record() -> dict[str, Any]:
