@@ -184,6 +184,7 @@ def train_one_epoch(
     bar = _progress(loader, desc, show_progress)
     batches = len(loader)
     t.optimizer.zero_grad(set_to_none=True)
+    group_finite = torch.ones((), dtype=torch.bool, device=t.precision.device)  # every loss of this update finite
     for i, (images, target, index) in enumerate(bar):
         images = t.precision.to_device(images)
         target = target.to(t.precision.device, non_blocking=True)

@@ -530,7 +530,6 @@ def fold_lock(model_dir: Path, fold: int, name: str, ctx: Dist, wait: bool = Fal
             locks.release(path)
 
 
-
 def _select(names: Sequence[str] | None, available: list[str], what: str, source: str) -> list[str]:
     if not names:
         return available

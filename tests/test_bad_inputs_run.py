@@ -589,3 +589,29 @@ def test_batch_size_1_trains_when_the_feature_map_allows(workspace, template, ca
     assert main(["train", "c.yaml", "--device", "cpu", "--folds", "0"]) == 0, capsys.readouterr().err
     done = json.loads((workspace / "runs/exp/tiny/fold0/done.json").read_text())
     assert done["epochs_run"] == 1 and np.isfinite(done["best_score"])
+
+
+@pytest.mark.slow  # a 2-process torchrun job: ~15 s of process start-up
+def test_torchrun_job_on_a_locked_fold_stops_every_rank(workspace, template):
+    """Rank 0 holds the lock for the job; when it cannot, every rank stops with the holder named (none is
+    left waiting in a barrier)."""
+    demo = (template / "demo").resolve()
+    (workspace / "c.yaml").write_text(cfg().replace("{demo}", str(demo)))
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        lock = workspace / "runs/exp/tiny/fold0" / locks.LOCK
+        lock.parent.mkdir(parents=True)
+        lock.write_text(_lock({"pid": holder.pid}))
+        cli = [sys.executable, "-c", "import sys; from kaggle_planet.cli import main; sys.exit(main())"]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--no-python", *cli,
+               "train", "c.yaml", "--device", "cpu", "--folds", "0"]
+        env = {**os.environ, "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")])}
+        result = subprocess.run(cmd, cwd=workspace, env=env, capture_output=True, text=True, timeout=240)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and all(f"being trained by pid {holder.pid}" in line for line in errors), result.stderr[-3000:]
+    assert not (lock.parent / "best.pt").exists() and json.loads(lock.read_text())["pid"] == holder.pid
