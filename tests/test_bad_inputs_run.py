@@ -231,6 +231,8 @@ NUMERIC_CASES = [
     _training_case("lr-diverges", "lr: 1.0e+30\n", "in epoch 1 at update", "(lr ", "training diverged", "lower lr", "clip_grad"),
     Case("batch-1-at-1x1", ["train", "c.yaml", "--device", "cpu", "--folds", "0"], ("one value per channel", "batch_size >= 2"),
          files={"c.yaml": CONFIG.replace("batch_size: 8", "batch_size: 1")}, may_write=("folds/*", "runs/exp/tiny/*")),
+    Case("batch-1-by-set", ["train", "c.yaml", "--device", "cpu", "--folds", "1", "--set", "models.0.batch_size=1"],
+         ("one value per channel", "batch_size >= 2"), files={"c.yaml": cfg()}, may_write=("folds/*", "runs/exp/tiny/*")),
 ]
 
 
@@ -252,6 +254,11 @@ LOCK_CASES = [
          files={"c.yaml": cfg()}, setup=_live_pid, may_write=("folds/*", "runs/exp/tiny/config.yaml", "runs/exp/tiny/labels.csv")),
     Case("lock-other-host", ["train", "c.yaml", "--device", "cpu", "--folds", "0"], ("train.lock", "on other-machine", "delete train.lock if that process is gone"),
          files={"c.yaml": cfg(), "runs/exp/tiny/fold0/train.lock": _lock({"pid": 1, "host": "other-machine"})},
+         may_write=("folds/*", "runs/exp/tiny/config.yaml", "runs/exp/tiny/labels.csv")),
+    Case("lock-live-holder-run", ["run", "c.yaml", "--device", "cpu"], ("runs/exp/tiny/fold0/train.lock", "being trained by pid"),
+         files={"c.yaml": cfg()}, setup=_live_pid, may_write=("folds/*", "runs/exp/tiny/config.yaml", "runs/exp/tiny/labels.csv")),
+    Case("lock-other-host-fold1", ["train", "c.yaml", "--device", "cpu", "--folds", "1"], ("runs/exp/tiny/fold1/train.lock", "model tiny fold 1", "on gpu-box"),
+         files={"c.yaml": cfg(), "runs/exp/tiny/fold1/train.lock": _lock({"pid": 1, "host": "gpu-box"})},
          may_write=("folds/*", "runs/exp/tiny/config.yaml", "runs/exp/tiny/labels.csv")),
 ]
 
