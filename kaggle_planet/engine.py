@@ -8,6 +8,8 @@ Predictions always leave this module as probabilities, never logits.
 A training step (:class:`Trainer`) is: optional mixup/cutmix, forward under autocast, loss divided by
 ``grad_accum``, backward; every ``grad_accum`` batches: unscale, clip the gradient norm, optimizer step,
 EMA update; the learning rate is set by the schedule before each update from the update count alone.
+A NaN/inf loss stops training before its update (:class:`NonFiniteError`, one line naming epoch, update
+and lr): a flag kept on the device and read once per update, so the weights never take a NaN step.
 Under DistributedDataParallel each rank sees a share of the data; :func:`gather_outputs` puts
 the shares back together (by sample index, dropping the sampler's padding) on every rank, so that
 every rank computes the same metric and takes the same early-stopping decision.
