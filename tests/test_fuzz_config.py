@@ -74,7 +74,7 @@ def load_or_refuse(path: Path, overrides: tuple[str, ...] = ()) -> ExperimentCon
         cfg = load_config(path, overrides)
     except KagglePlanetError as exc:
         message = str(exc)
-        assert "\n" not in message and message.startswith(str(path)) or message.startswith("--set"), message
+        assert "\n" not in message and message.startswith((str(path), "--set")), message
         return None
     assert isinstance(cfg, ExperimentConfig)
     return cfg
