@@ -39,6 +39,14 @@ FOLD_COL = "fold"
 # per-fold files of a model run folder: fold<k>/best.pt, fold<k>/history.csv (written by train)
 BEST = "best.pt"
 HISTORY = "history.csv"
+# a model's training folder holds its config (written by train before any fold is done)
+MODEL_CONFIG = "config.yaml"
+# What an experiment folder (runs/<exp>/) holds beside its model folders: the run's blend, its scores and
+# submission copy, pseudo-labelling's record and the default report. A model folder may not take one of
+# these names (compared without case: macOS and Windows folders ignore it); tests check the writers use them.
+BLEND_DIR = "blend"
+SUBMISSION_COPY = "submission.csv"
+EXPERIMENT_ENTRIES = (BLEND_DIR, SCORES, SUBMISSION_COPY, "pseudo.json", "report.html")
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "valid_loss", "train_metric", "valid_metric", "seconds"]
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process umask (the only way is to set it and put it back)
@@ -143,6 +151,45 @@ class RunInfo:
 
 def write_run_info(run_dir: str | Path, info: RunInfo) -> Path:
     return write_json(Path(run_dir) / RUN_INFO, asdict(info))
+
+
+def run_kind(path: str | Path) -> str | None:
+    """What a folder is in the run layout: ``"model"`` (a model's run or training folder), ``"blend"``,
+    ``"experiment"`` (a folder holding model or blend folders), or None (none of these, or no folder)."""
+    path = Path(path)
+    own = _own_kind(path)
+    if own is not None or not path.is_dir():
+        return own
+    try:
+        children = [c for c in path.iterdir() if c.is_dir()]
+    except OSError:
+        return None
+    return "experiment" if any(_own_kind(c) for c in children) else None
+
+
+def _own_kind(path: Path) -> str | None:
+    if (path / RUN_INFO).is_file():
+        try:
+            return "blend" if json.loads((path / RUN_INFO).read_text(encoding="utf-8")).get("kind") == "blend" else "model"
+        except (OSError, ValueError, AttributeError):
+            return "model"
+    if (path / MODEL_CONFIG).is_file() and ((path / LABELS).is_file() or any(path.glob("fold*"))):
+        return "model"  # being trained: no predictions (run.json) yet
+    return None
+
+
+def enclosing_run(path: str | Path) -> Path | None:
+    """The nearest model or blend run folder that ``path`` lies in (``path`` itself included), if any."""
+    for folder in [Path(path), *Path(path).parents]:
+        if _own_kind(folder) is not None:
+            return folder
+    return None
+
+
+def wants_folder(out: str | Path) -> bool:
+    """``--out`` written with a trailing slash, or naming an existing folder."""
+    text = str(out)
+    return text.endswith(("/", os.sep)) or Path(text).is_dir()
 
 
 def read_run_info(run_dir: str | Path) -> RunInfo:

@@ -566,6 +566,25 @@ def load_members(run_dirs: list[Path]) -> tuple[list[artifacts.Run], BlendInput,
     return runs, data, oof_ids.tolist(), test_ids.tolist()
 
 
+def check_blend_out(out_dir: Path) -> None:
+    """A blend goes to a new or empty folder, or replaces an earlier blend; never into a model's run
+    folder, an experiment folder or a folder holding other files."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise KagglePlanetError(f"{out_dir}: exists and is not a folder; --out names the blend's folder, e.g. runs/<experiment>/blend")
+    if not out_dir.is_dir():
+        return
+    kind = artifacts.run_kind(out_dir)
+    if kind == "blend":
+        return  # an earlier blend (run re-blends into <experiment>/blend each time)
+    if kind is not None:
+        what = {"model": "a model's run folder", "experiment": "an experiment folder (it holds run folders)"}[kind]
+        raise KagglePlanetError(f"{out_dir}: is {what}; a blend would overwrite its files: give a new folder, e.g. {out_dir / 'blend'}")
+    others = sorted(p.name for p in out_dir.iterdir())
+    if others:
+        raise KagglePlanetError(f"{out_dir}: holds other files ({others[0]}{', ...' if len(others) > 1 else ''}) and no earlier blend; give a new or empty folder")
+
+
 def blend_runs(run_dirs: list[Path], method: str, out_dir: Path) -> dict[str, Any]:
     """Blend run folders with ``method`` and write ``out_dir`` as a full run folder; returns its scores.json.
 
@@ -577,6 +596,7 @@ def blend_runs(run_dirs: list[Path], method: str, out_dir: Path) -> dict[str, An
     run_dirs = [Path(d) for d in run_dirs]
     if any(out_dir.resolve() == d.resolve() for d in run_dirs):
         raise KagglePlanetError(f"{out_dir}: the blend's output folder must not be one of its members")
+    check_blend_out(out_dir)
     runs, data, oof_ids, test_ids = load_members(run_dirs)
     ref = runs[0].info
     classes = list(ref.classes)

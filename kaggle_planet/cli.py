@@ -135,10 +135,14 @@ def _config_path(args: argparse.Namespace) -> Path:
         raise KagglePlanetError(f"{args.command}: give one config, as a path or a shipped name (kaggle-planet configs), either positionally or with --config"
                                 + (f"; got both {given[0]!r} and {given[1]!r}" if given else ""))
     return resolve_config(given[0])
+def _add_wait_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait", action="store_true",
+                   help="when another process is training a fold, wait for it instead of stopping (a lock left by a killed process is taken over either way)")
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     _add_config_args(p)
+    _add_wait_arg(p)
     p.add_argument("--models", nargs="+", help="train only these model names")
     p.add_argument("--folds", help="train only these folds, e.g. 0,1")
 
@@ -148,7 +152,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import train_experiment
 
     cfg = load_config(_config_path(args), args.overrides)
-    dirs = train_experiment(cfg, _device_for(args, cfg.device), models=args.models, folds=_parse_folds(args.folds))
+    dirs = train_experiment(cfg, _device_for(args, cfg.device), models=args.models, folds=_parse_folds(args.folds), wait=args.wait)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
         from .predict import scores_line
 
@@ -230,7 +234,7 @@ def add_submission_args(p: argparse.ArgumentParser) -> None:
     from .decision import CHOICES  # torch-free
 
     p.add_argument("run_dir", type=Path, help="a run or blend folder")
-    p.add_argument("--out", "-o", required=True, type=Path, help="submission CSV, e.g. submissions/planet.csv")
+    p.add_argument("--out", "-o", required=True, help="submission CSV, e.g. submissions/planet.csv (a folder: <experiment>_<run>.csv inside)")
     p.add_argument("--decision", default="thresholds", choices=CHOICES,
                    help="multilabel only: how tags are picked (default thresholds; auto: best honest OOF F2, see decision.json)")
 
@@ -254,6 +258,7 @@ def cmd_submission(args: argparse.Namespace) -> int:
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
     _add_config_args(p)
+    _add_wait_arg(p)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -261,7 +266,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import run_experiment
 
     cfg = load_config(_config_path(args), args.overrides)
-    result = run_experiment(cfg, _device_for(args, cfg.device))
+    result = run_experiment(cfg, _device_for(args, cfg.device), wait=args.wait)
     print(result.table)
     print(f"submission: {result.submission or 'none (no test images in ' + str(cfg.data_dir) + ')'}")
     return 0
@@ -379,7 +384,7 @@ def cmd_scores(args: argparse.Namespace) -> int:
 
 def add_report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, help="an experiment, model or blend run folder")
-    p.add_argument("--out", "-o", type=Path, help="HTML file (default <run_dir>/report.html)")
+    p.add_argument("--out", "-o", help="HTML file (default <run_dir>/report.html; a folder: report.html inside)")
     p.add_argument("--log", type=Path, default=Path("submissions/log.csv"),
                    help="submissions log whose scored uploads are plotted, CV against public LB (default submissions/log.csv, if present)")
 

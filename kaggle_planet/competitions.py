@@ -6,6 +6,7 @@ metric and formats its submission. The class vocabulary always comes from the da
 """
 from __future__ import annotations
 
+import csv
 import errno
 import logging
 import os
@@ -152,7 +153,11 @@ def path_problem(path: str | Path, kind: str = "file") -> str | None:
 
 
 def read_string_csv(path: Path, what: str, expected: str = "a CSV file") -> pd.DataFrame:
-    """Every cell as text (no NaN guessing); a missing or unparsable file is a one-line error."""
+    """Every cell as text (no NaN guessing); a missing or unparsable file is a one-line error.
+
+    Header cells are stripped of spaces like the data cells; ``frame.attrs["lines"]`` holds each row's
+    physical line number in the file (blank lines and quoted line breaks counted), see :func:`csv_line`.
+    """
     path = Path(path)
     problem = path_problem(path)
     if problem == "not found":
@@ -160,9 +165,42 @@ def read_string_csv(path: Path, what: str, expected: str = "a CSV file") -> pd.D
     if problem:
         raise KagglePlanetError(f"{path}: {what} {problem} (expected {expected})")
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise KagglePlanetError(f"{path}: not a readable CSV ({str(exc).strip()})") from None
+        raise KagglePlanetError(f"{path}: not a readable CSV ({str(exc).strip()})".replace("\n", " ")) from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    twice = frame.columns[frame.columns.duplicated()]
+    if len(twice):
+        raise KagglePlanetError(f"{path}: line 1: column {twice[0]!r} appears twice in the header")
+    lines = _record_lines(path)
+    if lines is not None and len(lines) == len(frame):
+        frame.attrs["lines"] = lines
+    return frame
+
+
+def _record_lines(path: Path) -> np.ndarray | None:
+    """The physical line on which each data record of a CSV starts, skipping blank lines as pandas does
+    (None when the file cannot be read as text: pandas' own error is reported instead)."""
+    starts, end = [], 0
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+            reader = csv.reader(handle)
+            for row in reader:
+                if row and (len(row) > 1 or row[0].strip()):
+                    starts.append(end + 1)
+                end = reader.line_num
+    except csv.Error:
+        return None
+    return np.asarray(starts[1:], dtype=np.int64)  # the first record is the header
+
+
+def csv_line(frame: pd.DataFrame, row: int) -> int:
+    """The physical line number of ``frame``'s row ``row`` (0-based) as read by :func:`read_string_csv`;
+    one past the last row for a row that is missing; row + 2 for frames not read from a file."""
+    lines = frame.attrs.get("lines")
+    if lines is None:
+        return row + 2  # header is line 1
+    return int(lines[row]) if row < len(lines) else (int(lines[-1]) + 1 if len(lines) else 2)
 
 
 def read_csv(path: Path, columns: Sequence[str], what: str) -> pd.DataFrame:
@@ -175,26 +213,29 @@ def read_csv(path: Path, columns: Sequence[str], what: str) -> pd.DataFrame:
         )
     if frame.empty:
         raise KagglePlanetError(f"{path}: no data rows")
+    lines = frame.attrs.get("lines")
     frame = frame[list(columns)].copy()
     for col in columns:
         frame[col] = frame[col].str.strip()
+    if lines is not None:
+        frame.attrs["lines"] = lines
     return frame
 
 
 def _check_ids(frame: pd.DataFrame, id_col: str, path: Path) -> None:
     empty = frame[id_col] == ""
     if empty.any():
-        raise KagglePlanetError(f"{path}: line {_line(empty)}: empty {id_col}")
+        raise KagglePlanetError(f"{path}: line {_line(frame, empty)}: empty {id_col}")
     dup = frame[id_col].duplicated()
     if dup.any():
         first = frame[id_col][dup].iloc[0]
-        lines = [i + 2 for i in np.flatnonzero((frame[id_col] == first).to_numpy())[:2]]
+        lines = [csv_line(frame, i) for i in np.flatnonzero((frame[id_col] == first).to_numpy())[:2]]
         raise KagglePlanetError(f"{path}: line {lines[1]}: duplicate {id_col} {first!r} (first on line {lines[0]}); ids must be unique")
 
 
-def _line(mask: pd.Series) -> int:
-    """CSV line number (header is line 1) of the first True in ``mask``."""
-    return int(np.flatnonzero(mask.to_numpy())[0]) + 2
+def _line(frame: pd.DataFrame, mask: pd.Series) -> int:
+    """The file's line number of the first True in ``mask`` (a row mask of ``frame``)."""
+    return csv_line(frame, int(np.flatnonzero(mask.to_numpy())[0]))
 
 
 @dataclass
@@ -317,12 +358,12 @@ def _read_planet(data_dir: Path, options: dict[str, Any]) -> DatasetTable:
         row = frame[bad].iloc[0]
         what = "empty tags" if row["tags"] == "" else f"tags {row['tags']!r} not in the expected format"
         raise KagglePlanetError(
-            f"{labels_path}: line {_line(bad)} ({row['image_name']}): {what}; expected space-separated tags such as 'clear primary'"
+            f"{labels_path}: line {_line(frame, bad)} ({row['image_name']}): {what}; expected space-separated tags such as 'clear primary'"
         )
     tag_lists = frame["tags"].str.split(" ")
     repeated = tag_lists.map(lambda tags: len(tags) != len(set(tags)))
     if repeated.any():
-        raise KagglePlanetError(f"{labels_path}: line {_line(repeated)}: a tag is repeated in {frame['tags'][repeated].iloc[0]!r}")
+        raise KagglePlanetError(f"{labels_path}: line {_line(frame, repeated)}: a tag is repeated in {frame['tags'][repeated].iloc[0]!r}")
     classes = sorted({tag for tags in tag_lists for tag in tags})
     _require_folder(data_dir / "train-jpg", "the folder of training images train-jpg/<image_name>.jpg")
     train = pd.DataFrame({"image_name": frame["image_name"]})
@@ -345,7 +386,7 @@ def _locate_test_images(sample: pd.DataFrame, id_col: str, index: dict[str, Path
     missing = paths == ""
     if missing.any():
         raise KagglePlanetError(
-            f"{sample_path}: line {_line(missing)}: no image for {id_col} {sample[id_col][missing].iloc[0]!r} in {where} "
+            f"{sample_path}: line {_line(sample, missing)}: no image for {id_col} {sample[id_col][missing].iloc[0]!r} in {where} "
             f"({int(missing.sum())} of {len(sample)} ids have none)"
         )
     return pd.DataFrame({id_col: sample[id_col], "file": paths})
@@ -359,7 +400,7 @@ def _read_invasive(data_dir: Path, options: dict[str, Any]) -> DatasetTable:
     bad = ~frame["invasive"].isin(["0", "1"])
     if bad.any():
         raise KagglePlanetError(
-            f"{labels_path}: line {_line(bad)} (name {frame['name'][bad].iloc[0]}): invasive is "
+            f"{labels_path}: line {_line(frame, bad)} (name {frame['name'][bad].iloc[0]}): invasive is "
             f"{frame['invasive'][bad].iloc[0]!r}; expected 0 or 1"
         )
     _require_folder(data_dir / "train", "the folder of training images train/<name>.jpg")
@@ -380,7 +421,7 @@ def _read_invasive(data_dir: Path, options: dict[str, Any]) -> DatasetTable:
 def _check_integer_names(frame: pd.DataFrame, path: Path) -> None:
     bad = ~frame["name"].str.fullmatch(r"\d+")
     if bad.any():
-        raise KagglePlanetError(f"{path}: line {_line(bad)}: name {frame['name'][bad].iloc[0]!r} is not an integer image number")
+        raise KagglePlanetError(f"{path}: line {_line(frame, bad)}: name {frame['name'][bad].iloc[0]!r} is not an integer image number")
 
 
 def _class_folders(root: Path, split: str) -> dict[str, list[Path]]:

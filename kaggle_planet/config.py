@@ -74,6 +74,8 @@ AUTO_LOSS = {"multilabel": "bce", "binary": "bce", "multiclass": "ce"}
 IMAGEFOLDER_ONLY = ("train_dir", "test_dir")
 # Settings that may change between runs into one model folder (how to run, not what is trained).
 FREE_KEYS = frozenset({"num_workers", "cache", "tta", "device", "blend", "decision", "pseudo", "runs_dir", "compile", "log"})
+# numpy's (and scikit-learn's random_state) seed range; a fold trains with seed + fold, checked at load
+MAX_SEED = 2**32 - 1
 # Optimizers named in the error for an unknown one (timm knows ~100).
 COMMON_OPTIMIZERS = ("adamw", "sgd", "momentum", "lamb", "adan", "lion", "adabelief", "radam")
 
@@ -346,7 +348,7 @@ class TrainSettings(_Keys):
     drop_rate: Number = Field(0.0, ge=0, lt=1, description="dropout before the classifier")
     amp: AutoBool = Field("auto", description="mixed precision (bf16 where supported, else fp16 + GradScaler); auto: on for CUDA")
     channels_last: AutoBool = Field("auto", description="channels_last memory format; auto: on for CUDA")
-    seed: Int = Field(42, ge=0, description="seed of weights init, shuffling and augmentation (per fold: seed + fold)")
+    seed: Int = Field(42, ge=0, le=MAX_SEED, description="seed of weights init, shuffling and augmentation (per fold: seed + fold)")
     num_workers: Workers = Field("auto", description="DataLoader worker processes (0: load in the main process); auto: the cores, at most 8")
     cache: Cache = Field("auto", description="keep decoded, resized images in RAM across epochs, folds and TTA passes: "
                          + "; ".join(f"{k}: {v}" for k, v in CACHE_MODES.items()))
@@ -382,7 +384,7 @@ class ModelConfig(_Keys):
 
 class FoldsConfig(_Keys):
     k: Int = Field(5, ge=2, description="number of folds")
-    seed: Int = Field(42, ge=0, description="fold shuffle seed; folds live in `folds/<competition>_k<K>_s<seed>.csv`")
+    seed: Int = Field(42, ge=0, le=MAX_SEED, description="fold shuffle seed; folds live in `folds/<competition>_k<K>_s<seed>.csv`")
 
 
 class PseudoConfig(_Keys):
@@ -452,7 +454,12 @@ class ExperimentConfig(_Keys):
 
     def _check_model_names(self) -> None:
         seen: dict[str, int] = {}
+        reserved = {name.lower(): name for name in artifacts.EXPERIMENT_ENTRIES}
         for i, model in enumerate(self.models):
+            if model.name.lower() in reserved:
+                problem = (f"model name {model.name!r} is reserved: the experiment folder holds its {reserved[model.name.lower()]!r} there "
+                           f"(reserved: {', '.join(artifacts.EXPERIMENT_ENTRIES)}); set another name")
+                raise _invalid(("models", i, "name"), problem, model.name)
             if model.name in seen:
                 problem = f"duplicate model name {model.name!r} (also models.{seen[model.name]}); give each model a unique name"
                 raise _invalid(("models", i, "name"), problem, model.name)
@@ -470,6 +477,7 @@ class ExperimentConfig(_Keys):
         for i, model in enumerate(self.models):
             where = (lambda key, i=i, model=model: ("models", i, key) if key in model.overrides else (key,))
             model.overrides.update(_check_recipe(self, self.resolved_model(model), where, model.overrides, self.train))
+            _check_epochs(self.resolved_model(model), where)
 
     def resolved_model(self, model: ModelConfig | str) -> ModelSettings:
         """The top-level training keys merged with ``model``'s overrides (a ModelConfig or its name)."""
@@ -526,6 +534,21 @@ FOLDS_KEYS = tuple(FoldsConfig.model_fields)
 _ENTRY_ARGS: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {"scheduler_args": ("scheduler", schedulers), "loss_args": ("loss", losses)}
 
 
+def _check_epochs(settings: TrainSettings, where: Callable[[str], tuple]) -> None:
+    """``freeze_epochs`` must leave at least one epoch that trains the backbone, and mixing needs two
+    images per batch (blamed on the key the model sets itself, else the top level's)."""
+    if settings.freeze_epochs and settings.freeze_epochs >= settings.epochs:
+        key = "freeze_epochs" if len(where("freeze_epochs")) > 1 or len(where("epochs")) == 1 else "epochs"
+        problem = (f"freeze_epochs {settings.freeze_epochs} >= epochs {settings.epochs}: the backbone would never train; "
+                   f"set freeze_epochs below epochs (or 0 for no frozen stage)")
+        raise _invalid(where(key), problem, getattr(settings, key))
+    mixing = [k for k in ("mixup", "cutmix") if getattr(settings, k)]
+    if mixing and settings.batch_size < 2:
+        key = "batch_size" if len(where("batch_size")) > 1 or len(where(mixing[0])) == 1 else mixing[0]
+        problem = f"{mixing[0]} mixes pairs of images within a batch and batch_size {settings.batch_size} has one: set batch_size >= 2 or {mixing[0]}: none"
+        raise _invalid(where(key), problem, getattr(settings, key))
+
+
 def _check_recipe(
     cfg: ExperimentConfig, settings: TrainSettings, where: Callable[[str], tuple], given: Collection[str], parent: TrainSettings | None
 ) -> dict[str, Any]:
@@ -579,7 +602,7 @@ def _span(metadata: Sequence[Any]) -> str:
     """``in (0.0, 1.0]``-style interval of a number's bounds."""
     ge, gt, le, lt = (_bound(metadata, k) for k in (annotated_types.Ge, annotated_types.Gt, annotated_types.Le, annotated_types.Lt))
     left = f"({float(gt)}" if gt is not None else f"[{float(ge)}" if ge is not None else "(-inf"
-    right = f"{float(lt)})" if lt is not None else f"{float(le)}]" if le is not None else "inf]"
+    right = f"{float(lt)})" if lt is not None else f"{float(le)}]" if le is not None else "inf)"  # inf itself is refused
     return f"in {left}, {right}"
 
 
@@ -612,7 +635,7 @@ def _alternatives(annotation: Any, metadata: Sequence[Any]) -> list[tuple[str, s
     if annotation is int:
         lo, hi = _bound(metadata, annotated_types.Ge), _bound(metadata, annotated_types.Le)
         if lo is not None and hi is not None:
-            return [(f"int in [{lo}, {hi}]", f"an integer from {lo} to {hi}", False)]
+            return [(f"int in [{lo}, {hi}]", f"an integer in [{lo}, {hi}]", False)]
         return [(f"int >= {lo}", f"an integer >= {lo}", False)] if lo is not None else [("int", "an integer", False)]
     if annotation is float:
         span = _span(metadata)
@@ -709,18 +732,67 @@ def apply_override(data: dict[str, Any], parts: list[str], value: Any, text: str
             node = node[index]
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    pass
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently).
+
+    Keys brought in by a merge (``<<: *defaults``) may be overridden: that is what merges are for.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: PyYAML's own check reports it
+                continue
+            if first is not None:
+                raise _DuplicateKey(None, None, f"duplicate key {key!r} (first on line {first + 1}); keep one", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+# byte-order marks of the encodings a Windows editor or a PowerShell redirect (``>``) writes instead of UTF-8
+_BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16"}
+
+
+def read_config_text(path: Path) -> str:
+    """The file as UTF-8 text (a UTF-8 byte-order mark is dropped); any other encoding is one line."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise KagglePlanetError(f"{path}: cannot read the config ({exc.strerror})") from None
+    for bom, name in _BOMS.items():
+        if raw.startswith(bom):
+            raise KagglePlanetError(f"{path}: the file is {name} text (a PowerShell '>' redirect writes that); expected UTF-8: re-save it as UTF-8")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise KagglePlanetError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); expected a UTF-8 YAML file") from None
+
+
 def load_config(path: Path | str, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Read and validate a YAML experiment config; ``overrides`` are ``key.sub=value`` strings."""
     path = Path(path)
     if not path.is_file():
-        raise KagglePlanetError(f"{path}: config file not found")
+        raise KagglePlanetError(f"{path}: config file not found" + (" (it is a folder)" if path.is_dir() else ""))
+    text = read_config_text(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise KagglePlanetError(f"{path}: {line}not valid YAML ({problem})") from None
+        problem = problem if isinstance(exc, _DuplicateKey) else f"not valid YAML ({problem})"
+        raise KagglePlanetError(f"{path}: {line}{problem}".replace("\n", " ")) from None
+    except RecursionError:
+        raise KagglePlanetError(f"{path}: nested too deeply to be a config") from None
     return config_from_dict(data if data is not None else {}, overrides, source=str(path))
 
 

@@ -8,6 +8,8 @@ Predictions always leave this module as probabilities, never logits.
 A training step (:class:`Trainer`) is: optional mixup/cutmix, forward under autocast, loss divided by
 ``grad_accum``, backward; every ``grad_accum`` batches: unscale, clip the gradient norm, optimizer step,
 EMA update; the learning rate is set by the schedule before each update from the update count alone.
+A NaN/inf loss stops training before its update (:class:`NonFiniteError`, one line naming epoch, update
+and lr): a flag kept on the device and read once per update, so the weights never take a NaN step.
 Under DistributedDataParallel each rank sees a share of the data; :func:`gather_outputs` puts
 the shares back together (by sample index, dropping the sampler's padding) on every rank, so that
 every rank computes the same metric and takes the same early-stopping decision.
@@ -27,6 +29,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from .errors import KagglePlanetError
 from .metrics import logit
 
 log = logging.getLogger(__name__)
@@ -206,6 +209,7 @@ def train_one_epoch(
     bar = _progress(loader, desc, show_progress)
     batches = len(loader)
     t.optimizer.zero_grad(set_to_none=True)
+    group_finite = torch.ones((), dtype=torch.bool, device=t.precision.device)  # every loss of this update finite
     for i, (images, target, index) in enumerate(bar):
         images = t.precision.to_device(images)
         target = target.to(t.precision.device, non_blocking=True)
@@ -215,13 +219,18 @@ def train_one_epoch(
             t.schedule.step_update(step)
         with _no_sync(model, closes_group):  # DDP needs forward and backward inside
             with t.precision.autocast():
-                logits = model(inputs)
+                logits = _forward(model, inputs)
             loss = t.loss_fn(logits.float(), mixed)
             if t.precision.use_scaler:
                 t.scaler.scale(loss / t.grad_accum).backward()
             else:
                 (loss / t.grad_accum).backward()
+        # a flag on the device, read once per update (not per batch): the update is never taken with a
+        # non-finite loss, so the weights saved so far stay finite
+        group_finite = torch.isfinite(loss.detach()) if (i % t.grad_accum) == 0 else group_finite & torch.isfinite(loss.detach())
         if closes_group:
+            if not bool(group_finite):
+                raise NonFiniteError(non_finite_message("training loss", float(loss.detach()), epoch, step, t.optimizer.param_groups[-1]["lr"], t.precision))
             optimizer_step(model, t)
             step += 1
             if t.ema is not None:
@@ -236,19 +245,44 @@ def train_one_epoch(
         probs.append(t.activation(logits.detach().float()))
         targets.append(target)
         if (i + 1) % 20 == 0:
-            mean = loss_sum.item() / count
-            if not math.isfinite(mean):
-                raise FloatingPointError(f"training loss is {mean} at update {step} (lr {t.optimizer.param_groups[-1]['lr']:.3g}); lower lr, set clip_grad, or set amp: false")
-            bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
+            bar.set_postfix(loss=f"{loss_sum.item() / count:.4f}", refresh=False)
     total = loss_sum.item()
-    if not math.isfinite(total):
-        raise FloatingPointError(f"training loss is {total} at update {step} (lr {t.optimizer.param_groups[-1]['lr']:.3g}); lower lr, set clip_grad, or set amp: false")
+    if not math.isfinite(total):  # a finite loss per batch can still sum to inf
+        raise NonFiniteError(non_finite_message("training loss", total, epoch, step, t.optimizer.param_groups[-1]["lr"], t.precision))
     indices = [torch.cat(indices).numpy()] if indices else []
     probs = [torch.cat(probs).cpu().numpy()] if probs else []
     targets = [torch.cat(targets).cpu().numpy()] if targets else []
     out = gather_outputs(total, count, indices, probs, targets)
     out.first_loss = float(first_loss) if count else float("nan")
     return out
+
+
+class NonFiniteError(KagglePlanetError):
+    """Training diverged: a loss, a prediction or the weights are NaN or infinite."""
+
+
+def non_finite_message(what: str, value: float | str, epoch: int, step: int, lr: float, precision: Precision | None = None) -> str:
+    """One line: what went non-finite where (epoch 1-based, update count, lr) and what to change."""
+    advice = ["lower lr", "set clip_grad (e.g. 1.0)"]
+    if precision is not None and precision.amp_dtype is not None:
+        advice.append("set amp: false (half precision can overflow)")
+    return f"{what} is {value} in epoch {epoch + 1} at update {step} (lr {lr:.3g}): training diverged; {', '.join(advice[:-1])} or {advice[-1]}"
+
+
+# BatchNorm's refusal of a batch with one value per channel (one image reaching a 1x1 feature map)
+_ONE_VALUE_PER_CHANNEL = "Expected more than 1 value per channel when training"
+
+
+def _forward(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    try:
+        return model(inputs)
+    except ValueError as exc:
+        if _ONE_VALUE_PER_CHANNEL not in str(exc):
+            raise
+        raise KagglePlanetError(
+            f"a training batch of {len(inputs)} image(s) at {inputs.shape[-1]} px leaves BatchNorm one value per channel "
+            f"(a 1x1 feature map or a BatchNorm1d layer): set batch_size >= 2 (grad_accum keeps memory low) or a larger image_size"
+        ) from None
 
 
 def optimizer_step(model: nn.Module, t: Trainer) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import artifacts
-from .competitions import DatasetTable
+from .competitions import DatasetTable, csv_line, read_string_csv
 from .errors import KagglePlanetError
 
 log = logging.getLogger(__name__)
@@ -146,18 +146,15 @@ def write_folds(frame: pd.DataFrame, path: str | Path) -> Path:
 def read_folds(path: str | Path, table: DatasetTable, k: int) -> np.ndarray:
     """Fold per ``table.train`` row from an existing fold file, matched by id; the ids must be the same set."""
     path = Path(path)
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise KagglePlanetError(f"{path}: not a readable fold file ({exc})") from None
+    frame = read_string_csv(path, "fold file", f"a CSV with columns {table.id_col},{FOLD_COL}")
     for col in (table.id_col, FOLD_COL):
         if col not in frame.columns:
             raise KagglePlanetError(f"{path}: missing column {col!r}; expected columns {table.id_col},{FOLD_COL}")
     folds = pd.to_numeric(frame[FOLD_COL], errors="coerce")
     bad = folds.isna() | ~folds.isin(range(k))
     if bad.any():
-        line = int(np.flatnonzero(bad.to_numpy())[0]) + 2
-        raise KagglePlanetError(f"{path}: line {line}: fold {frame[FOLD_COL].iloc[line - 2]!r}; expected an integer 0..{k - 1}")
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise KagglePlanetError(f"{path}: line {csv_line(frame, row)}: fold {frame[FOLD_COL].iloc[row]!r}; expected an integer 0..{k - 1}")
     by_id = pd.Series(folds.astype(int).to_numpy(), index=frame[table.id_col])
     if by_id.index.duplicated().any():
         raise KagglePlanetError(f"{path}: duplicate id {by_id.index[by_id.index.duplicated()][0]!r}")

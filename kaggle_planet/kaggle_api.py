@@ -188,10 +188,62 @@ def _config_location() -> tuple[str, str]:
     return config_dir, os.path.join(config_dir, "kaggle.json")
 
 
+KAGGLE_JSON_FIELDS = ("username", "key")
+
+
+def kaggle_json_problem(path: str | Path) -> str | None:
+    """What is wrong with a kaggle.json (None: nothing), worded without any of the file's values.
+
+    The client ignores a file it cannot parse (and fails on some that parse), which leaves the user with
+    "no credentials found" while the file is right there; this names the file's actual problem.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return "is a folder; expected the kaggle.json file"
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return "is not UTF-8 text; expected the JSON file Kaggle > Settings > API > Create New Token downloads"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:  # the message names the position, never the content
+        return f"is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+    if not isinstance(data, dict):
+        kind = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(type(data), "null")
+        return f'holds {kind}, expected a JSON object {{"username": ..., "key": ...}}'
+    for name in KAGGLE_JSON_FIELDS:
+        if name not in data:
+            return f"has no field {name!r}; expected an object with fields {', '.join(KAGGLE_JSON_FIELDS)}"
+        if not isinstance(data[name], str) or not data[name].strip():
+            return f"field {name!r} is not a non-empty string"
+    return None
+
+
+def _check_kaggle_json(config_dir: str, config: str) -> None:
+    """Refuse a broken kaggle.json the client would read; only warn when other credentials stand in for it
+    (KAGGLE_USERNAME + KAGGLE_KEY, or an access token)."""
+    if not os.path.lexists(config):
+        return
+    problem = kaggle_json_problem(config)
+    if problem is None:
+        return
+    others = (os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")) or os.environ.get("KAGGLE_API_TOKEN") \
+        or os.path.isfile(os.path.join(config_dir, "access_token"))
+    if others:
+        log.warning("%s %s; using the credentials from the environment or the access token instead", config, problem)
+        return
+    raise KagglePlanetError(f"{config}: {problem}; fix it or download a new token (Kaggle > Settings > API > Create New Token)")
+
+
 def authenticated_api() -> Any:
     """An authenticated ``KaggleApi``; raises :class:`KagglePlanetError` when no credentials are found."""
     api = _api_class()()
     api.config_dir, api.config = _config_location()
+    _check_kaggle_json(api.config_dir, api.config)
     try:
         with _client_errors("sign in"), _captured_stdout():
             api.authenticate()

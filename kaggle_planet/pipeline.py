@@ -22,7 +22,7 @@ from .tracking import Tracking, summary_values
 
 log = logging.getLogger(__name__)
 
-BLEND_DIR = "blend"
+BLEND_DIR = artifacts.BLEND_DIR
 # The demo's synthetic Planet data: big enough to show real learning, small enough for 2 CPU cores.
 DEMO_DATA = {"n_train": 600, "n_test": 150, "size": 64, "seed": 0}
 DEMO_CONFIG = "demo"  # the shipped configs/demo.yaml (catalog.resolve_config)
@@ -36,7 +36,7 @@ class RunResult:
     table: str
 
 
-def run_experiment(cfg: ExperimentConfig, device) -> RunResult:
+def run_experiment(cfg: ExperimentConfig, device, wait: bool = False) -> RunResult:
     """Run every stage for ``cfg``; returns where things went and the score table.
 
     Writes ``<runs_dir>/<name>/{<model>/, blend/, scores.json, submission.csv}`` and
@@ -51,7 +51,7 @@ def run_experiment(cfg: ExperimentConfig, device) -> RunResult:
         table = load_dataset(cfg.competition, cfg.data_dir, cfg.options)
         if table.test.empty:
             raise KagglePlanetError(f"config {cfg.name!r}: pseudo needs test images to label, and {cfg.data_dir} has none; remove pseudo")
-    result = _run_round(cfg, device)
+    result = _run_round(cfg, device, wait=wait)
     if cfg.pseudo is None:
         return result
     from .pseudo import PSEUDO, pseudo_labels
@@ -67,7 +67,7 @@ def run_experiment(cfg: ExperimentConfig, device) -> RunResult:
             "folds": {str(f): {"images": int(len(p.rows)), "sources": p.sources} for f, p in labels.items()},
         })
         log.info("pseudo round %d: %s test images per fold", r, [len(p.rows) for p in labels.values()])
-        current = _run_round(cfg_r, device, lambda fold: (test_files[labels[fold].rows], labels[fold].targets))
+        current = _run_round(cfg_r, device, lambda fold: (test_files[labels[fold].rows], labels[fold].targets), wait=wait)
         rounds.append({"round": r, "experiment": cfg_r.name, "oof": current.scores["blend"]["oof"],
                        "previous_oof": previous.scores["blend"]["oof"],
                        "images_per_fold": [int(len(p.rows)) for p in labels.values()]})
@@ -77,7 +77,7 @@ def run_experiment(cfg: ExperimentConfig, device) -> RunResult:
     return RunResult(result.experiment_dir, previous.submission, scores, format_score_table(scores))
 
 
-def _run_round(cfg: ExperimentConfig, device, extra=None) -> RunResult:
+def _run_round(cfg: ExperimentConfig, device, extra=None, wait: bool = False) -> RunResult:
     """Train (with ``extra`` training images per fold), predict, blend, decide and submit one experiment."""
     tracking = Tracking.for_config(cfg)  # open across stages: the trackers' summaries get the final scores
     try:
@@ -97,7 +97,7 @@ def _train_and_submit(cfg: ExperimentConfig, device, extra, tracking) -> RunResu
     from .train import train_experiment
 
     # train reads the data folder and makes the folds file if it is missing
-    model_dirs = train_experiment(cfg, device, extra=extra, tracking=tracking)
+    model_dirs = train_experiment(cfg, device, extra=extra, tracking=tracking, wait=wait)
     folds_path = fold_file_path(cfg.competition, cfg.folds.k, cfg.folds.seed)
     exp_dir = cfg.experiment_dir
     blend_dir = exp_dir / BLEND_DIR
@@ -108,7 +108,8 @@ def _train_and_submit(cfg: ExperimentConfig, device, extra, tracking) -> RunResu
     submission = None
     if len(artifacts.load_run(blend_dir).test):
         submission = write_run_submission(blend_dir, Path("submissions") / f"{cfg.name}.csv", cfg.decision)
-        artifacts.atomic_write(exp_dir / "submission.csv", lambda tmp: shutil.copyfile(submission, tmp))
+        run_copy = exp_dir / artifacts.SUBMISSION_COPY
+        artifacts.atomic_write(run_copy, lambda tmp: shutil.copyfile(submission, tmp))
     else:
         log.warning("%s: the data folder has no test images: OOF scores only, no submission written", cfg.name)
 

@@ -812,11 +812,26 @@ def render_html(data: ReportData) -> str:
     )
 
 
+def resolve_report_out(out: str | Path | None, run_dir: Path) -> Path:
+    """``--out``: a folder (existing, or written with a trailing ``/``) gets ``report.html`` inside; an
+    existing file that is not an HTML page (a run's CSV or JSON) is never overwritten."""
+    if out is None:
+        return run_dir / REPORT
+    if artifacts.wants_folder(out):
+        out = Path(out) / REPORT
+        if out.is_dir():
+            raise KagglePlanetError(f"{out}: is a folder; give the report's .html file with --out")
+    out = Path(out)
+    if out.exists() and out.suffix.lower() not in (".html", ".htm"):
+        raise KagglePlanetError(f"{out}: exists and is not an HTML report; give a new .html path with --out")
+    return out
+
+
 def write_report(run_dir: str | Path, out: str | Path | None = None, submissions_log: str | Path | None = None) -> Path:
     """Write the HTML report of an experiment, model run or blend folder; default ``<run_dir>/report.html``."""
     run_dir = Path(run_dir)
     data = build_report(run_dir, submissions_log)
-    out = Path(out) if out is not None else run_dir / REPORT
+    out = resolve_report_out(out, run_dir)
     artifacts.write_text(out, render_html(data))
     log.info("wrote report of %s to %s", run_dir, out)
     return out

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from . import artifacts, decision, metrics
-from .competitions import DatasetTable, get_spec, load_dataset, read_string_csv
+from .competitions import DatasetTable, csv_line, get_spec, load_dataset, read_string_csv
 from .errors import KagglePlanetError
 from .thresholds import THRESHOLDS, fit_run_thresholds, read_run_thresholds
 
@@ -53,8 +53,8 @@ def expected_frame(competition: str, table: DatasetTable) -> tuple[list[str], li
     return [spec.id_col, "label", *table.classes], table.test[spec.id_col].astype(str).tolist()
 
 
-def _where(source: str, row: int) -> str:
-    return f"{source}: line {row + 2}"  # header is line 1
+def _where(source: str, frame: pd.DataFrame, row: int) -> str:
+    return f"{source}: line {csv_line(frame, row)}"  # the file's own line numbers when read from a file
 
 
 def _check_columns(frame: pd.DataFrame, columns: list[str], source: str) -> None:
@@ -76,13 +76,13 @@ def _check_ids(frame: pd.DataFrame, id_col: str, ids: list[str], source: str) ->
     for i, (g, e) in enumerate(zip(got, ids)):
         if g != e:
             raise KagglePlanetError(
-                f"{_where(source, i)}: {id_col} {g!r} where the sample submission has {e!r}; "
+                f"{_where(source, frame, i)}: {id_col} {g!r} where the sample submission has {e!r}; "
                 "a submission keeps the sample submission's ids in the same order"
             )
     if len(got) < len(ids):
-        raise KagglePlanetError(f"{_where(source, len(got))}: missing row for {id_col} {ids[len(got)]!r} ({len(got)} rows, expected {len(ids)})")
+        raise KagglePlanetError(f"{_where(source, frame, len(got))}: missing row for {id_col} {ids[len(got)]!r} ({len(got)} rows, expected {len(ids)})")
     if len(got) > len(ids):
-        raise KagglePlanetError(f"{_where(source, len(ids))}: extra row {id_col} {got[len(ids)]!r} ({len(got)} rows, expected {len(ids)})")
+        raise KagglePlanetError(f"{_where(source, frame, len(ids))}: extra row {id_col} {got[len(ids)]!r} ({len(got)} rows, expected {len(ids)})")
 
 
 def _check_probabilities(frame: pd.DataFrame, columns: list[str], source: str) -> None:
@@ -91,7 +91,7 @@ def _check_probabilities(frame: pd.DataFrame, columns: list[str], source: str) -
         bad = ~np.isfinite(values) | (values < 0.0) | (values > 1.0)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise KagglePlanetError(f"{_where(source, row)}: {col} {frame[col].iloc[row]!r} is not a probability in [0, 1]")
+            raise KagglePlanetError(f"{_where(source, frame, row)}: {col} {frame[col].iloc[row]!r} is not a probability in [0, 1]")
 
 
 def _check_planet(frame: pd.DataFrame, table: DatasetTable, source: str) -> None:
@@ -101,7 +101,7 @@ def _check_planet(frame: pd.DataFrame, table: DatasetTable, source: str) -> None
         unknown = [w for w in words if w not in known]
         if not words or unknown or len(set(words)) != len(words):
             what = "no tags" if not words else f"unknown tag {unknown[0]!r}" if unknown else "a repeated tag"
-            raise KagglePlanetError(f"{_where(source, row)}: {what} in {tags!r}; expected space-separated tags from {sorted(known)}")
+            raise KagglePlanetError(f"{_where(source, frame, row)}: {what} in {tags!r}; expected space-separated tags from {sorted(known)}")
 
 
 def _check_invasive(frame: pd.DataFrame, table: DatasetTable, source: str) -> None:
@@ -112,7 +112,7 @@ def _check_imagefolder(frame: pd.DataFrame, table: DatasetTable, source: str) ->
     bad = ~frame["label"].astype(str).isin(table.classes)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise KagglePlanetError(f"{_where(source, row)}: label {frame['label'].iloc[row]!r} is not one of {table.classes}")
+        raise KagglePlanetError(f"{_where(source, frame, row)}: label {frame['label'].iloc[row]!r} is not one of {table.classes}")
     _check_probabilities(frame, table.classes, source)
 
 
@@ -197,13 +197,36 @@ def _decide_tags(run: artifacts.Run, probs: np.ndarray, rule: str) -> tuple[np.n
     return decision.decide(used, probs, chosen_rule["state"]), record
 
 
-def write_run_submission(run_dir: Path, out_path: Path, decision_rule: str = "thresholds") -> Path:
+def resolve_submission_out(out: str | Path, run_dir: Path, data_dir: Path) -> Path:
+    """Where ``--out`` puts the submission CSV: a folder (existing, or written with a trailing ``/``) gets
+    ``<experiment>_<run>.csv`` inside; refused inside a model or blend run folder (its files would be
+    overwritten), onto a data folder's file, and for a name that does not end in .csv."""
+    if artifacts.wants_folder(out):
+        folder = Path(out)
+        if artifacts.run_kind(folder) in ("model", "blend", "experiment"):
+            raise KagglePlanetError(f"{out}: is a run folder; --out names the submission CSV, e.g. submissions/<name>.csv")
+        resolved = run_dir.resolve()
+        out = folder / f"{resolved.parent.name}_{resolved.name}.csv"
+        log.info("--out is a folder: writing %s", out)
+    out = Path(out)
+    if out.suffix.lower() != ".csv":
+        raise KagglePlanetError(f"{out}: a submission is a .csv file; give a path ending in .csv, e.g. submissions/<name>.csv")
+    inside = artifacts.enclosing_run(out.parent)
+    if inside is not None:
+        raise KagglePlanetError(f"{out}: lies inside the run folder {inside}, whose files it could overwrite; write submissions elsewhere, e.g. submissions/")
+    in_data = Path(data_dir).resolve() in [out.resolve().parent, *out.resolve().parent.parents]
+    if in_data and out.exists() and not sidecar_path(out).is_file():  # a data file, not an earlier submission
+        raise KagglePlanetError(f"{out}: is a file of the data folder {data_dir}; write submissions elsewhere, e.g. submissions/")
+    return out
+
+
+def write_run_submission(run_dir: Path, out_path: str | Path, decision_rule: str = "thresholds") -> Path:
     """Write the validated submission for a run (or blend) folder to ``out_path``, plus its JSON sidecar.
 
     ``decision_rule``: how multilabel tags are chosen, one of ``decision.CHOICES`` (other tasks have
     nothing to decide and accept ``thresholds`` / ``auto`` only).
     """
-    run_dir, out_path = Path(run_dir), Path(out_path)
+    run_dir = Path(run_dir)
     if decision_rule not in decision.CHOICES:
         raise KagglePlanetError(f"unknown decision rule {decision_rule!r}; valid: {', '.join(decision.CHOICES)}")
     run = artifacts.load_run(run_dir)
@@ -214,6 +237,7 @@ def write_run_submission(run_dir: Path, out_path: Path, decision_rule: str = "th
         )
     spec = get_spec(info.competition)
     table = load_dataset(info.competition, info.data_dir, info.options, check_images=False)
+    out_path = resolve_submission_out(out_path, run_dir, table.data_dir)
     if list(table.classes) != list(info.classes):
         raise KagglePlanetError(
             f"{run_dir / artifacts.RUN_INFO}: classes {info.classes} differ from the data folder {table.data_dir}'s {table.classes}"
@@ -296,7 +320,7 @@ def read_submission_log(path: str | Path) -> pd.DataFrame:
         bad = values.isna() & (text != "")
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise KagglePlanetError(f"{_where(str(path), row)}: {col} {text.iloc[row]!r} is not a number (or empty)")
+            raise KagglePlanetError(f"{_where(str(path), frame, row)}: {col} {text.iloc[row]!r} is not a number (or empty)")
         frame[col] = values.astype(float)
     return frame
 

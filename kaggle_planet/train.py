@@ -13,6 +13,11 @@ Reproducibility: the weights are seeded from ``seed + fold``; each epoch reseeds
 (:mod:`kaggle_planet.data`), so an epoch's result does not depend on how the run got there: a run
 killed with ``kill -9`` and started again with the same command ends with the same files.
 
+One trainer per fold: training a fold holds ``fold<k>/train.lock`` (pid, host, start time, command); a
+second process refuses naming the holder, or waits with ``--wait``; a lock left by a killed process on
+this host is taken over (:mod:`kaggle_planet.locks`). A loss, metric, prediction or weight that turns
+NaN/inf stops the fold at once (one line naming epoch, update and lr); such an epoch is never the best.
+
 Scale-out: under ``torchrun --nproc_per_node=N`` the model is wrapped in DistributedDataParallel
 (NCCL on CUDA, gloo on CPU), each rank trains on its share of every epoch and predicts its share of
 the OOF/test images, predictions are gathered on all ranks (so all take the same early-stopping
@@ -21,13 +26,14 @@ folds into one model folder (``--folds``); whichever finishes the last fold writ
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,12 +44,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import artifacts
+from . import artifacts, locks
 from .artifacts import BEST, HISTORY, HISTORY_COLUMNS, fold_dir
 from .competitions import DatasetTable, load_dataset
 from .config import ExperimentConfig, ModelSettings, load_config, save_config, settings_differences, single_model_config
 from .data import image_dataset, make_loader, resolve_workers
-from .engine import Trainer, evaluate, get_head, resolve_precision, train_one_epoch
+from .engine import NonFiniteError, Trainer, evaluate, get_head, non_finite_message, resolve_precision, train_one_epoch
 from .errors import KagglePlanetError
 from .metrics import score
 from .tracking import Tracking, summary_values
@@ -53,7 +59,7 @@ log = logging.getLogger(__name__)
 LAST = "last.pt"
 DONE = "done.json"
 CURVES = "curves.png"
-CONFIG = "config.yaml"
+CONFIG = artifacts.MODEL_CONFIG
 
 
 # ------------------------------------------------------------------------------------ distributed
@@ -320,6 +326,7 @@ def train_fold(
         state.step += trainer.schedule.steps_per_epoch
         eval_model = ema.module if ema is not None else model
         ev = evaluate(eval_model, valid_loader, valid_loss_fn, head.activation, precision, desc=f"{desc} valid", show_progress=ctx.main)
+        _check_finite_epoch(tr, ev, epoch, state.step, trainer)
         row = {
             "epoch": epoch + 1,
             "lr": lr,
@@ -329,8 +336,11 @@ def train_fold(
             "valid_metric": score(metric, ev.targets.astype(np.int64), ev.probs),
             "seconds": time.time() - t0,
         }
+        if not all(math.isfinite(row[k]) for k in ("train_metric", "valid_metric")):
+            bad = "valid_metric" if not math.isfinite(row["valid_metric"]) else "train_metric"
+            raise NonFiniteError(non_finite_message(f"{settings.name} fold {fold}: {bad.replace('_', ' ')} {metric}", row[bad], epoch, state.step, lr, precision))
         state.history.append(row)
-        improved = row["valid_metric"] > state.best_score
+        improved = row["valid_metric"] > state.best_score  # finite, checked above: NaN never counts as better
         if improved:
             state.best_score, state.best_epoch, state.bad_epochs = row["valid_metric"], epoch + 1, 0
         else:
@@ -343,7 +353,9 @@ def train_fold(
         )
         if ctx.main:
             if improved:
-                save_checkpoint(out_dir / BEST, _best_payload(eval_model, settings, table, fold, row, metric))
+                payload = _best_payload(eval_model, settings, table, fold, row, metric)
+                _check_finite_weights(payload["model"], epoch, state.step, lr, precision)
+                save_checkpoint(out_dir / BEST, payload)
             write_history(out_dir / HISTORY, state.history)
             if time.time() - last_plot > CURVES_EVERY_S:  # long epochs: watch the curves grow; short ones: at the end
                 plot_curves(out_dir / CURVES, state.history, metric, f"{cfg.name} / {settings.name} / fold {fold}")
@@ -378,6 +390,26 @@ def train_fold(
             tracking.end_fold(settings.name, fold)
     ctx.barrier()
     return done
+
+
+def _check_finite_epoch(tr: Any, ev: Any, epoch: int, step: int, trainer: Trainer) -> None:
+    """Stop the fold when an epoch's losses or predictions are NaN/inf (a NaN probability would
+    otherwise pass silently through a thresholded metric such as F2)."""
+    lr = trainer.optimizer.param_groups[-1]["lr"]
+    checks = (("training loss", tr.loss, True), ("training predictions", tr.probs, False),
+              ("validation loss", ev.loss, True), ("validation predictions", ev.probs, False))
+    for what, values, scalar in checks:
+        finite = math.isfinite(values) if scalar else bool(np.isfinite(values).all())
+        if not finite:
+            shown = values if scalar else "nan/inf"
+            raise NonFiniteError(non_finite_message(what, shown, epoch, step, lr, trainer.precision))
+
+
+def _check_finite_weights(state: dict[str, torch.Tensor], epoch: int, step: int, lr: float, precision: Any) -> None:
+    """A checkpoint with NaN/inf weights is never saved as best."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise NonFiniteError(non_finite_message(f"weight {name}", "nan/inf", epoch, step, lr, precision))
 
 
 def _make_ema(model: nn.Module, settings: ModelSettings) -> Any:
@@ -490,6 +522,31 @@ def _restore(payload: dict[str, Any], model: nn.Module, optimizer, scaler, ema) 
 # ------------------------------------------------------------------------------------ experiment
 
 
+@contextlib.contextmanager
+def fold_lock(model_dir: Path, fold: int, name: str, ctx: Dist, wait: bool = False) -> Iterator[None]:
+    """Hold ``fold<k>/train.lock`` while training a fold. Under torchrun rank 0 takes it and tells the
+    other ranks whether it could, so that a refusal stops every rank (not only rank 0, leaving the
+    others in a barrier)."""
+    path = fold_dir(model_dir, fold) / locks.LOCK
+    problem = None
+    if ctx.main:
+        try:
+            locks.acquire(path, f"model {name} fold {fold}", wait)
+        except KagglePlanetError as exc:
+            problem = str(exc)
+    if ctx.world > 1:
+        box = [problem]
+        dist.broadcast_object_list(box, src=0)
+        problem = box[0]
+    if problem is not None:
+        raise KagglePlanetError(problem)
+    try:
+        yield
+    finally:
+        if ctx.main:
+            locks.release(path)
+
+
 def _select(names: Sequence[str] | None, available: list[str], what: str, source: str) -> list[str]:
     if not names:
         return available
@@ -520,23 +577,25 @@ def train_experiment(
     folds: list[int] | None = None,
     extra: ExtraTrain | None = None,
     tracking: Tracking | None = None,
+    wait: bool = False,
 ) -> list[Path]:
     """Train ``models`` (names; default all) on ``folds`` (default all) and predict each model whose folds
     are all done. Returns the model run folders ``<runs_dir>/<name>/<model name>/``. ``extra(fold)`` adds
     training images to a fold (pseudo-labelled test images). ``tracking``: the caller's open trackers (the
     pipeline adds the blend's scores before closing them); None: the config's ``log`` trackers are opened
-    here, get each model's OOF score and are closed at the end."""
+    here, get each model's OOF score and are closed at the end. A fold another process is training is
+    refused naming that process, or with ``wait`` waited for (:mod:`kaggle_planet.locks`)."""
     own_tracking = tracking is None
     tracking = Tracking.for_config(cfg) if own_tracking else tracking
     try:
-        return _train_models(cfg, device, models, folds, extra, tracking)
+        return _train_models(cfg, device, models, folds, extra, tracking, wait)
     finally:
         if own_tracking:
             tracking.close()
 
 
 def _train_models(cfg: ExperimentConfig, device: torch.device, models: list[str] | None, folds: list[int] | None,
-                  extra: ExtraTrain | None, tracking: Tracking) -> list[Path]:
+                  extra: ExtraTrain | None, tracking: Tracking, wait: bool = False) -> list[Path]:
     from .folds import load_or_make_folds
 
     ctx = init_distributed(device)
@@ -560,9 +619,13 @@ def _train_models(cfg: ExperimentConfig, device: torch.device, models: list[str]
             if is_fold_done(model_dir, fold):
                 log.info("%s fold %d: already done, skipping", name, fold)
                 continue
-            if ctx.main:  # opened with the first fold that trains: a re-run with nothing to train adds no tracker runs
-                tracking.start_model(name, model_dir)
-            train_fold(cfg, settings, table, fold_ids, fold, model_dir, ctx, extra, tracking)
+            with fold_lock(model_dir, fold, name, ctx, wait):
+                if is_fold_done(model_dir, fold):  # finished by the process this one waited for
+                    log.info("%s fold %d: done by another process meanwhile, skipping", name, fold)
+                    continue
+                if ctx.main:  # opened with the first fold that trains: a re-run with nothing to train adds no tracker runs
+                    tracking.start_model(name, model_dir)
+                train_fold(cfg, settings, table, fold_ids, fold, model_dir, ctx, extra, tracking)
         dirs.append(model_dir)
         ctx.barrier()
         missing = missing_folds(model_dir, cfg.folds.k)

@@ -53,7 +53,7 @@ def test_float_keys_accept_any_float_spelling_and_refuse_nan_inf_and_booleans():
     assert cfg.train.weight_decay == pytest.approx(0.05)
     assert cfg.resolved_model("second").lr == pytest.approx(2.5e-4)
     for bad in ("nan", ".nan", "inf", ".inf", "true", "abc"):
-        assert "lr: expected a number in (0.0, inf]" in error(f"lr={bad}")
+        assert "lr: expected a number in (0.0, inf)" in error(f"lr={bad}")
 
 
 def test_booleans_are_not_integers_and_integers_are_not_floats():
@@ -63,7 +63,7 @@ def test_booleans_are_not_integers_and_integers_are_not_floats():
     assert load("ema=true").train.ema is True
 
 
-@pytest.mark.parametrize("key, bad, span", [("layer_decay", "1.5", "(0.0, 1.0] or none"), ("clip_grad", "0", "(0.0, inf] or none")])
+@pytest.mark.parametrize("key, bad, span", [("layer_decay", "1.5", "(0.0, 1.0] or none"), ("clip_grad", "0", "(0.0, inf) or none")])
 def test_optional_numbers_take_none_or_a_number_in_bounds(key, bad, span):
     assert getattr(load(f"{key}=none").train, key) is None
     assert getattr(load(f"{key}=null").train, key) is None
@@ -77,7 +77,7 @@ def test_mixing_keys_are_alpha_and_prob_or_none(key):
     assert getattr(load(f"models.1.{key}={{alpha: 1, prob: '5e-1'}}").resolved_model("second"), key) == {"alpha": 1.0, "prob": 0.5}
     for off in ("none", "null", "false"):
         assert getattr(load(f"{key}={off}").train, key) is None
-    assert f"{key}.alpha: expected a number in (0.0, inf], got 0 (from --set {key}={{alpha: 0}})" in error(f"{key}={{alpha: 0}}")
+    assert f"{key}.alpha: expected a number in (0.0, inf), got 0 (from --set {key}={{alpha: 0}})" in error(f"{key}={{alpha: 0}}")
     assert f"models.0.{key}.prob: expected a number in [0.0, 1.0], got 2" in error(f"models.0.{key}={{alpha: 1, prob: 2}}")
     assert f"{key}.alpha: missing required key" in error(f"{key}={{prob: 0.5}}")
     assert f"{key}.beta: unknown key; valid keys: alpha, prob" in error(f"{key}={{alpha: 1, beta: 2}}")
@@ -88,7 +88,7 @@ def test_pos_weight_is_auto_none_or_positive():
     assert load("pos_weight=auto").train.pos_weight == "auto"
     assert load("pos_weight='3'").train.pos_weight == 3.0
     assert load("pos_weight=none").train.pos_weight is None
-    assert "pos_weight: expected auto, a number in (0.0, inf] or none, got -1" in error("pos_weight=-1")
+    assert "pos_weight: expected auto, a number in (0.0, inf) or none, got -1" in error("pos_weight=-1")
 
 
 def test_unknown_keys_nested_and_flat_list_the_valid_ones():
@@ -243,7 +243,7 @@ def test_key_table_lists_every_table_entry_with_its_parameters():
             help_text = rows[f"{key}: {name}"][2]
             assert entry.help in help_text and all(f"{p}=" in help_text for p in entry.params)
     assert rows["augment"][0].startswith(" | ".join(C.AUGMENT_PRESETS))
-    assert rows["lr"][0] == "number in (0.0, inf]" and rows["epochs"][0] == "int >= 1" and rows["compile"][0] == "auto | true | false"
+    assert rows["lr"][0] == "number in (0.0, inf)" and rows["epochs"][0] == "int >= 1" and rows["compile"][0] == "auto | true | false"
     assert all(rows[key][2].endswith("(per-model override)") for key in C.TRAIN_KEYS)
 
 
