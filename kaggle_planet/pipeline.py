@@ -81,7 +81,7 @@ def _run_round(cfg: ExperimentConfig, device, extra=None, wait: bool = False) ->
     """Train (with ``extra`` training images per fold), predict, blend, decide and submit one experiment."""
     tracking = Tracking.for_config(cfg)  # open across stages: the trackers' summaries get the final scores
     try:
-        result = _train_and_submit(cfg, device, extra, tracking)
+        result = _train_and_submit(cfg, device, extra, tracking, wait)
         for name, model_scores in result.scores["models"].items():
             tracking.summary(name, summary_values(model_scores, result.scores["blend"], result.submission))
         return result
@@ -89,7 +89,7 @@ def _run_round(cfg: ExperimentConfig, device, extra=None, wait: bool = False) ->
         tracking.close()
 
 
-def _train_and_submit(cfg: ExperimentConfig, device, extra, tracking) -> RunResult:
+def _train_and_submit(cfg: ExperimentConfig, device, extra, tracking, wait: bool = False) -> RunResult:
     from .blend import blend_runs
     from .decision import fit_run_decisions
     from .submission import sidecar_path, write_run_submission
