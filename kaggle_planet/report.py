@@ -181,7 +181,7 @@ def discover_runs(run_dir: Path) -> tuple[str, list[RunView], list[RunView], lis
         return "model", [load_view(run_dir)], [], problems
     if not run_dir.is_dir():
         raise KagglePlanetError(f"{run_dir}: folder not found")
-    children = sorted(d for d in run_dir.iterdir() if d.is_dir() and (d / artifacts.RUN_INFO).is_file())
+    children = artifacts.experiment_runs(run_dir)
     if not children:
         raise KagglePlanetError(
             f"{run_dir}: no run.json here nor in its subfolders; expected an experiment folder (runs/<exp>/), "
@@ -375,9 +375,9 @@ def per_class_by_run(views: Sequence[RunView], task: str) -> pd.DataFrame | None
     return pd.DataFrame(columns, index=views[0].run.info.classes)
 
 
-def _comparison(views: Sequence[RunView], problems: list[str]) -> Comparison | None:
+def _comparison(views: Sequence[RunView], problems: list[str], ablation: bool = True) -> Comparison | None:
     try:
-        return build_comparison([(v.name, v.run) for v in views])
+        return build_comparison([(v.name, v.run) for v in views], ablation=ablation)
     except KagglePlanetError as exc:  # e.g. runs made with other folds: the rest of the page still holds
         problems.append(f"no leaderboard: {exc}")
         return None
@@ -398,9 +398,10 @@ def scored_submissions(log_path: Path | None, competition: str, problems: list[s
     return frame.reset_index(drop=True) if len(frame) else None
 
 
-def build_report(run_dir: str | Path, submissions_log: str | Path | None = None) -> ReportData:
+def build_report(run_dir: str | Path, submissions_log: str | Path | None = None, ablation: bool = True) -> ReportData:
     """Load an experiment, model or blend folder and compute every number of the report;
-    ``submissions_log`` (submissions/log.csv) adds the CV-against-public-LB plot when it has scores."""
+    ``submissions_log`` (submissions/log.csv) adds the CV-against-public-LB plot when it has scores;
+    ``ablation`` False skips the blends' drop-one ablation (M re-fits of each blend)."""
     run_dir = Path(run_dir)
     layout, models, blends, problems = discover_runs(run_dir)
     views = [*models, *blends]
@@ -451,7 +452,7 @@ def build_report(run_dir: str | Path, submissions_log: str | Path | None = None)
         per_class_by_run=per_class_by_run(views, info.task),
         warnings=problems,
         experiment_scores=_read_optional_json(run_dir / artifacts.SCORES) if layout == "experiment" else None,
-        comparison=_comparison(views, problems),
+        comparison=_comparison(views, problems, ablation),
         submissions=scored_submissions(Path(submissions_log) if submissions_log else None, info.competition, problems),
     )
 
@@ -812,10 +813,11 @@ def render_html(data: ReportData) -> str:
     )
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None, submissions_log: str | Path | None = None) -> Path:
+def write_report(run_dir: str | Path, out: str | Path | None = None, submissions_log: str | Path | None = None,
+                 ablation: bool = True) -> Path:
     """Write the HTML report of an experiment, model run or blend folder; default ``<run_dir>/report.html``."""
     run_dir = Path(run_dir)
-    data = build_report(run_dir, submissions_log)
+    data = build_report(run_dir, submissions_log, ablation)
     out = Path(out) if out is not None else run_dir / REPORT
     artifacts.write_text(out, render_html(data))
     log.info("wrote report of %s to %s", run_dir, out)
