@@ -10,8 +10,11 @@ the tags' motifs from ``synthetic.PLANET_MOTIFS``, ``cv2.imencode``), then runs 
 fresh child process:
 
 - ``check`` and ``folds`` (the CLI);
-- one DataLoader pass over the training images per augment preset at 128 and 256 px (the toolkit's
-  ``ImageDataset``/``build_transform``/``make_loader``, no model);
+- a DataLoader over the training images per augment preset at 128 and 256 px (the toolkit's
+  ``ImageDataset``/``build_transform``/``make_loader``, no model), built for every training image and
+  iterated for ``--loader-images`` of them (default 10,000, ``0`` for the whole pass: ten whole
+  passes over 40,479 images would take most of the 20 minutes on 2 cores, and a pass's images/s and
+  memory are reached long before its end);
 - ``predictions``: five model runs of fake outputs of the right shape (N x 17, correlated with the
   labels) written by ``predict.write_run`` (oof.csv, test.csv, per-fold test.csv, labels, run.json);
 - ``blend`` of the five runs with every method of ``blend.BLENDERS``; ``thresholds``; ``submission``;
@@ -56,15 +59,17 @@ def _log(msg: str) -> None:
 
 # ------------------------------------------------------------------------------------- generating
 
-_TILE: np.ndarray | None = None
+_TILES: dict[bool, np.ndarray] = {}
 
 
-def _noise_tile() -> np.ndarray:
-    global _TILE
-    if _TILE is None:  # one texture per worker; each image is a random window of it
+def _ground_tile(primary: bool) -> np.ndarray:
+    """A noisy uint8 ground texture twice the image side, made once per worker; each image copies a window."""
+    if not _TILES:
         rng = np.random.default_rng(os.getpid())
-        _TILE = rng.normal(0, 12, size=(2 * SIZE, 2 * SIZE, 1)).astype(np.float32) + rng.normal(0, 4, size=(2 * SIZE, 2 * SIZE, 3)).astype(np.float32)
-    return _TILE
+        noise = rng.normal(0, 12, size=(2 * SIZE, 2 * SIZE, 1)) + rng.normal(0, 4, size=(2 * SIZE, 2 * SIZE, 3))
+        for key, base in ((True, (40, 110, 45)), (False, (120, 110, 90))):
+            _TILES[key] = np.clip(noise + np.array(base), 0, 255).astype(np.uint8)
+    return _TILES[primary]
 
 
 def _cheap_image(tags: set[str], rng: np.random.Generator) -> np.ndarray:
@@ -72,10 +77,8 @@ def _cheap_image(tags: set[str], rng: np.random.Generator) -> np.ndarray:
 
     from kaggle_planet.synthetic import PLANET_MOTIFS
 
-    tile = _noise_tile()
-    y, x = rng.integers(0, SIZE, size=2)
-    base = np.array((40, 110, 45) if "primary" in tags else (120, 110, 90), np.float32)
-    img = np.clip(tile[y:y + SIZE, x:x + SIZE] + base, 0, 255).astype(np.uint8)
+    y, x = (int(v) for v in rng.integers(0, SIZE, size=2))
+    img = _ground_tile("primary" in tags)[y:y + SIZE, x:x + SIZE].copy()
     for tag in sorted(tags):
         if tag in PLANET_MOTIFS:
             PLANET_MOTIFS[tag](img, rng)
@@ -84,7 +87,7 @@ def _cheap_image(tags: set[str], rng: np.random.Generator) -> np.ndarray:
     elif "haze" in tags:
         img = cv2.addWeighted(img, 0.55, np.full_like(img, 200), 0.45, 0)
     elif "partly_cloudy" in tags:
-        cv2.circle(img, (int(x) % SIZE, int(y) % SIZE), SIZE // 5, (245, 245, 245), -1)
+        cv2.circle(img, (x, y), SIZE // 5, (245, 245, 245), -1)
     return img
 
 
@@ -132,8 +135,9 @@ def generate(out: Path, scale: float, workers: int) -> dict[str, int]:
 # --------------------------------------------------------------------------- stages (child side)
 
 
-def child_loader(data_dir: str, preset: str, size: int, workers: int) -> None:
-    """One pass of a training DataLoader over every training image; no model."""
+def child_loader(data_dir: str, preset: str, size: int, workers: int, limit: int) -> None:
+    """A training DataLoader over every training image (the dataset, sampler and shuffle are built for
+    all of them), iterated for its first ``limit`` images (0: the whole pass); no model."""
     import torch
 
     from kaggle_planet import augment
@@ -149,6 +153,8 @@ def child_loader(data_dir: str, preset: str, size: int, workers: int) -> None:
     n = 0
     for images, _, _ in loader:
         n += len(images)
+        if limit and n >= limit:
+            break
     print(f"images {n}")
 
 
@@ -251,7 +257,7 @@ def _config(work: Path, data_dir: Path) -> Path:
     return path
 
 
-def stages(work: Path, data_dir: Path, counts: dict[str, int], workers: int) -> list[tuple[str, list[str], int]]:
+def stages(work: Path, data_dir: Path, counts: dict[str, int], workers: int, loader_images: int) -> list[tuple[str, list[str], int]]:
     """(name, argv, images handled) of every stage, in pipeline order."""
     from kaggle_planet import augment, blend
 
@@ -261,7 +267,9 @@ def stages(work: Path, data_dir: Path, counts: dict[str, int], workers: int) -> 
     runs = work / "runs" / "bench"
     members = [str(runs / f"m{i}") for i in range(MEMBERS)]
     out = [("check", [*cli, "check", *data], n_all), ("folds", [*cli, "folds", *data, "--k", str(K), "--seed", str(SEED)], n_train)]
-    out += [(f"loader {preset} {size}px", [*me, "loader", str(data_dir), preset, str(size), str(workers)], n_train)
+    n_loaded = min(n_train, loader_images) if loader_images else n_train
+    n_loaded = -(-n_loaded // BATCH) * BATCH if n_loaded < n_train else n_train  # whole batches
+    out += [(f"loader {preset} {size}px", [*me, "loader", str(data_dir), preset, str(size), str(workers), str(loader_images)], min(n_loaded, n_train))
             for size in LOADER_SIZES for preset in augment.PRESETS]
     out.append((f"predictions x{MEMBERS}", [*me, "predictions", str(data_dir), str(_config(work, data_dir))], MEMBERS * n_all))
     # the experiment holds the five models and one blend (as `kaggle-planet run` leaves it); every other
@@ -287,7 +295,7 @@ def _importable(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def measure(scale: float, workers: int, root: Path) -> tuple[dict[str, int], dict[str, tuple[float, float, float, int]]]:
+def measure(scale: float, workers: int, root: Path, loader_images: int) -> tuple[dict[str, int], dict[str, tuple[float, float, float, int]]]:
     data_dir, work = root / "data", root / "work"
     if (data_dir / "train_v2.csv").is_file():
         import pandas as pd
@@ -304,7 +312,7 @@ def measure(scale: float, workers: int, root: Path) -> tuple[dict[str, int], dic
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     results = {}
-    for name, argv, images in stages(work, data_dir, counts, workers):
+    for name, argv, images in stages(work, data_dir, counts, workers, loader_images):
         seconds, rss, pss = run_stage(argv, work, work / f"{name.replace(' ', '_')}.log")
         results[name] = (seconds, rss, pss, images)
         _log(f"  {name:<24} {seconds:8.1f}s  peak {rss:7.0f} MB (tree PSS {pss:7.0f} MB)")
@@ -341,13 +349,16 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=1.0, help="fraction of Planet's real size (default 1.0)")
     p.add_argument("--small", type=float, default=0.25, help="the memory comparison runs at scale*small (default 0.25; 0 skips it)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="generation processes and DataLoader workers (default: the cores)")
+    p.add_argument("--loader-images", type=int, default=10_000,
+                   help="each loader pass stops after this many training images (default 10000; 0: the whole pass)")
     p.add_argument("--keep", type=Path, help="generate into (or reuse) this folder and keep it; default a temporary folder, removed")
     args = p.parse_args()
     t0 = time.perf_counter()
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench_scale_"))
     try:
-        big = measure(args.scale, args.workers, root / f"scale_{args.scale:g}")
-        small = measure(args.scale * args.small, args.workers, root / f"scale_{args.scale * args.small:g}") if args.small > 0 else None
+        big = measure(args.scale, args.workers, root / f"scale_{args.scale:g}", args.loader_images)
+        small = (measure(args.scale * args.small, args.workers, root / f"scale_{args.scale * args.small:g}", args.loader_images)
+                 if args.small > 0 else None)
         print_table(big, small)
     finally:
         if not args.keep:
