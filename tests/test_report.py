@@ -413,6 +413,14 @@ def test_cli_report(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nowhere")]) == 2
 
 
+def test_no_ablation_skips_only_the_blends_drop_one_refits(tmp_path):
+    root = make_experiment(tmp_path / "exp", "planet", methods=("mean",))
+    full, quick = report.build_report(root), report.build_report(root, ablation=False)
+    assert list(full.comparison.ablations) == ["blend"] and quick.comparison.ablations == {}
+    pd.testing.assert_frame_equal(full.comparison.leaderboard, quick.comparison.leaderboard)
+    assert main(["report", str(root), "--no-ablation", "--out", str(tmp_path / "r.html")]) == 0
+
+
 # ------------------------------------------------------------------------------- a trained run
 
 
