@@ -51,6 +51,7 @@ DEFAULT_THRESHOLD = {"multilabel": metrics.DEFAULT_THRESHOLD, "binary": 0.5}
 # recomputed and stored scores may differ by the float formatting of the CSVs (8 significant digits)
 SCORE_TOLERANCE = 1e-6
 GRID = np.linspace(0.0, 1.0, 201)  # thresholds at which the F2 curves are evaluated
+CURVE_ROWS = 4096  # rows per chunk of the F2 curves (memory flat in the dataset size)
 
 
 # --------------------------------------------------------------------------------------- loading
@@ -315,17 +316,19 @@ def f2_threshold_curves(y_true: np.ndarray, probs: np.ndarray, thresholds: np.nd
     true_count = y.sum(axis=1)[:, None].astype(np.float64)
     tp_all = (chosen & y).sum(axis=1)
     pred_all = chosen.sum(axis=1)
-    curves = np.empty((p.shape[1], len(grid)))
-    for j in range(p.shape[1]):
-        tp_other = (tp_all - (chosen[:, j] & y[:, j]))[:, None]
-        pred_other = (pred_all - chosen[:, j])[:, None]
-        col = p[:, j, None] > grid[None, :]
-        tp = tp_other + (col & y[:, j, None])
-        denom = metrics.BETA2 * true_count + pred_other + col
-        f2 = np.zeros(denom.shape)
-        np.divide((1.0 + metrics.BETA2) * tp, denom, out=f2, where=denom > 0)
-        curves[j] = f2.mean(axis=0)
-    return curves
+    curves = np.zeros((p.shape[1], len(grid)))
+    for start in range(0, len(p), CURVE_ROWS):  # (rows, G) temporaries stay bounded whatever N
+        rows = slice(start, start + CURVE_ROWS)
+        for j in range(p.shape[1]):
+            tp_other = (tp_all[rows] - (chosen[rows, j] & y[rows, j]))[:, None]
+            pred_other = (pred_all[rows] - chosen[rows, j])[:, None]
+            col = p[rows, j, None] > grid[None, :]
+            tp = tp_other + (col & y[rows, j, None])
+            denom = metrics.BETA2 * true_count[rows] + pred_other + col
+            f2 = np.zeros(denom.shape)
+            np.divide((1.0 + metrics.BETA2) * tp, denom, out=f2, where=denom > 0)
+            curves[j] += f2.sum(axis=0)
+    return curves / max(1, len(p))
 
 
 def binary_f2_curve(y_true: np.ndarray, probs: np.ndarray, grid: np.ndarray = GRID) -> np.ndarray:

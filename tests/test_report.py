@@ -309,7 +309,9 @@ def test_text_is_escaped_and_commands_and_config_are_shown(planet_page):
     assert provenance.count("kaggle-planet blend") == 2
 
 
-def test_f2_threshold_curves_equal_rescoring_with_one_threshold_moved():
+@pytest.mark.parametrize("chunk", [16, report.CURVE_ROWS])  # 70 rows: in ragged chunks, and in one
+def test_f2_threshold_curves_equal_rescoring_with_one_threshold_moved(chunk, monkeypatch):
+    monkeypatch.setattr(report, "CURVE_ROWS", chunk)
     rng = np.random.default_rng(3)
     y = (rng.random((70, 5)) < 0.3).astype(int)
     p = rng.random((70, 5))
