@@ -20,9 +20,10 @@ fresh child process:
 - ``blend`` of the five runs with every method of ``blend.BLENDERS``; ``thresholds``; ``submission``;
   ``report`` of the experiment folder (the CLI).
 
-Peak memory: ``os.wait4`` on each child returns that child's own rusage, whose ``ru_maxrss`` is the
-largest resident set of the child or any descendant it reaped (DataLoader workers), so stages never
-see each other's peaks. The process tree's summed PSS (child + workers, sampled every 0.2 s) is shown
+Peak memory: a bare launcher interpreter forks each stage and ``os.wait4``s it, which returns that
+stage's own rusage: ``ru_maxrss`` is the largest resident set of the stage or any descendant it reaped
+(DataLoader workers), so stages never see each other's peaks (nor this process's: Linux counts the
+memory a process had before ``exec`` in its peak, hence the small launcher). The process tree's summed PSS (child + workers, sampled every 0.2 s) is shown
 too. Memory flatness: the same stages run at ``--scale`` and at ``--scale * --small``; the table shows
 both peaks and the growth per 10,000 images. Predictions are N x 17 floats (a few MB per copy at full
 size): a stage that grows by much more than that per 10k images holds images or quadratic tables.
