@@ -1,7 +1,7 @@
 """Planet at full size: every stage that is not model compute, timed, with its peak memory.
 
-    python benchmarks/bench_scale.py                 # 40,479 + 40,669 + 20,522 JPEGs at 256 px, then at 1/4 of that
-    python benchmarks/bench_scale.py --scale 0.05    # a quick run (and 1/4 of it for the memory comparison)
+    python benchmarks/bench_scale.py                 # 40,479 + 40,669 + 20,522 JPEGs at 256 px, then at 1/10 of that
+    python benchmarks/bench_scale.py --scale 0.05    # a quick run (and 1/10 of it for the memory comparison)
     python benchmarks/bench_scale.py --workers 2 --keep /data/bench-planet
 
 Generates a dataset in Planet's layout (``train-jpg/``, ``test-jpg/``, ``test-jpg-additional/``,
@@ -12,7 +12,7 @@ fresh child process:
 - ``check`` and ``folds`` (the CLI);
 - a DataLoader over the training images per augment preset at 128 and 256 px (the toolkit's
   ``ImageDataset``/``build_transform``/``make_loader``, no model), built for every training image and
-  iterated for ``--loader-images`` of them (default 10,000, ``0`` for the whole pass: ten whole
+  iterated for ``--loader-images`` of them (default 5,000, ``0`` for the whole pass: ten whole
   passes over 40,479 images would take most of the 20 minutes on 2 cores, and a pass's images/s and
   memory are reached long before its end);
 - ``predictions``: five model runs of fake outputs of the right shape (N x 17, correlated with the
@@ -348,10 +348,10 @@ def main() -> None:
         return
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scale", type=float, default=1.0, help="fraction of Planet's real size (default 1.0)")
-    p.add_argument("--small", type=float, default=0.25, help="the memory comparison runs at scale*small (default 0.25; 0 skips it)")
+    p.add_argument("--small", type=float, default=0.1, help="the memory comparison runs at scale*small (default 0.1; 0 skips it)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="generation processes and DataLoader workers (default: the cores)")
-    p.add_argument("--loader-images", type=int, default=10_000,
-                   help="each loader pass stops after this many training images (default 10000; 0: the whole pass)")
+    p.add_argument("--loader-images", type=int, default=5_000,
+                   help="each loader pass stops after this many training images (default 5000; 0: the whole pass)")
     p.add_argument("--keep", type=Path, help="generate into (or reuse) this folder and keep it; default a temporary folder, removed")
     args = p.parse_args()
     t0 = time.perf_counter()
