@@ -66,6 +66,12 @@ def fold_files(model_dir: str | Path, name: str) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
+def experiment_runs(path: str | Path, marker: str = RUN_INFO) -> list[Path]:
+    """The run folders of an experiment folder ``runs/<exp>/``: its subfolders holding ``marker``, sorted
+    (``run.json``: finished model runs and blends; ``config.yaml``: model runs, trained or not)."""
+    return sorted(d for d in Path(path).iterdir() if d.is_dir() and (d / marker).is_file())
+
+
 def command_line() -> str:
     """This process's command as a user would type it again, recorded in run files for provenance.
 

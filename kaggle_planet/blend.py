@@ -539,31 +539,40 @@ def _align(ref: artifacts.Run, run: artifacts.Run, oof_ids: pd.Index, test_ids: 
     return run.oof_probs[pos][:, cols], run.test_probs[test_pos][:, cols], folds, y
 
 
-def load_members(run_dirs: list[Path]) -> tuple[list[artifacts.Run], BlendInput, list[str], list[str]]:
-    """Load, check and align member runs; returns (runs, blend input, OOF ids, test ids) in canonical order.
+def load_members(run_dirs: list[Path]) -> tuple[list[artifacts.RunInfo], BlendInput, list[str], list[str]]:
+    """Load, check and align member runs; returns (their run.json infos, blend input, OOF ids, test ids)
+    in canonical order.
 
-    Every member must match the first one: same competition, classes, ids, folds and labels.
+    Every member must match the first one: same competition, classes, ids, folds and labels. Members
+    are read one at a time into the stacked arrays, so memory holds the stack plus one member's files
+    (not every member's frames at once).
     """
     if not run_dirs:
         raise KagglePlanetError("blend: no run folders given")
-    runs = [artifacts.load_run(d) for d in run_dirs]
-    ref = runs[0]
-    for other in runs[1:]:
-        check_compatible(ref, other)
+    ref = artifacts.load_run(run_dirs[0])
     id_col = ref.info.id_col
     oof_ids = pd.Index(_canonical(ref.oof[id_col]))
     test_ids = pd.Index(_canonical(ref.test[id_col]))
     oof0, test0, folds, y = _align(ref, ref, oof_ids, test_ids, None, None)
-    stacks = [(oof0, test0)] + [_align(ref, run, oof_ids, test_ids, folds, y)[:2] for run in runs[1:]]
+    oof = np.empty((len(run_dirs), *oof0.shape))
+    test = np.empty((len(run_dirs), *test0.shape))
+    oof[0], test[0] = oof0, test0
+    infos = [ref.info]
+    for i, run_dir in enumerate(run_dirs[1:], start=1):
+        run = artifacts.load_run(run_dir)
+        check_compatible(ref, run)
+        oof[i], test[i] = _align(ref, run, oof_ids, test_ids, folds, y)[:2]
+        infos.append(run.info)
+        del run
     data = BlendInput(
-        oof=np.stack([s[0] for s in stacks]),
-        test=np.stack([s[1] for s in stacks]),
+        oof=oof,
+        test=test,
         y_true=y.astype(np.int64),
         folds=folds.astype(int),
         task=ref.info.task,
         metric=get_spec(ref.info.competition).metric,
     )
-    return runs, data, oof_ids.tolist(), test_ids.tolist()
+    return infos, data, oof_ids.tolist(), test_ids.tolist()
 
 
 def check_blend_out(out_dir: Path) -> None:
@@ -597,8 +606,8 @@ def blend_runs(run_dirs: list[Path], method: str, out_dir: Path) -> dict[str, An
     if any(out_dir.resolve() == d.resolve() for d in run_dirs):
         raise KagglePlanetError(f"{out_dir}: the blend's output folder must not be one of its members")
     check_blend_out(out_dir)
-    runs, data, oof_ids, test_ids = load_members(run_dirs)
-    ref = runs[0].info
+    infos, data, oof_ids, test_ids = load_members(run_dirs)
+    ref = infos[0]
     classes = list(ref.classes)
     metric = data.metric
     start = time.perf_counter()
@@ -628,7 +637,7 @@ def blend_runs(run_dirs: list[Path], method: str, out_dir: Path) -> dict[str, An
             "method": method,
             **result.details,
             "state": STATE,
-            "config": {"blend": method, "members": {str(d): run.info.extra.get("config") for d, run in zip(run_dirs, runs)}},
+            "config": {"blend": method, "members": {str(d): info.extra.get("config") for d, info in zip(run_dirs, infos)}},
             "commands": [artifacts.command_line()],
         },
     )
@@ -638,7 +647,7 @@ def blend_runs(run_dirs: list[Path], method: str, out_dir: Path) -> dict[str, An
     artifacts.write_json(out_dir / STATE, {"method": method, "state": result.state})
     artifacts.write_json(out_dir / artifacts.SCORES, scores)
     artifacts.write_run_info(out_dir, info)  # last: a folder with run.json is complete
-    log.info("blend %s of %d runs -> %s: OOF %s %.5f (gain %+.5f)", method, len(runs), out_dir, metric, scores["oof"], scores["gain_over_best"])
+    log.info("blend %s of %d runs -> %s: OOF %s %.5f (gain %+.5f)", method, len(infos), out_dir, metric, scores["oof"], scores["gain_over_best"])
     return scores
 
 

@@ -183,16 +183,21 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
 
 def add_predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", type=Path, help="a model's run folder, e.g. runs/planet/resnet18")
+    p.add_argument("run_dir", type=Path, help="a model's run folder (runs/planet/resnet18) or an experiment folder (runs/planet): every model in it")
     p.add_argument("--tta", choices=["none", "hflip", "d4"], help="test-time augmentation (default: the config's)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import predict_run, scores_line
+    from .predict import predict_runs, scores_line
 
-    out = predict_run(args.run_dir, _device_for(args), tta=args.tta)
-    print(f"wrote predictions in {out}: {scores_line(out)}")
+    done, skipped = predict_runs(args.run_dir, _device_for(args), tta=args.tta)
+    for out in done:
+        print(f"wrote predictions in {out}: {scores_line(out)}")
+    for line in skipped:
+        print(line)
+    if len(done) > 1 or skipped:
+        print(f"blends are not refitted: re-run kaggle-planet blend on the model runs of {args.run_dir}")
     return 0
 
 
@@ -387,12 +392,13 @@ def add_report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", "-o", help="HTML file (default <run_dir>/report.html; a folder: report.html inside)")
     p.add_argument("--log", type=Path, default=Path("submissions/log.csv"),
                    help="submissions log whose scored uploads are plotted, CV against public LB (default submissions/log.csv, if present)")
+    p.add_argument("--no-ablation", action="store_true", help="skip the blends' drop-one ablation (it re-fits each blend M times; slow for lgbm)")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    print(f"wrote {write_report(args.run_dir, args.out, submissions_log=args.log)}")
+    print(f"wrote {write_report(args.run_dir, args.out, submissions_log=args.log, ablation=not args.no_ablation)}")
     return 0
 
 
@@ -410,17 +416,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def add_predict_image_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, help="a model or blend run folder")
-    p.add_argument("images", nargs="+", type=Path, help="image files")
+    p.add_argument("images", nargs="+", type=Path, help="image files and/or folders of images")
     p.add_argument("--tta", choices=["none", "hflip", "d4"], help="test-time augmentation (default: the run's)")
     p.add_argument("--fold", type=int, help="use only this fold's model (default: mean over folds)")
+    p.add_argument("--batch-size", type=int, help="images per batch (default: the model's training batch size)")
+    p.add_argument("--workers", type=int, help="DataLoader worker processes (default: the model's num_workers)")
+    p.add_argument("--out", "-o", type=Path, help="write a CSV (file, one probability per class, labels) instead of printing each image")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
 
 
 def cmd_predict_image(args: argparse.Namespace) -> int:
-    from .predict_image import format_image_predictions, predict_images
+    from .artifacts import write_csv
+    from .predict_image import format_image_predictions, image_predictions_frame, predict_images
 
-    result = predict_images(args.run_dir, args.images, _device_for(args), tta=args.tta, fold=args.fold)
-    print(format_image_predictions(result))
+    result = predict_images(args.run_dir, args.images, _device_for(args), tta=args.tta, fold=args.fold,
+                            batch_size=args.batch_size, num_workers=args.workers)
+    if args.out:
+        write_csv(args.out, image_predictions_frame(result), index=False)
+        print(f"wrote {args.out}: {len(result.files)} image(s), {len(result.models)} fold model(s), TTA {result.tta}")
+    else:
+        print(format_image_predictions(result))
     return 0
 
 
@@ -435,8 +450,8 @@ COMMANDS: dict[str, Command] = {
                        "kaggle-planet make-demo-data --competition planet --out data/demo-planet --n-train 600"),
     "train": (add_train_args, cmd_train, "K-fold training of the config's backbones (+ predictions)",
               "kaggle-planet train configs/planet.yaml --models resnet34 --folds 0,1 --set models.0.epochs=2"),
-    "predict": (add_predict_args, cmd_predict, "OOF and test predictions with TTA for a model run",
-                "kaggle-planet predict runs/planet/resnet34 --tta d4"),
+    "predict": (add_predict_args, cmd_predict, "OOF and test predictions with TTA for a model run or every model of an experiment",
+                "kaggle-planet predict runs/planet --tta d4"),
     "thresholds": (add_thresholds_args, cmd_thresholds, "fit per-class F2 thresholds on OOF predictions",
                    "kaggle-planet thresholds runs/planet/blend"),
     "blend": (add_blend_args, cmd_blend, "combine model runs into a blend run",
@@ -463,8 +478,8 @@ COMMANDS: dict[str, Command] = {
                "kaggle-planet report runs/planet --out report.html"),
     "compare": (add_compare_args, cmd_compare, "leaderboard, drop-one ablation and correlation across experiments",
                 "kaggle-planet compare runs/planet runs/planet-384 runs/planet-ridge/blend"),
-    "predict-image": (add_predict_image_args, cmd_predict_image, "predict tags/labels for single images",
-                      "kaggle-planet predict-image runs/planet/blend photo.jpg"),
+    "predict-image": (add_predict_image_args, cmd_predict_image, "predict tags/labels for image files or folders, in batches",
+                      "kaggle-planet predict-image runs/planet/blend photo.jpg more_photos/ --out predictions.csv"),
 }
 
 

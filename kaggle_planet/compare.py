@@ -61,7 +61,7 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
         if (path / artifacts.RUN_INFO).is_file():
             candidates = [path]
         elif path.is_dir():
-            candidates = sorted(d for d in path.iterdir() if (d / artifacts.RUN_INFO).is_file())
+            candidates = artifacts.experiment_runs(path)
             if not candidates:
                 raise KagglePlanetError(
                     f"{path}: no run.json here nor in its subfolders; expected a run folder or an experiment folder (runs/<exp>/)"

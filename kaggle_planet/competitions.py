@@ -708,6 +708,9 @@ def _image_problem(path: str, decode: bool) -> str | None:
     return problem
 
 
+CHECK_CHUNK = 4096  # images checked per batch of thread-pool tasks
+
+
 def find_image_problems(table: DatasetTable, *, decode: bool, limit: int | None = None, workers: int = 8) -> list[str]:
     """One line per listed image that is absent, not an image file or truncated (:func:`image_file_problem`),
     or, with ``decode``, not decodable; at most ``limit``."""
@@ -716,12 +719,16 @@ def find_image_problems(table: DatasetTable, *, decode: bool, limit: int | None 
         paths = frame["file"].tolist()
         ids = frame[table.id_col].tolist()
         with ThreadPoolExecutor(workers) as pool:
-            results = pool.map(lambda p: _image_problem(p, decode), paths, chunksize=64)
-            for image_id, path, problem in zip(ids, paths, results):
-                if problem:
-                    problems.append(f"{path}: {split} image for {table.id_col} {image_id!r} {problem}")
-                    if limit is not None and len(problems) >= limit:
-                        return problems
+            # Executor.map submits every task at once: one future per image held until the end. Chunks
+            # keep the pending futures (and memory) bounded whatever the dataset size.
+            for start in range(0, len(paths), CHECK_CHUNK):
+                chunk = slice(start, start + CHECK_CHUNK)
+                results = pool.map(lambda p: _image_problem(p, decode), paths[chunk])
+                for image_id, path, problem in zip(ids[chunk], paths[chunk], results):
+                    if problem:
+                        problems.append(f"{path}: {split} image for {table.id_col} {image_id!r} {problem}")
+                        if limit is not None and len(problems) >= limit:
+                            return problems
     return problems
 
 

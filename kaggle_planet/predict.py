@@ -163,6 +163,44 @@ def predict_run(model_dir: Path, device: torch.device, tta: str | None = None) -
     return write_run(model_dir, cfg, table, folds, oof, test, tta, commands, fold_tests)
 
 
+def model_run_dirs(path: str | Path) -> list[Path]:
+    """``[path]`` for a model run folder (it holds config.yaml), else the model runs of an experiment
+    folder ``runs/<exp>/`` (found as ``report`` finds an experiment's runs; blends hold no config.yaml)."""
+    path = Path(path)
+    if (path / CONFIG).is_file():
+        return [path]
+    if not path.is_dir():
+        raise KagglePlanetError(f"{path}: folder not found")
+    found = artifacts.experiment_runs(path, CONFIG)
+    if not found:
+        raise KagglePlanetError(
+            f"{path}: no {CONFIG} here nor in its subfolders; expected a model run folder (runs/<exp>/<model>/) or an experiment folder (runs/<exp>/)"
+        )
+    return found
+
+
+def predict_runs(path: str | Path, device: torch.device, tta: str | None = None) -> tuple[list[Path], list[str]]:
+    """:func:`predict_run` for a model run folder, or for every model run of an experiment folder.
+
+    Returns (predicted model folders, one line per model run skipped because folds are not trained yet).
+    A single model run folder with missing folds is an error, as in :func:`predict_run`; in an
+    experiment the unfinished runs are skipped and named, and an error is raised when none is finished."""
+    dirs = model_run_dirs(path)
+    if len(dirs) == 1 and dirs[0] == Path(path):
+        return [predict_run(dirs[0], device, tta)], []
+    done, skipped = [], []
+    for model_dir in dirs:
+        cfg = load_config(model_dir / CONFIG)
+        missing = missing_folds(model_dir, cfg.folds.k)
+        if missing:
+            skipped.append(f"{model_dir}: skipped, folds {missing} of {cfg.folds.k} not trained yet")
+            continue
+        done.append(predict_run(model_dir, device, tta))
+    if not done:
+        raise KagglePlanetError(f"{path}: no model run with every fold trained ({'; '.join(skipped)})")
+    return done, skipped
+
+
 def write_run(model_dir: Path, cfg, table, folds: np.ndarray, oof: np.ndarray, test: np.ndarray, tta: str, commands: list[str],
               fold_tests: list[np.ndarray] = ()) -> Path:
     ids = table.train[table.id_col].tolist()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from . import artifacts
 from .artifacts import BEST as CHECKPOINT
@@ -55,22 +56,43 @@ class ImagePredictions:
 # ------------------------------------------------------------------------------------ checking
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+
+
+def expand_images(images: Sequence[str | Path]) -> list[Path]:
+    """Files as given; a folder stands for its image files (``IMAGE_SUFFIXES``, not recursive), in natural order."""
+    from .blend import natural_key
+
+    paths: list[Path] = []
+    for path in map(Path, images):
+        if not path.is_dir():
+            paths.append(path)
+            continue
+        found = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: natural_key(p.name))
+        others = sum(1 for _ in path.iterdir()) - len(found)
+        if not found:
+            raise KagglePlanetError(f"{path}: folder holds no image files (expected {', '.join(IMAGE_SUFFIXES)})")
+        if others:
+            log.info("%s: %d image(s); %d other entr(ies) skipped (not files ending in %s)", path, len(found), others, ", ".join(IMAGE_SUFFIXES))
+        paths += found
+    return paths
+
+
 def check_images(images: Sequence[Path]) -> list[Path]:
-    """Every image exists and decodes; else one line naming the first bad file."""
+    """Every image exists and has a known image signature; else one line naming the first bad file.
+
+    Only the file's first bytes are read (``cv2.haveImageReader``): the full decode happens once per
+    model in the DataLoader, whose ``read_image`` names a file that fails there."""
     import cv2
 
     paths = [Path(p) for p in images]
     if not paths:
         raise KagglePlanetError("predict-image: no image files given")
     for path in paths:
-        problem = path_problem(path)
+        problem = image_file_problem(str(path))  # first and last bytes: a cut-short JPEG may decode, grey below the cut
         if problem:
-            raise KagglePlanetError(f"{path}: image file {problem}")
-        problem = image_file_problem(str(path))
-        if problem and problem.startswith("truncated"):  # a cut-short JPEG may decode, grey below the cut
             raise KagglePlanetError(f"{path}: {problem}")
-        data = np.fromfile(path, dtype=np.uint8)
-        if data.size == 0 or cv2.imdecode(data, cv2.IMREAD_COLOR) is None:
+        if not cv2.haveImageReader(str(path)):
             raise KagglePlanetError(f"{path}: not a readable image (expected a JPEG, PNG, TIFF, BMP or WebP file)")
     return paths
 
@@ -94,6 +116,8 @@ class _Context:
     fold: int | None
     used: list[str]
     ttas: set[str]
+    batch_size: int | None = None  # None: each model's training batch size
+    num_workers: int | None = None  # None: each model's configured DataLoader workers
 
 
 def _model_probs(model_dir: Path, info: artifacts.RunInfo, ctx: _Context) -> np.ndarray:
@@ -109,7 +133,9 @@ def _model_probs(model_dir: Path, info: artifacts.RunInfo, ctx: _Context) -> np.
     files = [str(f) for f in ctx.files]
     probs = []
     for k in folds:
-        model, settings = load_fold_model(model_dir, k, ctx.device)
+        model, settings = load_fold_model(model_dir, k, ctx.device)  # once per fold model: every image goes through it in batches
+        settings.batch_size = ctx.batch_size or settings.batch_size
+        settings.num_workers = settings.num_workers if ctx.num_workers is None else ctx.num_workers
         probs.append(np.asarray(predict_files(model, files, settings, ctx.device, tta), dtype=np.float64))
         ctx.used.append(f"{model_dir}/fold{k}")
         log.debug("%s fold %d: predicted %d image(s) with TTA %s", model_dir, k, len(files), tta)
@@ -195,15 +221,22 @@ def predict_images(
     device: Any,
     tta: str | None = None,
     fold: int | None = None,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
 ) -> ImagePredictions:
-    """Predict ``images`` with a model run (its fold models, or ``fold``) or a blend of any method.
+    """Predict ``images`` (files, or folders standing for their image files) with a model run (its fold
+    models, or ``fold``) or a blend of any method. Each fold model is loaded once and predicts every
+    image in batches of ``batch_size`` (default: its training batch size) read by ``num_workers``
+    DataLoader workers (default: its config's); the probabilities do not depend on either.
 
     ``tta``: "none" | "hflip" | "d4"; None uses each model run's own (run.json extra.tta).
     ``device``: a ``torch.device``. Returns probabilities ``(N, C)`` in [0, 1] and the decided labels.
     """
     run_dir = Path(run_dir)
-    files = check_images(images)
-    ctx = _Context(files, device, tta, fold, [], set())
+    if batch_size is not None and batch_size < 1 or num_workers is not None and num_workers < 0:
+        raise KagglePlanetError(f"predict-image: expected batch size >= 1 and workers >= 0 (got {batch_size}, {num_workers})")
+    files = check_images(expand_images(images))
+    ctx = _Context(files, device, tta, fold, [], set(), batch_size, num_workers)
     probs, info = _run_probs(run_dir, ctx)
     if info.task not in DECIDERS:
         raise KagglePlanetError(f"{run_dir / artifacts.RUN_INFO}: unknown task {info.task!r}; valid: {', '.join(DECIDERS)}")
@@ -225,6 +258,14 @@ def predict_images(
 
 
 # ----------------------------------------------------------------------------------- formatting
+
+
+def image_predictions_frame(result: ImagePredictions) -> pd.DataFrame:
+    """One row per image: ``file``, one probability column per class (run order), ``labels`` (space-separated)."""
+    frame = pd.DataFrame(result.probs, columns=result.classes)
+    frame.insert(0, "file", [str(f) for f in result.files])
+    frame["labels"] = [" ".join(labels) for labels in result.labels]
+    return frame
 
 
 def format_image_predictions(result: ImagePredictions, top: int = 5) -> str:

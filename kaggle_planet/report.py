@@ -51,6 +51,7 @@ DEFAULT_THRESHOLD = {"multilabel": metrics.DEFAULT_THRESHOLD, "binary": 0.5}
 # recomputed and stored scores may differ by the float formatting of the CSVs (8 significant digits)
 SCORE_TOLERANCE = 1e-6
 GRID = np.linspace(0.0, 1.0, 201)  # thresholds at which the F2 curves are evaluated
+CURVE_ROWS = 4096  # rows per chunk of the F2 curves (memory flat in the dataset size)
 
 
 # --------------------------------------------------------------------------------------- loading
@@ -181,7 +182,7 @@ def discover_runs(run_dir: Path) -> tuple[str, list[RunView], list[RunView], lis
         return "model", [load_view(run_dir)], [], problems
     if not run_dir.is_dir():
         raise KagglePlanetError(f"{run_dir}: folder not found")
-    children = sorted(d for d in run_dir.iterdir() if d.is_dir() and (d / artifacts.RUN_INFO).is_file())
+    children = artifacts.experiment_runs(run_dir)
     if not children:
         raise KagglePlanetError(
             f"{run_dir}: no run.json here nor in its subfolders; expected an experiment folder (runs/<exp>/), "
@@ -315,17 +316,19 @@ def f2_threshold_curves(y_true: np.ndarray, probs: np.ndarray, thresholds: np.nd
     true_count = y.sum(axis=1)[:, None].astype(np.float64)
     tp_all = (chosen & y).sum(axis=1)
     pred_all = chosen.sum(axis=1)
-    curves = np.empty((p.shape[1], len(grid)))
-    for j in range(p.shape[1]):
-        tp_other = (tp_all - (chosen[:, j] & y[:, j]))[:, None]
-        pred_other = (pred_all - chosen[:, j])[:, None]
-        col = p[:, j, None] > grid[None, :]
-        tp = tp_other + (col & y[:, j, None])
-        denom = metrics.BETA2 * true_count + pred_other + col
-        f2 = np.zeros(denom.shape)
-        np.divide((1.0 + metrics.BETA2) * tp, denom, out=f2, where=denom > 0)
-        curves[j] = f2.mean(axis=0)
-    return curves
+    curves = np.zeros((p.shape[1], len(grid)))
+    for start in range(0, len(p), CURVE_ROWS):  # (rows, G) temporaries stay bounded whatever N
+        rows = slice(start, start + CURVE_ROWS)
+        for j in range(p.shape[1]):
+            tp_other = (tp_all[rows] - (chosen[rows, j] & y[rows, j]))[:, None]
+            pred_other = (pred_all[rows] - chosen[rows, j])[:, None]
+            col = p[rows, j, None] > grid[None, :]
+            tp = tp_other + (col & y[rows, j, None])
+            denom = metrics.BETA2 * true_count[rows] + pred_other + col
+            f2 = np.zeros(denom.shape)
+            np.divide((1.0 + metrics.BETA2) * tp, denom, out=f2, where=denom > 0)
+            curves[j] += f2.sum(axis=0)
+    return curves / max(1, len(p))
 
 
 def binary_f2_curve(y_true: np.ndarray, probs: np.ndarray, grid: np.ndarray = GRID) -> np.ndarray:
@@ -375,9 +378,9 @@ def per_class_by_run(views: Sequence[RunView], task: str) -> pd.DataFrame | None
     return pd.DataFrame(columns, index=views[0].run.info.classes)
 
 
-def _comparison(views: Sequence[RunView], problems: list[str]) -> Comparison | None:
+def _comparison(views: Sequence[RunView], problems: list[str], ablation: bool = True) -> Comparison | None:
     try:
-        return build_comparison([(v.name, v.run) for v in views])
+        return build_comparison([(v.name, v.run) for v in views], ablation=ablation)
     except KagglePlanetError as exc:  # e.g. runs made with other folds: the rest of the page still holds
         problems.append(f"no leaderboard: {exc}")
         return None
@@ -398,9 +401,10 @@ def scored_submissions(log_path: Path | None, competition: str, problems: list[s
     return frame.reset_index(drop=True) if len(frame) else None
 
 
-def build_report(run_dir: str | Path, submissions_log: str | Path | None = None) -> ReportData:
+def build_report(run_dir: str | Path, submissions_log: str | Path | None = None, ablation: bool = True) -> ReportData:
     """Load an experiment, model or blend folder and compute every number of the report;
-    ``submissions_log`` (submissions/log.csv) adds the CV-against-public-LB plot when it has scores."""
+    ``submissions_log`` (submissions/log.csv) adds the CV-against-public-LB plot when it has scores;
+    ``ablation`` False skips the blends' drop-one ablation (M re-fits of each blend)."""
     run_dir = Path(run_dir)
     layout, models, blends, problems = discover_runs(run_dir)
     views = [*models, *blends]
@@ -451,7 +455,7 @@ def build_report(run_dir: str | Path, submissions_log: str | Path | None = None)
         per_class_by_run=per_class_by_run(views, info.task),
         warnings=problems,
         experiment_scores=_read_optional_json(run_dir / artifacts.SCORES) if layout == "experiment" else None,
-        comparison=_comparison(views, problems),
+        comparison=_comparison(views, problems, ablation),
         submissions=scored_submissions(Path(submissions_log) if submissions_log else None, info.competition, problems),
     )
 
@@ -827,10 +831,11 @@ def resolve_report_out(out: str | Path | None, run_dir: Path) -> Path:
     return out
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None, submissions_log: str | Path | None = None) -> Path:
+def write_report(run_dir: str | Path, out: str | Path | None = None, submissions_log: str | Path | None = None,
+                 ablation: bool = True) -> Path:
     """Write the HTML report of an experiment, model run or blend folder; default ``<run_dir>/report.html``."""
     run_dir = Path(run_dir)
-    data = build_report(run_dir, submissions_log)
+    data = build_report(run_dir, submissions_log, ablation)
     out = resolve_report_out(out, run_dir)
     artifacts.write_text(out, render_html(data))
     log.info("wrote report of %s to %s", run_dir, out)

@@ -99,6 +99,20 @@ def test_check_summary_counts(demo_datasets):
     assert int(line.split()[1]) == counts["water"]
 
 
+def test_check_lists_every_bad_image_across_chunks_in_order(dataset_copy, monkeypatch):
+    from kaggle_planet import competitions
+
+    monkeypatch.setattr(competitions, "CHECK_CHUNK", 4)  # the 60 + 12 images span many chunks
+    root = dataset_copy("planet")
+    bad = ["train_3", "train_4", "train_9", "train_41"]
+    for name in bad:
+        (root / "train-jpg" / f"{name}.jpg").write_bytes(b"broken")
+    problems = check_dataset("planet", root).problems
+    assert [p.split("'")[1] for p in problems] == bad and all("unreadable" in p for p in problems)
+    table = load_dataset("planet", root, check_images=False)
+    assert len(competitions.find_image_problems(table, decode=True, limit=3)) == 3
+
+
 # ------------------------------------------------------------------------------------ bad input
 
 

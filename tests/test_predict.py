@@ -139,3 +139,37 @@ def test_predict_again_with_another_tta(trained_run):
     assert json.loads((model_dir / "scores.json").read_text())["tta"] == "none"
     with pytest.raises(KagglePlanetError, match="no trained model for fold 5"):
         load_fold_model(model_dir, 5, CPU)
+
+
+def test_predict_an_experiment_folder_predicts_every_finished_model(trained_run, tmp_path, monkeypatch, capsys):
+    """``predict runs/<exp>``: every model run with all folds trained is predicted (checked against its
+    fold models run directly), an unfinished one is named and skipped, a blend is left alone."""
+    import shutil
+
+    from kaggle_planet.cli import main
+
+    model_dir, root = trained_run
+    work = shutil.copytree(root, tmp_path / "work")
+    monkeypatch.chdir(work)
+    exp = work / model_dir.relative_to(root).parent
+    shutil.copytree(exp / "tiny", exp / "tiny2")
+    shutil.copytree(exp / "tiny", exp / "half")
+    (exp / "half" / "fold1" / "done.json").unlink()
+    (exp / "blend").mkdir()
+    (exp / "blend" / "run.json").write_text("{}")  # a blend folder holds no config.yaml: not a model to predict
+    half_oof = (exp / "half" / "oof.csv").read_bytes()
+    assert main(["predict", str(exp), "--tta", "d4", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote predictions in {exp / 'tiny'}" in out and f"wrote predictions in {exp / 'tiny2'}" in out
+    assert f"{exp / 'half'}: skipped, folds [1] of 2 not trained yet" in out
+    assert (exp / "half" / "oof.csv").read_bytes() == half_oof
+    for name in ("tiny", "tiny2"):
+        info = json.loads((exp / name / "run.json").read_text())
+        assert info["extra"]["tta"] == "d4"
+        oof = pd.read_csv(exp / name / "oof.csv")
+        rows = oof[oof["fold"] == 1].head(4)
+        model, settings = load_fold_model(exp / name, 1, CPU)
+        files = [f"{info['data_dir']}/train-jpg/{n}.jpg" for n in rows["image_name"]]
+        np.testing.assert_allclose(predict_files(model, files, settings, CPU, "d4"), rows[info["classes"]].to_numpy(), atol=1e-6)
+    assert main(["predict", str(exp / "blend"), "--device", "cpu"]) == 2
+    assert "no config.yaml here nor in its subfolders" in capsys.readouterr().err

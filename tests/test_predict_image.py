@@ -151,3 +151,56 @@ def test_multiclass_and_binary_decisions():
     assert DECIDERS["multiclass"](info, probs, None) == [["b"], ["a"]]
     info = artifacts.RunInfo("invasive", "binary", "name", ["invasive"], "data")
     assert DECIDERS["binary"](info, np.array([[0.7], [0.5], [0.2]]), np.array([0.5])) == [["invasive"], [], []]
+
+
+def test_a_folder_in_batches_gives_the_probabilities_of_one_by_one_calls(experiment, tmp_path):
+    """Each fold model is loaded once and predicts the folder in batches (here of 2, with a ragged last
+    batch): the same numbers as one call per image."""
+    import shutil
+
+    run = artifacts.load_run(experiment / "blend")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    sources = _test_files(run, 5)
+    for i, src in enumerate(sources):  # names sorted naturally: img_2 before img_10
+        shutil.copy(src, folder / f"img_{[10, 2, 33, 4, 1][i]}.jpg")
+    (folder / "notes.txt").write_text("not an image")  # skipped (not an image suffix)
+    batched = predict_images(run.path, [folder], CPU, batch_size=2, num_workers=0)
+    assert [f.name for f in batched.files] == ["img_1.jpg", "img_2.jpg", "img_4.jpg", "img_10.jpg", "img_33.jpg"]
+    assert len(batched.models) == 4  # 2 members x 2 folds, each used once for the whole folder
+    singles = np.concatenate([predict_images(run.path, [f], CPU).probs for f in batched.files])
+    np.testing.assert_allclose(batched.probs, singles, atol=1e-5)
+    assert [predict_images(run.path, [f], CPU).labels[0] for f in batched.files[:2]] == batched.labels[:2]
+
+
+def test_cli_predict_image_folder_to_csv(experiment, tmp_path, capsys):
+    import shutil
+
+    import pandas as pd
+
+    run = artifacts.load_run(experiment / "test_resnet")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for src in _test_files(run, 3):
+        shutil.copy(src, folder / src.name)
+    out = tmp_path / "pred.csv"
+    assert main(["predict-image", str(run.path), str(folder), "--device", "cpu", "--batch-size", "2", "--workers", "0", "--out", str(out)]) == 0
+    assert "3 image(s)" in capsys.readouterr().out
+    frame = pd.read_csv(out)
+    expected = predict_images(run.path, sorted(folder.iterdir()), CPU)
+    assert frame["file"].tolist() == [str(f) for f in expected.files]
+    np.testing.assert_allclose(frame[run.info.classes].to_numpy(), expected.probs, atol=1e-6)
+    assert frame["labels"].tolist() == [" ".join(t) for t in expected.labels]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["predict-image", str(run.path), str(empty), "--device", "cpu"]) == 2
+    assert "empty: folder holds no image files" in capsys.readouterr().err
+
+
+def test_an_image_with_a_jpeg_signature_that_does_not_decode_is_named_by_the_loader(experiment, tmp_path):
+    run = artifacts.load_run(experiment / "test_resnet")
+    bad = tmp_path / "truncated.jpg"
+    bad.write_bytes(_test_files(run, 1)[0].read_bytes()[:40])  # passes the signature check, fails to decode
+    with pytest.raises(KagglePlanetError, match=r"truncated\.jpg: cannot read image") as err:
+        predict_images(run.path, [bad], CPU, num_workers=0)
+    assert "\n" not in str(err.value)

@@ -309,7 +309,9 @@ def test_text_is_escaped_and_commands_and_config_are_shown(planet_page):
     assert provenance.count("kaggle-planet blend") == 2
 
 
-def test_f2_threshold_curves_equal_rescoring_with_one_threshold_moved():
+@pytest.mark.parametrize("chunk", [16, report.CURVE_ROWS])  # 70 rows: in ragged chunks, and in one
+def test_f2_threshold_curves_equal_rescoring_with_one_threshold_moved(chunk, monkeypatch):
+    monkeypatch.setattr(report, "CURVE_ROWS", chunk)
     rng = np.random.default_rng(3)
     y = (rng.random((70, 5)) < 0.3).astype(int)
     p = rng.random((70, 5))
@@ -411,6 +413,14 @@ def test_cli_report(tmp_path, capsys):
     assert main(["report", str(root / "effnet"), "--out", str(tmp_path / "r.html")]) == 0
     assert (tmp_path / "r.html").is_file() and "wrote" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "nowhere")]) == 2
+
+
+def test_no_ablation_skips_only_the_blends_drop_one_refits(tmp_path):
+    root = make_experiment(tmp_path / "exp", "planet", methods=("mean",))
+    full, quick = report.build_report(root), report.build_report(root, ablation=False)
+    assert list(full.comparison.ablations) == ["blend"] and quick.comparison.ablations == {}
+    pd.testing.assert_frame_equal(full.comparison.leaderboard, quick.comparison.leaderboard)
+    assert main(["report", str(root), "--no-ablation", "--out", str(tmp_path / "r.html")]) == 0
 
 
 # ------------------------------------------------------------------------------- a trained run
