@@ -11,7 +11,7 @@ fresh child process:
 
 - ``check`` and ``folds`` (the CLI);
 - a DataLoader over the training images per augment preset at 128 and 256 px (the toolkit's
-  ``ImageDataset``/``build_transform``/``make_loader``, no model), built for every training image and
+  ``image_dataset``/``make_loader``, streamed without the cache, no model), built for every training image and
   iterated for ``--loader-images`` of them (default 5,000, ``0`` for the whole pass: ten whole
   passes over 40,479 images would take most of the 20 minutes on 2 cores, and a pass's images/s and
   memory are reached long before its end);
@@ -141,15 +141,14 @@ def child_loader(data_dir: str, preset: str, size: int, workers: int, limit: int
     all of them), iterated for its first ``limit`` images (0: the whole pass); no model."""
     import torch
 
-    from kaggle_planet import augment
     from kaggle_planet.competitions import load_dataset
-    from kaggle_planet.data import ImageDataset, make_loader
+    from kaggle_planet.data import image_dataset, make_loader
 
     torch.set_num_threads(1)
     table = load_dataset("planet", data_dir, check_images=False)
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # timm's ImageNet default (what the models resolve)
-    transform = augment.build_transform(preset, size, mean, std, train=True)
-    dataset = ImageDataset(table.train["file"].tolist(), table.targets, transform, seed=0)
+    # training's own dataset (reduced-scale decode, uint8 batches); streamed (cache none): this stage is
+    # about memory flat in the dataset size, and the cache holds images in RAM by design
+    dataset = image_dataset(table.train["file"].tolist(), table.targets, preset, size, train=True, seed=0, cache="none")
     loader = make_loader(dataset, BATCH, train=True, device=torch.device("cpu"), num_workers=workers, seed=0)
     n = 0
     for images, _, _ in loader:

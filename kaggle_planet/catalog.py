@@ -44,6 +44,8 @@ def resolve_config(arg: str | Path) -> Path:
         shipped = shipped_configs()
         if name in shipped:
             return shipped[name]
+    if path.is_dir():
+        raise KagglePlanetError(f"{arg}: config file not found (it is a folder); expected a YAML config file or a shipped config name")
     raise KagglePlanetError(
         f"{arg}: config file not found, and not a shipped config name; shipped: {', '.join(shipped_configs())} (kaggle-planet configs)"
     )

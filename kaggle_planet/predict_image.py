@@ -89,10 +89,13 @@ def check_images(images: Sequence[Path]) -> list[Path]:
     if not paths:
         raise KagglePlanetError("predict-image: no image files given")
     for path in paths:
-        problem = image_file_problem(str(path))  # first and last bytes: a cut-short JPEG may decode, grey below the cut
+        problem = path_problem(path)
         if problem:
+            raise KagglePlanetError(f"{path}: image file {problem}")
+        problem = image_file_problem(str(path))  # first and last bytes: a cut-short JPEG may decode, grey below the cut
+        if problem and problem.startswith("truncated"):
             raise KagglePlanetError(f"{path}: {problem}")
-        if not cv2.haveImageReader(str(path)):
+        if problem or not cv2.haveImageReader(str(path)):
             raise KagglePlanetError(f"{path}: not a readable image (expected a JPEG, PNG, TIFF, BMP or WebP file)")
     return paths
 

@@ -132,10 +132,18 @@ def write_run(
 # ------------------------------------------------------------------- minimal competition data folders
 
 
+_TINY_JPEG: list[bytes] = []
+
+
 def _touch_images(folder: Path, stems: list[str]) -> None:
+    """Placeholder images: one real 8x8 JPEG, so that the load-time image check passes them."""
+    if not _TINY_JPEG:
+        import cv2
+
+        _TINY_JPEG.append(cv2.imencode(".jpg", np.full((8, 8, 3), 128, np.uint8))[1].tobytes())
     folder.mkdir(parents=True, exist_ok=True)
     for stem in stems:
-        (folder / f"{stem}.jpg").write_bytes(b"\xff\xd8\xff")  # listed only; check_images=False never decodes
+        (folder / f"{stem}.jpg").write_bytes(_TINY_JPEG[0])
 
 
 def make_planet_data(data_dir: Path, y: np.ndarray, classes: list[str], n_test: int) -> tuple[list[str], list[str]]:
@@ -161,6 +169,7 @@ def make_invasive_data(data_dir: Path, y: np.ndarray, n_test: int) -> tuple[list
     (data_dir / "train_labels.csv").write_text("name,invasive\n" + "".join(f"{i},{v}\n" for i, v in zip(train_ids, y[:, 0])))
     test_ids = [str(i + 1) for i in range(n_test)]
     (data_dir / "sample_submission.csv").write_text("name,invasive\n" + "".join(f"{i},0.5\n" for i in test_ids))
+    _touch_images(data_dir / "train", train_ids)
     _touch_images(data_dir / "test", test_ids)
     return train_ids, test_ids
 

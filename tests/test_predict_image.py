@@ -200,7 +200,8 @@ def test_cli_predict_image_folder_to_csv(experiment, tmp_path, capsys):
 def test_an_image_with_a_jpeg_signature_that_does_not_decode_is_named_by_the_loader(experiment, tmp_path):
     run = artifacts.load_run(experiment / "test_resnet")
     bad = tmp_path / "truncated.jpg"
-    bad.write_bytes(_test_files(run, 1)[0].read_bytes()[:40])  # passes the signature check, fails to decode
+    # a JPEG's first bytes and its end marker: passes the signature and end checks, fails to decode
+    bad.write_bytes(_test_files(run, 1)[0].read_bytes()[:40] + b"\xff\xd9")
     with pytest.raises(KagglePlanetError, match=r"truncated\.jpg: cannot read image") as err:
         predict_images(run.path, [bad], CPU, num_workers=0)
     assert "\n" not in str(err.value)

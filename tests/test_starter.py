@@ -37,7 +37,7 @@ def test_init_output_loads_and_trains(demo_datasets, tmp_path, monkeypatch, caps
         if key not in ("folds", "pretrained"):
             assert line.split(" # ", 1)[1] == helps[key], line
     first = cfg.models[0].name
-    sets = ["epochs=1", "folds.k=2", "batch_size=16", "num_workers=0", "tta=none", "device=cpu"]
+    sets = [f"epochs={cfg.train.freeze_epochs + 1}", "folds.k=2", "batch_size=16", "num_workers=0", "tta=none", "device=cpu"]
     assert main(["train", str(out), "--models", first, "--folds", "0", *[a for s in sets for a in ("--set", s)]]) == 0
     assert (Path("runs") / cfg.name / first / "fold0" / "best.pt").is_file()
 
