@@ -108,7 +108,7 @@ def test_check_lists_every_bad_image_across_chunks_in_order(dataset_copy, monkey
     for name in bad:
         (root / "train-jpg" / f"{name}.jpg").write_bytes(b"broken")
     problems = check_dataset("planet", root).problems
-    assert [p.split("'")[1] for p in problems] == bad and all("unreadable" in p for p in problems)
+    assert [p.split("'")[1] for p in problems] == bad and all("not an image file" in p for p in problems)
     table = load_dataset("planet", root, check_images=False)
     assert len(competitions.find_image_problems(table, decode=True, limit=3)) == 3
 
