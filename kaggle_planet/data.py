@@ -173,6 +173,10 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    def cached(self) -> bool:
+        """Whether every image of the dataset is in the cache already."""
+        return self.slots is not None and bool((self.slots >= 0).all()) and bool(self.cache.filled[torch.from_numpy(self.slots)].all())
+
     def base_image(self, index: int) -> np.ndarray:
         """The image the transform starts from: decoded (and resized to ``base_side``), from the cache if there."""
         from .augment import resize_to_base

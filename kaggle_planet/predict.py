@@ -98,9 +98,10 @@ def predict_files(
     dataset = image_dataset(files, None, settings.augment, settings.image_size, train=False, cache=settings.cache,
                             universe=universe)
     rank, world = _process_group() if shard else (0, 1)
-    loader = make_loader(dataset, settings.batch_size, train=False, device=device,
-                         num_workers=min(resolve_workers(settings.num_workers), max(0, len(files) // settings.batch_size)),
-                         rank=rank, world=world)
+    # images already in the cache (e.g. every image of a run just trained) are a copy away: workers would
+    # only add their start-up and a trip through shared memory
+    workers = 0 if dataset.cached() else min(resolve_workers(settings.num_workers), max(0, len(files) // settings.batch_size))
+    loader = make_loader(dataset, settings.batch_size, train=False, device=device, num_workers=workers, rank=rank, world=world)
     precision = resolve_precision(device, settings.amp, settings.channels_last, data_cfg["mean"], data_cfg["std"])
     out = evaluate(with_tta(model, tta), loader, None, None, precision, desc=f"predict ({tta})", distributed=shard,
                    show_progress=rank == 0)
@@ -145,11 +146,11 @@ def predict_run(model_dir: Path, device: torch.device, tta: str | None = None) -
         fold_settings.num_workers, fold_settings.cache = settings.num_workers, settings.cache
         rows = np.flatnonzero(folds == fold)
         log.info("%s fold %d: predicting %d OOF + %d test images (tta %s)", settings.name, fold, len(rows), len(table.test), tta)
-        universe = table.all_files()
-        oof[rows] = predict_files(model, table.train["file"].to_numpy()[rows].tolist(), fold_settings, device, tta, shard=True,
-                                  universe=universe)
-        fold_tests.append(predict_files(model, table.test["file"].tolist(), fold_settings, device, tta, shard=True,
-                                        universe=universe))
+        # the fold's OOF rows and the test set in one pass (one loader, one set of workers)
+        files = table.train["file"].to_numpy()[rows].tolist() + table.test["file"].tolist()
+        probs = predict_files(model, files, fold_settings, device, tta, shard=True, universe=table.all_files())
+        oof[rows] = probs[: len(rows)]
+        fold_tests.append(probs[len(rows):])
         test += fold_tests[-1] / cfg.folds.k
         done = artifacts.read_json(fold_dir(model_dir, fold) / DONE)
         if done.get("command") and done["command"] not in commands:

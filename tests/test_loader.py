@@ -147,14 +147,17 @@ def test_cache_is_shared_by_splits_and_folds_and_read_instead_of_decoding(jpegs,
     valid = image_dataset(jpegs[8:], None, "d4", 32, train=False, cache="auto", universe=universe)
     other_fold = image_dataset(jpegs[4:], None, "none", 32, train=False, cache="auto", universe=universe)
     assert train.cache is valid.cache is other_fold.cache  # d4 and evaluation share the 32 px base images
+    assert not train.cached() and not valid.cached()
     for ds in (train, valid):
         for i in range(len(ds)):
             ds[i]
+    assert valid.cached() and other_fold.cached()  # train + valid read every image of the universe
     calls = []
     monkeypatch.setattr(data, "read_image", lambda *a, **k: calls.append(a) or np.zeros((32, 32, 3), np.uint8))
     for i in range(len(other_fold)):
         other_fold[i]
     assert calls == []  # every image came from the cache
+    assert other_fold.cached() and not image_dataset(jpegs, None, "d4", 32, train=False, cache="none").cached()
     heavy = image_dataset(jpegs, None, "heavy", 32, train=True, seed=1, cache="auto", universe=universe)
     assert heavy.cache is not train.cache and heavy.cache.side == 48  # heavy crops from 1.5x base images
 
