@@ -169,7 +169,13 @@ def test_key_table_documents_every_key():
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_load_with_two_backbones(path):
     cfg = C.load_config(path)
-    assert len({m.backbone for m in cfg.models}) >= 2
+    # the demo blends two runs of the one backbone whose ImageNet weights are installed offline (lite0),
+    # differing in augmentation and seed; the competition configs blend different backbones
+    if path.name == "demo.yaml":
+        runs = [cfg.resolved_model(m.name) for m in cfg.models]
+        assert len(runs) >= 2 and len({(r.augment, r.seed) for r in runs}) == len(runs)
+    else:
+        assert len({m.backbone for m in cfg.models}) >= 2
 
 
 def test_shipped_configs_exist():
