@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import albumentations as A
 import cv2
@@ -62,7 +63,7 @@ def _heavy(size: int) -> list[A.BasicTransform]:
         # Crops from the base image (1.5x the output side, see PRESETS) so that even the smallest crop
         # (area 0.6, ratio 0.8: 0.69 of the side) keeps at least `size` pixels of detail; lands at `size`.
         A.RandomResizedCrop(size=(size, size), scale=(0.6, 1.0), ratio=(0.8, 1.25), p=1.0),
-        A.D4(p=1.0),
+        FastD4(p=1.0),
         A.Affine(
             scale=(0.9, 1.1),
             translate_percent=(-0.1, 0.1),
@@ -113,10 +114,34 @@ def _affine(size: int) -> list[A.BasicTransform]:
     ]
 
 
+# albumentations' D4 group elements as OpenCV calls: the same pixels, contiguous, several times faster
+# than its numpy rot90/flip plus copy (a 256 px image: ~25 us instead of ~200 us)
+_CV2_D4 = {
+    "e": lambda x: x,
+    "r90": lambda x: cv2.rotate(x, cv2.ROTATE_90_COUNTERCLOCKWISE),
+    "r180": lambda x: cv2.rotate(x, cv2.ROTATE_180),
+    "r270": lambda x: cv2.rotate(x, cv2.ROTATE_90_CLOCKWISE),
+    "v": lambda x: cv2.flip(x, 0),
+    "hvt": lambda x: cv2.rotate(cv2.transpose(x), cv2.ROTATE_180),
+    "h": lambda x: cv2.flip(x, 1),
+    "t": cv2.transpose,
+}
+
+
+class FastD4(A.D4):
+    """``A.D4`` (same draws, same output) with the image moved by OpenCV; masks, boxes and keypoints as A.D4."""
+
+    def apply(self, img: np.ndarray, group_element: str, **params: Any) -> np.ndarray:
+        if img.ndim == 3 and img.shape[2] > 4:  # more channels than OpenCV's fast paths take
+            return super().apply(img, group_element, **params)
+        out = _CV2_D4[group_element](img)
+        return out[..., None] if img.ndim == 3 and out.ndim == 2 else out  # OpenCV drops a single channel
+
+
 def _d4(size: int) -> list[A.BasicTransform]:
     # One of the 8 symmetries of the square, uniformly: identity, 3 rotations, 4 reflections.
     # Satellite chips have no "up", so these are label-preserving and add no interpolation blur.
-    return [A.D4(p=1.0)]
+    return [FastD4(p=1.0)]
 
 
 @dataclass(frozen=True)
@@ -219,8 +244,9 @@ def build_transform(
     mean, std: per-channel RGB values in [0, 1] (timm data config); train: False gives resize +
     normalise only. Input ``image``: HxWx3 uint8 RGB; output ``{"image": float32 (3, S, S) tensor}``.
     seed: the Compose's own generator seed (None: fresh randomness).
-    normalize: False leaves the output a uint8 (3, S, S) tensor, to be normalised on the device
-    (:meth:`kaggle_planet.engine.Precision.to_device`): 4x fewer bytes per batch.
+    normalize: False leaves the output the uint8 (S, S, 3) array, to be batched as it is (NHWC) and
+    normalised on the device (:meth:`kaggle_planet.engine.Precision.to_device`): 4x fewer bytes per batch, and
+    the HWC -> CHW transposition happens there too (for free: channels_last is that layout).
     base: False leaves out the resize to the base image (:func:`base_side`): the input is the base
     image already (the loader's decode-and-resize, which it may cache).
     """
@@ -238,8 +264,13 @@ def build_transform(
         steps = _resize(side) + steps
     if normalize:
         steps.append(A.Normalize(mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std), max_pixel_value=255.0))
-    steps.append(ToTensorV2())
+        steps.append(ToTensorV2())
     return A.Compose(steps, seed=seed)
+
+
+def is_deterministic(transform: A.Compose) -> bool:
+    """Whether ``transform`` draws nothing at random (only resizing, normalising, conversion to a tensor)."""
+    return all(isinstance(step, (A.Resize, A.Normalize, ToTensorV2)) for step in transform.transforms)
 
 
 def resize_to_base(image: np.ndarray, side: int) -> np.ndarray:

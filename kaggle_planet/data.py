@@ -13,7 +13,6 @@ an uninterrupted run would have seen.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import random
@@ -24,7 +23,6 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from .cache import cache_bytes, refusal
@@ -44,15 +42,33 @@ Transform = Callable[..., dict[str, Any]]
 _REDUCED_JPEG = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
 
 
+# start-of-frame markers (baseline, extended, progressive, lossless...): not DHT (C4), JPG (C8) or DAC (CC)
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
 def _jpeg_size(data: np.ndarray) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's header, or None when ``data`` is not a JPEG (PIL reads only the header)."""
-    if data[:3].tobytes() != b"\xff\xd8\xff":
+    """(width, height) from a JPEG's start-of-frame segment, or None when ``data`` is not a JPEG or its
+    header is damaged (the full decode then reports it). Walks the marker segments of the header only:
+    a few microseconds, against ~40 for PIL's header parse."""
+    head = data[:65536].tobytes()
+    if head[:3] != b"\xff\xd8\xff":
         return None
-    try:
-        with Image.open(io.BytesIO(data[:65536].tobytes())) as image:
-            return image.size if image.format == "JPEG" else None
-    except Exception:  # noqa: BLE001 - a damaged header: let the full decode report it
-        return None
+    pos = 2
+    while pos + 9 <= len(head):
+        if head[pos] != 0xFF:
+            return None
+        marker = head[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _SOF:
+            height, width = int.from_bytes(head[pos + 5:pos + 7], "big"), int.from_bytes(head[pos + 7:pos + 9], "big")
+            return (width, height) if width and height else None
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # segments without a length
+            pos += 2
+            continue
+        pos += 2 + int.from_bytes(head[pos + 2:pos + 4], "big")
+    return None
 
 
 def decode_scale(width: int, height: int, min_side: int | None) -> int:
@@ -140,7 +156,8 @@ def reseed_sample(rng: np.random.Generator, py_random: random.Random, seed: int,
 
 
 class ImageDataset(Dataset):
-    """``files[i]`` decoded, transformed; items are ``(image (3,S,S) tensor, target (C,) float32, i)``.
+    """``files[i]`` decoded, transformed; items are ``(image, target (C,) float32, i)``, the image a float32
+    (3,S,S) tensor when the transform normalises, else a uint8 (S,S,3) tensor (batches then NHWC uint8).
 
     targets: (N, C) 0/1 array, or None for unlabelled (test) images, which get an empty target.
     transform: from the image to the tensor (float32 when it normalises, uint8 when normalisation is
@@ -197,6 +214,8 @@ class ImageDataset(Dataset):
         if self.seed is not None:
             reseed_sample(self._rng, self._py_random, self.seed, epoch, index)
         image = self.transform(image=self.base_image(index))["image"]
+        if isinstance(image, np.ndarray):  # a uint8 HWC image (normalised on the device): batched as NHWC
+            image = torch.from_numpy(np.ascontiguousarray(image))
         target = torch.from_numpy(self.targets[index]) if self.targets is not None else torch.zeros(0)
         return image, target, index
 
@@ -213,6 +232,7 @@ def image_dataset(files: Sequence[str], targets: np.ndarray | None, augment: str
     transform = aug.build_transform(augment, image_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), train=train,
                                     normalize=False, base=False)
     shared = image_cache(files if universe is None else universe, side, cache)
+    seed = None if aug.is_deterministic(transform) else seed  # e.g. `none`: nothing to reseed per sample
     return ImageDataset(files, targets, transform, seed=seed, base_side=side, cache=shared)
 
 

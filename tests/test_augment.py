@@ -168,3 +168,16 @@ def test_affine_preset_never_flips_or_turns():
         bar = out.astype(float).mean(axis=2) > 128  # colour changes lift the background, not above the bar
         # a flip would put the bar on the right (~0), a quarter turn would spread it across (~0.5)
         assert bar[:, :24].sum() > 0.8 * bar.sum() > 0, seed
+
+
+@pytest.mark.parametrize("shape", [(5, 7, 3), (6, 6, 1), (4, 9)])
+def test_fast_d4_equals_albumentations_d4_for_every_group_element(shape):
+    import albumentations.augmentations.geometric.functional as F
+
+    from kaggle_planet.augment import FastD4
+
+    img = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
+    for element in ("e", "r90", "r180", "r270", "v", "hvt", "h", "t"):
+        expected = F.d4(img, element)
+        got = FastD4(p=1.0).apply(img, element)
+        np.testing.assert_array_equal(got, expected, err_msg=element)

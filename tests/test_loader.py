@@ -93,7 +93,7 @@ def test_uint8_batches_normalised_on_device_equal_the_float_path(jpegs, preset, 
     for i in range(len(jpegs)):
         item = (i, 2) if train else i
         raw, _, _ = fast[item]
-        assert raw.dtype == torch.uint8 and tuple(raw.shape) == (3, size, size)
+        assert raw.dtype == torch.uint8 and tuple(raw.shape) == (size, size, 3)  # HWC: batches are NHWC
         # the float path from the same decoded pixels: full pipeline (resize to the base side included)
         decoded = read_image(jpegs[i], side)
         if train:
@@ -106,7 +106,17 @@ def test_uint8_batches_normalised_on_device_equal_the_float_path(jpegs, preset, 
 
 def test_uint8_batch_without_mean_and_std_is_refused():
     with pytest.raises(RuntimeError, match="mean and std"):
-        resolve_precision(CPU, amp=False, channels_last=False).to_device(torch.zeros(1, 3, 4, 4, dtype=torch.uint8))
+        resolve_precision(CPU, amp=False, channels_last=False).to_device(torch.zeros(1, 4, 4, 3, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_nhwc_uint8_batch_becomes_normalised_nchw_in_the_requested_layout(channels_last):
+    x = torch.randint(0, 256, (2, 5, 7, 3), dtype=torch.uint8)
+    out = resolve_precision(CPU, amp=False, channels_last=channels_last, mean=MEAN, std=STD).to_device(x)
+    expected = (x.permute(0, 3, 1, 2).double() / 255 - torch.tensor(MEAN, dtype=torch.float64).view(1, 3, 1, 1)) / torch.tensor(STD, dtype=torch.float64).view(1, 3, 1, 1)
+    assert out.shape == (2, 3, 5, 7) and out.dtype == torch.float32
+    assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=0)
 
 
 def test_float_batches_pass_through_unchanged():
@@ -198,7 +208,7 @@ def test_pipeline_files_are_decoded_in_full_and_not_cached(tmp_path, jpegs):
     assert ds.cache is None and ds.base_side is None
     image = ds[0][0]
     expected = cv2.resize(read_image(jpegs[0])[:, ::-1], (32, 32), interpolation=cv2.INTER_AREA)
-    np.testing.assert_array_equal(image.permute(1, 2, 0).numpy(), expected)
+    np.testing.assert_array_equal(image.numpy(), expected)
 
 
 def test_auto_workers_follow_the_cores_shared_by_local_ranks(monkeypatch):
@@ -209,3 +219,32 @@ def test_auto_workers_follow_the_cores_shared_by_local_ranks(monkeypatch):
     assert resolve_workers("auto") == 3
     monkeypatch.setattr(data.os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert resolve_workers("auto") == 1
+
+
+def test_jpeg_header_size_equals_pils(tmp_path):
+    from PIL import Image
+
+    cases = []
+    for i, (h, w, params) in enumerate([(96, 96, []), (50, 203, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]), (7, 300, []),
+                                         (301, 17, [cv2.IMWRITE_JPEG_OPTIMIZE, 1])]):
+        path = tmp_path / f"{i}.jpg"
+        cv2.imwrite(str(path), _smooth_image(h, w, i), params)
+        cases.append(path)
+    exif = tmp_path / "exif.jpg"  # a 20 kB APP1 segment before the frame header
+    image = Image.fromarray(_smooth_image(40, 60, 9))
+    exif_data = Image.Exif()
+    exif_data[0x010E] = "x" * 20000  # ImageDescription
+    image.save(exif, exif=exif_data.tobytes())
+    cases.append(exif)
+    for path in cases:
+        with Image.open(path) as reference:
+            assert data._jpeg_size(np.fromfile(path, np.uint8)) == reference.size, path.name
+    png = tmp_path / "a.png"
+    cv2.imwrite(str(png), _smooth_image(8, 8, 0))
+    assert data._jpeg_size(np.fromfile(png, np.uint8)) is None
+    assert data._jpeg_size(np.frombuffer(b"\xff\xd8\xff\xe0\x00", np.uint8)) is None  # cut inside the header
+
+
+def test_deterministic_pipelines_are_not_reseeded(jpegs):
+    assert image_dataset(jpegs, None, "none", 32, train=True, seed=3).seed is None
+    assert image_dataset(jpegs, None, "d4", 32, train=True, seed=3).seed == 3
