@@ -52,6 +52,7 @@ def test_bad_input_prints_one_line_and_exit_2(tmp_path, dataset_copy):
     assert "Traceback" not in proc.stderr and not (tmp_path / "folds").exists()
 
 
+@pytest.mark.slow  # a training subprocess with loader workers: ~10 s
 def test_unreadable_image_met_by_a_loader_worker_is_one_line(dataset_copy, tmp_path):
     root = dataset_copy("invasive")
     # a JPEG's first and last bytes around garbage: passes the start-of-training file check, fails to decode

@@ -1,6 +1,8 @@
 """Scale-out: a 2-process torchrun job (gloo on CPU) trains every fold and leaves the same files."""
 from __future__ import annotations
 
+import pytest
+
 import importlib.util
 import json
 import os
@@ -19,6 +21,7 @@ from kaggle_planet.predict import predict_run
 TENSORBOARD = importlib.util.find_spec("tensorboard") is not None  # the optional tracker rides along when installed
 
 
+@pytest.mark.slow  # two torchrun processes, each importing torch: ~14 s
 def test_two_process_gloo_run_completes(demo_datasets, tmp_path, monkeypatch):
     config = tmp_path / "ddp.yaml"
     config.write_text(yaml.safe_dump({
