@@ -189,20 +189,7 @@ CHILDREN = {"loader": child_loader, "predictions": child_predictions}
 # ---------------------------------------------------------------------------- measuring (parent)
 
 
-def _tree_pss_kb(pid: int) -> int:
-    total, stack = 0, [pid]
-    while stack:
-        p = stack.pop()
-        try:
-            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-                    break
-            for tid in os.listdir(f"/proc/{p}/task"):
-                stack += [int(c) for c in Path(f"/proc/{p}/task/{tid}/children").read_text().split()]
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-    return total
+from bench_train import _tree_pss_kb  # noqa: E402 - the sibling script (benchmarks/ is on sys.path when run)
 
 
 # Linux records the pre-exec memory of a forked process in its peak RSS, so a stage forked straight

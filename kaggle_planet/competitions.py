@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -614,23 +614,27 @@ def _jpeg_problem(path: str, tail: bytes, size: int) -> str | None:
     return TRUNCATED.format(detail="no JPEG end-of-image marker FFD9")
 
 
-def _jpeg_scan_start(data: bytes) -> int | None:
-    """Offset of the first start-of-scan marker (FFDA), walking the segments after SOI; None if absent.
-    Walking by segment lengths skips an EXIF thumbnail, which holds markers of its own."""
+def jpeg_segments(data: bytes) -> Iterator[tuple[int, int]]:
+    """``(offset, marker)`` of each marker of a JPEG header, walking segment lengths from SOI up to and
+    including the start of scan (FFDA); stops early at anything that is not a marker. Walking by lengths
+    skips an EXIF thumbnail, which holds markers of its own."""
     pos = 2
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
-            return None
+            return
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
-        elif marker == 0xDA:
-            return pos
-        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:
-            pos += 2
-        else:
-            pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
-    return None
+            continue
+        yield pos, marker
+        if marker == 0xDA:
+            return
+        pos += 2 if (0xD0 <= marker <= 0xD7 or marker == 0x01) else 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+
+
+def _jpeg_scan_start(data: bytes) -> int | None:
+    """Offset of the first start-of-scan marker (FFDA); None if absent."""
+    return next((pos for pos, marker in jpeg_segments(data) if marker == 0xDA), None)
 
 
 _PNG_END = b"IEND\xaeB`\x82"

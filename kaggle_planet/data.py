@@ -48,26 +48,17 @@ _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 def _jpeg_size(data: np.ndarray) -> tuple[int, int] | None:
     """(width, height) from a JPEG's start-of-frame segment, or None when ``data`` is not a JPEG or its
-    header is damaged (the full decode then reports it). Walks the marker segments of the header only:
-    a few microseconds, against ~40 for PIL's header parse."""
+    header is damaged (the full decode then reports it). Walks the header's segments only: a few
+    microseconds, against ~40 for PIL's header parse."""
+    from .competitions import jpeg_segments
+
     head = data[:65536].tobytes()
     if head[:3] != b"\xff\xd8\xff":
         return None
-    pos = 2
-    while pos + 9 <= len(head):
-        if head[pos] != 0xFF:
-            return None
-        marker = head[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in _SOF:
+    for pos, marker in jpeg_segments(head):
+        if marker in _SOF and pos + 9 <= len(head):
             height, width = int.from_bytes(head[pos + 5:pos + 7], "big"), int.from_bytes(head[pos + 7:pos + 9], "big")
             return (width, height) if width and height else None
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # segments without a length
-            pos += 2
-            continue
-        pos += 2 + int.from_bytes(head[pos + 2:pos + 4], "big")
     return None
 
 
