@@ -96,7 +96,7 @@ def test_demo_runs_from_any_folder_after_a_non_editable_wheel_install(tmp_path):
     assert str(site / "kaggle_planet" / "configs") in listing and "demo" in listing
     run(cli, "make-demo-data", "--competition", "planet", "--out", "data/tiny", "--n-train", "60", "--n-test", "12", "--size", "32",
         cwd=work, env=env)
-    sets = ["folds.k=2", "epochs=1", "image_size=32", "batch_size=16", "num_workers=0", "tta=none", "models.1.backbone=test_resnet"]
+    sets = ["folds.k=2", "epochs=1", "image_size=32", "batch_size=16", "num_workers=0", "tta=none", "models.1.backbone=test_resnet", "models.1.pretrained=false"]
     out = run(cli, "demo", "--data-dir", "data/tiny", "--device", "cpu", *[a for s in sets for a in ("--set", s)], cwd=work, env=env).stdout
     assert "submission: submissions/demo.csv" in out
     assert (work / "submissions" / "demo.csv").is_file() and (work / "runs" / "demo" / "blend" / "oof.csv").is_file()

@@ -79,7 +79,7 @@ def test_demo_makes_its_data_and_runs_the_demo_config(tmp_path, monkeypatch, cap
     with overrides; the full demo is timed in the closing note, not here."""
     monkeypatch.chdir(tmp_path)
     overrides = ["--set", "epochs=1", "--set", "image_size=32", "--set", "folds.k=2", "--set", "tta=hflip",
-                 "--set", "models.1.backbone=test_resnet", "--set", "models.1.name=small"]
+                 "--set", "models.1.backbone=test_resnet", "--set", "models.1.pretrained=false", "--set", "models.1.name=small"]
     assert main(["demo", "--data-dir", "demo-data", *overrides]) == 0
     out = capsys.readouterr().out
     assert "tf_efficientnet_lite0" in out and "submission: submissions/demo.csv" in out
