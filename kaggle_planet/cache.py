@@ -28,6 +28,12 @@ def cache_bytes(n: int, side: int) -> int:
     return int(n) * int(side) * int(side) * 3
 
 
+def local_processes() -> int:
+    """Processes of this job on this host (torchrun's LOCAL_WORLD_SIZE; 1 when run alone): they share the
+    host's memory and cores."""
+    return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
 def available_bytes() -> tuple[int, int]:
     """(available memory, free space of /dev/shm) in bytes."""
     avail = 0
@@ -54,7 +60,7 @@ def refusal(mode: str, n: int, side: int, held: int = 0) -> str | None:
         return "cache: none"
     need = cache_bytes(n, side)
     avail, shm = available_bytes()
-    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    local = local_processes()
     if mode == "ram":
         if need + held > shm / local:
             raise KagglePlanetError(

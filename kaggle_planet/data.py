@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from .cache import cache_bytes, refusal
+from .cache import cache_bytes, local_processes, refusal
 from .errors import KagglePlanetError
 
 log = logging.getLogger(__name__)
@@ -261,8 +261,7 @@ def resolve_workers(num_workers: int | str) -> int:
     if num_workers != "auto":
         return int(num_workers)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return max(1, min(MAX_AUTO_WORKERS, cores // local))
+    return max(1, min(MAX_AUTO_WORKERS, cores // local_processes()))
 
 
 def make_loader(

@@ -141,6 +141,7 @@ def predict_run(model_dir: Path, device: torch.device, tta: str | None = None) -
     test = np.zeros((len(table.test), n_classes))
     fold_tests: list[np.ndarray] = []  # each fold model's own test predictions (pseudo-labels need them)
     commands: list[str] = []
+    universe = table.all_files()  # one image cache over every image, whichever fold predicts it
     for fold in range(cfg.folds.k):
         model, fold_settings = load_fold_model(model_dir, fold, device)
         fold_settings.num_workers, fold_settings.cache = settings.num_workers, settings.cache
@@ -148,7 +149,7 @@ def predict_run(model_dir: Path, device: torch.device, tta: str | None = None) -
         log.info("%s fold %d: predicting %d OOF + %d test images (tta %s)", settings.name, fold, len(rows), len(table.test), tta)
         # the fold's OOF rows and the test set in one pass (one loader, one set of workers)
         files = table.train["file"].to_numpy()[rows].tolist() + table.test["file"].tolist()
-        probs = predict_files(model, files, fold_settings, device, tta, shard=True, universe=table.all_files())
+        probs = predict_files(model, files, fold_settings, device, tta, shard=True, universe=universe)
         oof[rows] = probs[: len(rows)]
         fold_tests.append(probs[len(rows):])
         test += fold_tests[-1] / cfg.folds.k
