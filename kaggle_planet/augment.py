@@ -25,6 +25,7 @@ from typing import Any
 import albumentations as A
 import cv2
 import numpy as np
+from albumentations.core.type_definitions import d4_group_elements
 from albumentations.pytorch import ToTensorV2
 
 from .errors import KagglePlanetError
@@ -130,6 +131,11 @@ _CV2_D4 = {
 
 class FastD4(A.D4):
     """``A.D4`` (same draws, same output) with the image moved by OpenCV; masks, boxes and keypoints as A.D4."""
+
+    def get_params(self) -> dict[str, str]:
+        # the draw of A.D4's ``random_generator.choice(d4_group_elements)`` (numpy's choice over n items is
+        # integers(0, n, dtype=int64)), without choice's array conversion: ~1 us instead of ~6
+        return {"group_element": d4_group_elements[int(self.random_generator.integers(0, len(d4_group_elements), dtype=np.int64))]}
 
     def apply(self, img: np.ndarray, group_element: str, **params: Any) -> np.ndarray:
         if img.ndim == 3 and img.shape[2] > 4:  # more channels than OpenCV's fast paths take

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import random
+import struct
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, get_worker_info
 
 from .cache import cache_bytes, local_processes, refusal
 from .errors import KagglePlanetError
@@ -38,26 +40,28 @@ cv2.setNumThreads(0)
 Transform = Callable[..., dict[str, Any]]
 
 
-# libjpeg decodes at 1/2, 1/4 or 1/8 scale for a fraction of the full decode's cost
-_REDUCED_JPEG = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+# Decoded straight to RGB (libjpeg-turbo writes RGB as cheaply as BGR: no BGR->RGB pass afterwards); a JPEG
+# at 1/2, 1/4 or 1/8 scale where that keeps enough pixels, for a fraction of the full decode's cost.
+_RGB = cv2.IMREAD_COLOR_RGB
+_REDUCED_JPEG = tuple((factor, (flag & ~cv2.IMREAD_COLOR) | _RGB) for factor, flag in (
+    (8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2)))
 
 
 # start-of-frame markers (baseline, extended, progressive, lossless...): not DHT (C4), JPG (C8) or DAC (CC)
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
-def _jpeg_size(data: np.ndarray) -> tuple[int, int] | None:
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from a JPEG's start-of-frame segment, or None when ``data`` is not a JPEG or its
     header is damaged (the full decode then reports it). Walks the header's segments only: a few
     microseconds, against ~40 for PIL's header parse."""
     from .competitions import jpeg_segments
 
-    head = data[:65536].tobytes()
-    if head[:3] != b"\xff\xd8\xff":
+    if data[:3] != b"\xff\xd8\xff":
         return None
-    for pos, marker in jpeg_segments(head):
-        if marker in _SOF and pos + 9 <= len(head):
-            height, width = int.from_bytes(head[pos + 5:pos + 7], "big"), int.from_bytes(head[pos + 7:pos + 9], "big")
+    for pos, marker in jpeg_segments(data):
+        if marker in _SOF and pos + 9 <= len(data):
+            height, width = int.from_bytes(data[pos + 5:pos + 7], "big"), int.from_bytes(data[pos + 7:pos + 9], "big")
             return (width, height) if width and height else None
     return None
 
@@ -78,18 +82,19 @@ def read_image(path: str | Path, min_side: int | None = None) -> np.ndarray:
     decoded at the largest 1/2, 1/4 or 1/8 scale that keeps both sides at least ``min_side``.
     """
     try:
-        data = np.fromfile(str(path), dtype=np.uint8)
+        with open(path, "rb") as fh:
+            data = fh.read()
     except OSError:
-        data = np.zeros(0, np.uint8)
-    flag = cv2.IMREAD_COLOR
-    size = _jpeg_size(data) if min_side and data.size else None
+        data = b""
+    flag = _RGB
+    size = _jpeg_size(data) if min_side and data else None
     if size is not None:
         factor = decode_scale(*size, min_side)
-        flag = next((f for k, f in _REDUCED_JPEG if k == factor), cv2.IMREAD_COLOR)
-    image = cv2.imdecode(data, flag) if data.size else None
+        flag = next((f for k, f in _REDUCED_JPEG if k == factor), _RGB)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flag) if data else None
     if image is None:
         raise KagglePlanetError(f"{path}: cannot read image (missing or not a decodable image file)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
 
 
 class ImageCache:
@@ -139,11 +144,29 @@ def image_cache(files: Sequence[str], side: int | None, mode: str) -> ImageCache
 
 
 def reseed_sample(rng: np.random.Generator, py_random: random.Random, seed: int, epoch: int, index: int) -> None:
-    """Put ``rng`` and ``py_random`` (shared by every step of a pipeline) in the state for one sample of one
-    epoch: independent streams for different (seed, epoch, index); about 0.1 ms."""
-    seq = np.random.SeedSequence([seed, epoch, index])
-    rng.bit_generator.state = np.random.PCG64(seq).state
-    py_random.seed(int(seq.generate_state(1)[0]))
+    """Put ``rng`` (a PCG64 Generator) and ``py_random`` (shared by every step of a pipeline) in the state for
+    one sample of one epoch: a 320-bit BLAKE2b digest of (seed, epoch, index) gives PCG64's 128-bit state and
+    128-bit stream increment and Python's seed, so different (seed, epoch, index) draw from unrelated
+    streams. A few microseconds (numpy's SeedSequence took ~20)."""
+    digest = hashlib.blake2b(struct.pack("<qqq", seed, epoch, index), digest_size=40).digest()
+    rng.bit_generator.state = {"bit_generator": "PCG64", "has_uint32": 0, "uinteger": 0,
+                               "state": {"state": int.from_bytes(digest[:16], "little"),
+                                         "inc": int.from_bytes(digest[16:32], "little") | 1}}
+    py_random.seed(int.from_bytes(digest[32:], "little"))
+
+
+def _new_batch(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised batch tensor; in a DataLoader worker it is made in shared memory (as default_collate
+    does), so that it reaches the main process without another copy."""
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
+    return torch.empty(0, dtype=dtype).set_(storage).view(shape)
+
+
+def batch_collate(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """make_loader's collate_fn: :meth:`ImageDataset.__getitems__` returns whole batches already."""
+    return batch
 
 
 class ImageDataset(Dataset):
@@ -200,15 +223,45 @@ class ImageDataset(Dataset):
             self.cache.filled[slot] = True
         return image
 
-    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def _image(self, item: int | tuple[int, int]) -> tuple[int, np.ndarray | torch.Tensor]:
+        """(index, transformed image) of one ``i`` or ``(i, epoch)``."""
         index, epoch = item if isinstance(item, tuple) else (item, 0)
+        index = int(index)
         if self.seed is not None:
-            reseed_sample(self._rng, self._py_random, self.seed, epoch, index)
-        image = self.transform(image=self.base_image(index))["image"]
+            reseed_sample(self._rng, self._py_random, self.seed, int(epoch), index)
+        return index, self.transform(image=self.base_image(index))["image"]
+
+    def _targets(self, indices: Sequence[int] | int) -> torch.Tensor:
+        if self.targets is None:
+            return torch.zeros((len(indices), 0) if isinstance(indices, Sequence) else 0)
+        return torch.from_numpy(self.targets[indices])
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        index, image = self._image(item)
         if isinstance(image, np.ndarray):  # a uint8 HWC image (normalised on the device): batched as NHWC
             image = torch.from_numpy(np.ascontiguousarray(image))
-        target = torch.from_numpy(self.targets[index]) if self.targets is not None else torch.zeros(0)
-        return image, target, index
+        return image, self._targets(index), index
+
+    def __getitems__(self, items: Sequence[int | tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One whole batch ``(images, targets (B, C), indices (B,))``, the same values as stacking
+        ``self[item]`` for each item; each image is written straight into the batch (one copy, no per-image
+        tensors to stack). DataLoader calls this instead of ``__getitem__``; :func:`make_loader` passes
+        the batch through (:func:`batch_collate`)."""
+        indices: list[int] = []
+        batch = rows = None
+        for k, item in enumerate(items):
+            index, image = self._image(item)
+            indices.append(index)
+            if batch is None:
+                dtype = image.dtype if isinstance(image, torch.Tensor) else torch.from_numpy(image[:0]).dtype
+                batch = _new_batch((len(items), *image.shape), dtype)
+                rows = batch if isinstance(image, torch.Tensor) else batch.numpy()
+            if tuple(image.shape) != tuple(batch.shape[1:]):
+                raise KagglePlanetError(
+                    f"{self.files[index]}: the augmentation pipeline gave an image of shape {tuple(image.shape)}, "
+                    f"another image of the batch {tuple(batch.shape[1:])}; expected every image at one size")
+            rows[k] = image
+        return batch, self._targets(indices), torch.tensor(indices, dtype=torch.int64)
 
 
 def image_dataset(files: Sequence[str], targets: np.ndarray | None, augment: str, image_size: int, *, train: bool,
@@ -297,4 +350,5 @@ def make_loader(
         persistent_workers=persistent,
         worker_init_fn=seed_worker,
         generator=generator,
+        collate_fn=batch_collate,
     )

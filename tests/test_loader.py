@@ -238,13 +238,115 @@ def test_jpeg_header_size_equals_pils(tmp_path):
     cases.append(exif)
     for path in cases:
         with Image.open(path) as reference:
-            assert data._jpeg_size(np.fromfile(path, np.uint8)) == reference.size, path.name
+            assert data._jpeg_size(path.read_bytes()) == reference.size, path.name
     png = tmp_path / "a.png"
     cv2.imwrite(str(png), _smooth_image(8, 8, 0))
-    assert data._jpeg_size(np.fromfile(png, np.uint8)) is None
-    assert data._jpeg_size(np.frombuffer(b"\xff\xd8\xff\xe0\x00", np.uint8)) is None  # cut inside the header
+    assert data._jpeg_size(png.read_bytes()) is None
+    assert data._jpeg_size(b"\xff\xd8\xff\xe0\x00") is None  # cut inside the header
 
 
 def test_deterministic_pipelines_are_not_reseeded(jpegs):
     assert image_dataset(jpegs, None, "none", 32, train=True, seed=3).seed is None
     assert image_dataset(jpegs, None, "d4", 32, train=True, seed=3).seed == 3
+
+
+# --------------------------------------------------------------------------- RGB decode, whole batches, seeding
+
+
+@pytest.mark.parametrize("kind", ["grey.jpg", "grey.png", "rgba.png", "bgr.png", "16bit.png", "bgr.bmp"])
+def test_rgb_decode_equals_opencvs_bgr_decode_converted(tmp_path, kind):
+    image = _smooth_image(24, 20, 3)
+    pixels = {"grey": cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), "rgba": cv2.cvtColor(image, cv2.COLOR_BGR2BGRA),
+              "bgr": image, "16bit": image.astype(np.uint16) * 257}[kind.split(".")[0]]
+    path = tmp_path / kind
+    cv2.imwrite(str(path), pixels)
+    expected = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    got = read_image(path)
+    assert got.dtype == np.uint8 and got.shape == (24, 20, 3)
+    np.testing.assert_array_equal(got, expected)
+
+
+def _stacked(ds, items):
+    rows = [ds[item] for item in items]
+    return torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows]), torch.tensor([r[2] for r in rows])
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("labelled", [False, True])
+def test_whole_batch_equals_stacking_single_items(jpegs, normalize, labelled):
+    targets = np.random.default_rng(0).integers(0, 2, size=(len(jpegs), 3)).astype(np.float32) if labelled else None
+    transform = augment.build_transform("heavy", 24, MEAN, STD, train=True, normalize=normalize)
+    ds = ImageDataset(jpegs, targets, transform, seed=7)
+    items = [(5, 1), (0, 1), (11, 1), (5, 2)]
+    images, target, index = ds.__getitems__(items)
+    want_images, want_target, want_index = _stacked(ds, items)
+    assert images.dtype == (torch.float32 if normalize else torch.uint8)
+    assert images.shape == ((4, 3, 24, 24) if normalize else (4, 24, 24, 3))
+    assert torch.equal(images, want_images) and torch.equal(index, want_index) and index.dtype == torch.int64
+    assert torch.equal(target, want_target) and target.shape == ((4, 3) if labelled else (4, 0))
+    assert not torch.equal(images[0], images[3])  # same image, another epoch: another augmentation
+
+
+def test_worker_batches_come_in_shared_memory_and_equal_the_main_process(jpegs):
+    ds = image_dataset(jpegs, np.zeros((len(jpegs), 2), np.float32), "d4", 32, train=True, seed=2)
+    serial = make_loader(ds, 4, train=True, device=CPU, num_workers=0, seed=2)
+    parallel = make_loader(ds, 4, train=True, device=CPU, num_workers=2, seed=2)
+    for (x0, y0, i0), (x1, y1, i1) in zip(serial, parallel, strict=True):
+        assert torch.equal(x0, x1) and torch.equal(y0, y1) and torch.equal(i0, i1)
+        assert x1.is_shared() and not x0.is_shared()  # written into shared memory by the worker: no copy on the way
+        expected = torch.stack([ds[(int(i), 0)][0] for i in i0])
+        assert torch.equal(x0, expected)
+
+
+def test_an_image_of_another_size_in_a_batch_is_one_line_naming_it(jpegs):
+    def transform(image):
+        side = 8 if image[0, 0, 0] % 2 else 9
+        return {"image": np.zeros((side, side, 3), np.uint8)}
+
+    files = jpegs[:6]
+    firsts = [read_image(f)[0, 0, 0] % 2 for f in files]
+    assert len(set(firsts)) == 2, "the fixture should give both sizes"
+    ds = ImageDataset(files, None, transform)
+    with pytest.raises(KagglePlanetError, match=r"chip_\d+\.jpg: the augmentation pipeline gave an image of shape \((8|9), \1, 3\), "
+                                                r"another image of the batch"):
+        ds.__getitems__(list(range(len(files))))
+
+
+def test_fast_d4_draws_what_albumentations_d4_draws():
+    import albumentations as A
+
+    img = np.random.default_rng(1).integers(0, 256, size=(6, 6, 3), dtype=np.uint8)
+    fast, reference = A.Compose([augment.FastD4(p=1.0)], seed=11), A.Compose([A.D4(p=1.0)], seed=11)
+    outputs = set()
+    for _ in range(200):
+        got, expected = fast(image=img)["image"], reference(image=img)["image"]
+        np.testing.assert_array_equal(got, expected)
+        outputs.add(got.tobytes())
+    assert len(outputs) == 8
+
+
+def test_per_sample_streams_are_uniform_and_unrelated():
+    """The reseeded generators as augmentation sees them: uniform draws, no relation between neighbouring
+    indices, epochs or seeds (chi-square and correlation bounds far outside chance at this size)."""
+    import random
+
+    from scipy import stats
+
+    rng, py_random = np.random.default_rng(0), random.Random(0)
+
+    def draws(seed, epoch, index):
+        data.reseed_sample(rng, py_random, seed, epoch, index)
+        return rng.random(), py_random.random(), int(rng.integers(0, 8))
+
+    grid = np.array([draws(0, 0, i) for i in range(4000)])
+    for column in (0, 1):
+        assert stats.kstest(grid[:, column], "uniform").pvalue > 1e-4
+        assert abs(np.corrcoef(grid[:-1, column], grid[1:, column])[0, 1]) < 0.08
+    assert stats.chisquare(np.bincount(grid[:, 2].astype(int), minlength=8)).pvalue > 1e-4
+    assert abs(np.corrcoef(grid[:, 0], grid[:, 1])[0, 1]) < 0.08  # numpy's and Python's streams unrelated
+    other_epoch = np.array([draws(0, 1, i) for i in range(4000)])
+    other_seed = np.array([draws(1, 0, i) for i in range(4000)])
+    for other in (other_epoch, other_seed):
+        assert abs(np.corrcoef(grid[:, 0], other[:, 0])[0, 1]) < 0.08
+        assert (grid[:, 2] == other[:, 2]).mean() < 0.2  # 1/8 by chance
+    assert draws(0, 0, 17) == tuple(grid[17][:2]) + (int(grid[17][2]),)  # a function of (seed, epoch, index)
