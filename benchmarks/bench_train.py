@@ -182,6 +182,35 @@ def _against_floor(dataset, files, size: int, batch_size: int, epochs: int = 2) 
     return images / loader_s, images / floor_s
 
 
+def _one_worker_against_floor(dataset, files, size: int, batch_size: int, rounds: int = 4) -> tuple[float, float]:
+    """(loader img/s, floor img/s) with one real worker process (shared-memory batches to this process
+    included), medians over ``rounds`` of one epoch then one floor pass over the same files. This process only
+    receives while the worker decodes, so an epoch's time is the worker's; not interleaved batch by batch
+    (the worker runs ahead), hence the rounds."""
+    import cv2
+    import numpy as np
+    import torch
+
+    from kaggle_planet.data import make_loader
+
+    loader = make_loader(dataset, batch_size, train=True, device=torch.device("cpu"), num_workers=1, seed=0)
+    rates, floors = [], []
+    for epoch in range(rounds):
+        loader.sampler.set_epoch(epoch)
+        images, t0 = 0, None
+        for batch in loader:
+            if t0 is None:
+                t0 = time.perf_counter()  # the first batch pays for start-up
+                continue
+            images += len(batch[2])
+        rates.append(images / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        for f in files:
+            cv2.resize(cv2.imread(f, cv2.IMREAD_COLOR), (size, size), interpolation=cv2.INTER_AREA)
+        floors.append(len(files) / (time.perf_counter() - t0))
+    return float(np.median(rates)), float(np.median(floors))
+
+
 def bench_loader(image_sizes=(128, 256), image_px: int = 256, batch_size: int = 32, n_images: int = 1024) -> dict:
     """The loader in one process (= per worker) against the bare decode floor (cv2.imread + cv2.resize) on
     the same generated Planet JPEGs, interleaved batch by batch: each preset without cache (every image
@@ -211,6 +240,12 @@ def bench_loader(image_sizes=(128, 256), image_px: int = 256, batch_size: int = 
             results[key], results[f"floor_{key}"] = rate, floor
             what = "cached base images" if cache != "none" else "decode every image"
             _log(f"  @{size} px  loader {preset:5s} ({what:18s}) {rate:7.1f} img/s   floor {floor:7.1f} img/s   {rate / floor:4.2f}x")
+        for preset in ("none", "d4"):
+            kp_data._caches.clear()
+            dataset = image_dataset(files, table.targets, preset, size, train=True, seed=0, cache="none")
+            rate, floor = _one_worker_against_floor(dataset, files, size, batch_size)
+            results[f"{preset}@{size}_1worker"], results[f"floor_{preset}@{size}_1worker"] = rate, floor
+            _log(f"  @{size} px  loader {preset:5s} (1 worker process)  {rate:7.1f} img/s   floor {floor:7.1f} img/s   {rate / floor:4.2f}x")
     kp_data._caches.clear()
     return results
 

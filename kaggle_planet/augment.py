@@ -271,7 +271,8 @@ def build_transform(
     if normalize:
         steps.append(A.Normalize(mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std), max_pixel_value=255.0))
         steps.append(ToTensorV2())
-    return A.Compose(steps, seed=seed)
+    # one image per call: no image/mask shapes to check against each other
+    return A.Compose(steps, seed=seed, is_check_shapes=False)
 
 
 def is_deterministic(transform: A.Compose) -> bool:

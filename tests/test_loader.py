@@ -287,15 +287,66 @@ def test_whole_batch_equals_stacking_single_items(jpegs, normalize, labelled):
     assert not torch.equal(images[0], images[3])  # same image, another epoch: another augmentation
 
 
-def test_worker_batches_come_in_shared_memory_and_equal_the_main_process(jpegs):
-    ds = image_dataset(jpegs, np.zeros((len(jpegs), 2), np.float32), "d4", 32, train=True, seed=2)
-    serial = make_loader(ds, 4, train=True, device=CPU, num_workers=0, seed=2)
-    parallel = make_loader(ds, 4, train=True, device=CPU, num_workers=2, seed=2)
-    for (x0, y0, i0), (x1, y1, i1) in zip(serial, parallel, strict=True):
-        assert torch.equal(x0, x1) and torch.equal(y0, y1) and torch.equal(i0, i1)
-        assert x1.is_shared() and not x0.is_shared()  # written into shared memory by the worker: no copy on the way
-        expected = torch.stack([ds[(int(i), 0)][0] for i in i0])
-        assert torch.equal(x0, expected)
+def _epoch(loader, epoch):
+    loader.sampler.set_epoch(epoch)
+    return [tuple(t.clone() for t in batch) for batch in loader]
+
+
+def _equal_epochs(a, b):
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b):
+        assert all(torch.equal(u, v) for u, v in zip(x, y))
+
+
+@pytest.fixture
+def many_jpegs(tmp_path):
+    files = []
+    for i in range(40):
+        path = tmp_path / f"many_{i}.jpg"
+        cv2.imwrite(str(path), _smooth_image(40, 40, 100 + i))
+        files.append(str(path))
+    return files
+
+
+def test_workers_reuse_their_batch_buffers_and_every_batch_kept_stays_intact(many_jpegs, monkeypatch):
+    """20 batches from 2 workers over 4 buffers each: each buffer is written several times, yet batches
+    kept by the consumer (a list of all of them) equal the in-process loader's: the main process holds its
+    own copy before a buffer goes back to its worker."""
+    targets = np.random.default_rng(0).integers(0, 2, size=(len(many_jpegs), 3)).astype(np.float32)
+    ds = image_dataset(many_jpegs, targets, "d4", 24, train=True, seed=2)
+    released = []
+    monkeypatch.setattr(data.BatchRing, "release", lambda self, b, _orig=data.BatchRing.release: released.append(b.slot) or _orig(self, b))
+    serial = make_loader(ds, 2, train=True, device=CPU, num_workers=0, seed=2)
+    parallel = make_loader(ds, 2, train=True, device=CPU, num_workers=2, seed=2)
+    for epoch in (0, 1):
+        kept = [batch for batch in _batches_of(parallel, epoch)]  # held, not cloned
+        _equal_epochs(kept, _epoch(serial, epoch))
+        assert not any(b[0].is_shared() for b in kept)  # the consumer never sees a worker's buffer
+    assert len(released) == 40  # every batch came through a ring buffer (none fell back to fresh memory)
+    assert {w for w, _ in released} == {0, 1} and {s for _, s in released} <= set(range(data.RING_SLOTS))
+    assert not parallel.worker_init_fn.ring.busy.any()  # all handed back
+
+
+def _batches_of(loader, epoch):
+    loader.sampler.set_epoch(epoch)
+    return list(loader)
+
+
+def test_an_abandoned_pass_and_two_live_iterators_do_not_mix_buffers(many_jpegs):
+    ds = image_dataset(many_jpegs, None, "d4", 24, train=True, seed=4)
+    expected = [_epoch(make_loader(ds, 2, train=True, device=CPU, num_workers=0, seed=4), e) for e in (0, 1)]
+    persistent = make_loader(ds, 2, train=True, device=CPU, num_workers=2, seed=4)
+    assert persistent.persistent_workers
+    persistent.sampler.set_epoch(0)
+    next(iter(persistent))  # abandoned after one batch: its workers' buffers must come back
+    _equal_epochs(_epoch(persistent, 1), expected[1])
+    _equal_epochs(_epoch(persistent, 0), expected[0])
+    fresh = make_loader(ds, 2, train=True, device=CPU, num_workers=2, seed=4, persistent=False)
+    fresh.sampler.set_epoch(0)
+    first, second = iter(fresh), iter(fresh)  # two sets of workers alive at once
+    got = [(tuple(t.clone() for t in a), tuple(t.clone() for t in b)) for a, b in zip(first, second)]
+    _equal_epochs([a for a, _ in got], expected[0])
+    _equal_epochs([b for _, b in got], expected[0])
 
 
 def test_an_image_of_another_size_in_a_batch_is_one_line_naming_it(jpegs):
