@@ -187,16 +187,23 @@ class BatchRing:
         self.busy = torch.zeros((workers, slots), dtype=torch.uint8).share_memory_()
         self.worker: int | None = None  # set in each worker by make_loader's worker_init_fn
         self.buffers: dict[int, torch.Tensor] = {}  # a worker's own buffers, by slot
+        self.off = False  # a worker whose shared memory ran out keeps no buffers
 
     def batch(self, shape: tuple[int, ...], dtype: torch.dtype) -> tuple[torch.Tensor, tuple[int, int] | None]:
         """(worker side) an uninitialised batch in shared memory and its slot (None: fresh memory)."""
-        free = (self.busy[self.worker] == 0).nonzero()
+        free = [] if self.off else (self.busy[self.worker] == 0).nonzero()
         if not len(free):
             return torch.empty(shape, dtype=dtype).share_memory_(), None
         slot = int(free[0])
         buffer = self.buffers.get(slot)
         if buffer is None or buffer.dtype != dtype or buffer.shape[1:] != shape[1:] or len(buffer) < shape[0]:
-            buffer = self.buffers[slot] = torch.empty(shape, dtype=dtype).share_memory_()
+            self.buffers.pop(slot, None)
+            try:
+                buffer = self.buffers[slot] = torch.empty(shape, dtype=dtype).share_memory_()
+            except RuntimeError:  # /dev/shm full: hold none, one batch at a time as torch's default collate does
+                self.off = True
+                self.buffers.clear()
+                return torch.empty(shape, dtype=dtype).share_memory_(), None
         self.busy[self.worker, slot] = 1
         return buffer[:shape[0]], (self.worker, slot)
 

@@ -401,3 +401,24 @@ def test_per_sample_streams_are_uniform_and_unrelated():
         assert abs(np.corrcoef(grid[:, 0], other[:, 0])[0, 1]) < 0.08
         assert (grid[:, 2] == other[:, 2]).mean() < 0.2  # 1/8 by chance
     assert draws(0, 0, 17) == tuple(grid[17][:2]) + (int(grid[17][2]),)  # a function of (seed, epoch, index)
+
+
+def test_a_worker_out_of_shared_memory_for_its_buffers_falls_back_to_one_batch_at_a_time(monkeypatch):
+    ring = data.BatchRing(1, 2)
+    ring.worker = 0
+    first, slot = ring.batch((2, 4, 4, 3), torch.uint8)
+    assert slot == (0, 0) and first.is_shared()
+    real = torch.Tensor.share_memory_
+    calls = []
+
+    def full_once(self):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("unable to write to file </torch_1>: No space left on device (28)")
+        return real(self)
+
+    monkeypatch.setattr(torch.Tensor, "share_memory_", full_once)
+    batch, slot = ring.batch((2, 4, 4, 3), torch.uint8)  # slot 1 needs a new buffer: no room for it
+    assert slot is None and batch.is_shared() and ring.off and ring.buffers == {}
+    ring.busy.zero_()
+    assert ring.batch((2, 4, 4, 3), torch.uint8)[1] is None  # no buffers kept from then on
