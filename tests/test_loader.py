@@ -422,3 +422,22 @@ def test_a_worker_out_of_shared_memory_for_its_buffers_falls_back_to_one_batch_a
     assert slot is None and batch.is_shared() and ring.off and ring.buffers == {}
     ring.busy.zero_()
     assert ring.batch((2, 4, 4, 3), torch.uint8)[1] is None  # no buffers kept from then on
+
+
+def test_a_pinned_batch_is_handed_on_without_another_copy_and_its_buffer_released():
+    """On CUDA the DataLoader's pin thread has copied the batch into pinned memory already (no GPU here:
+    a tensor that says it is pinned stands in)."""
+
+    class Pinned(torch.Tensor):
+        def is_pinned(self, *args, **kwargs):
+            return True
+
+    ring = data.BatchRing(2, 3)
+    ring.busy[1, 2] = 1
+    images = torch.zeros(2, 4, 4, 3, dtype=torch.uint8).as_subclass(Pinned)
+    got, targets, indices = ring.release(data.RingBatch(images, torch.zeros(2, 0), torch.arange(2), (1, 2)))
+    assert got is images and ring.busy.sum() == 0
+    plain = torch.ones(2, 4, 4, 3, dtype=torch.uint8)
+    ring.busy[0, 1] = 1
+    copied = ring.release(data.RingBatch(plain, torch.zeros(2, 0), torch.arange(2), (0, 1)))[0]
+    assert torch.equal(copied, plain) and copied.data_ptr() != plain.data_ptr() and ring.busy.sum() == 0
