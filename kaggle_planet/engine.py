@@ -9,7 +9,9 @@ A training step (:class:`Trainer`) is: optional mixup/cutmix, forward under auto
 ``grad_accum``, backward; every ``grad_accum`` batches: unscale, clip the gradient norm, optimizer step,
 EMA update; the learning rate is set by the schedule before each update from the update count alone.
 A NaN/inf loss stops training before its update (:class:`NonFiniteError`, one line naming epoch, update
-and lr): a flag kept on the device and read once per update, so the weights never take a NaN step.
+and lr): a flag kept on the device and read once per update, so the weights never take a NaN step;
+under torch.distributed the flag is AND-ed over the ranks first, so every rank stops at the same update
+(a rank that stopped alone would leave the others waiting in their next collective).
 Under DistributedDataParallel each rank sees a share of the data; :func:`gather_outputs` puts
 the shares back together (by sample index, dropping the sampler's padding) on every rank, so that
 every rank computes the same metric and takes the same early-stopping decision.
@@ -234,8 +236,9 @@ def train_one_epoch(
         # non-finite loss, so the weights saved so far stay finite
         group_finite = torch.isfinite(loss.detach()) if (i % t.grad_accum) == 0 else group_finite & torch.isfinite(loss.detach())
         if closes_group:
-            if not bool(group_finite):
-                raise NonFiniteError(non_finite_message("training loss", float(loss.detach()), epoch, step, t.optimizer.param_groups[-1]["lr"], t.precision))
+            if not bool(_on_every_rank(group_finite)):  # every rank stops at the same update: none waits for the others
+                shown = float(loss.detach()) if not bool(group_finite) else "finite here, nan/inf on another rank"
+                raise NonFiniteError(non_finite_message("training loss", shown, epoch, step, t.optimizer.param_groups[-1]["lr"], t.precision))
             optimizer_step(model, t)
             step += 1
             if t.ema is not None:
@@ -252,12 +255,12 @@ def train_one_epoch(
         if (i + 1) % 20 == 0:
             bar.set_postfix(loss=f"{loss_sum.item() / count:.4f}", refresh=False)
     total = loss_sum.item()
-    if not math.isfinite(total):  # a finite loss per batch can still sum to inf
-        raise NonFiniteError(non_finite_message("training loss", total, epoch, step, t.optimizer.param_groups[-1]["lr"], t.precision))
     indices = [torch.cat(indices).numpy()] if indices else []
     probs = [torch.cat(probs).cpu().numpy()] if probs else []
     targets = [torch.cat(targets).cpu().numpy()] if targets else []
     out = gather_outputs(total, count, indices, probs, targets)
+    if not math.isfinite(out.loss):  # a finite loss per batch can still sum to inf; gathered, so every rank stops
+        raise NonFiniteError(non_finite_message("training loss", out.loss, epoch, step, t.optimizer.param_groups[-1]["lr"], t.precision))
     out.first_loss = float(first_loss) if count else float("nan")
     return out
 
@@ -357,6 +360,19 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _on_every_rank(flag: torch.Tensor) -> torch.Tensor:
+    """A 0-d bool flag AND-ed over the ranks of a torch.distributed job (as it is without one)."""
+    if not _distributed():
+        return flag
+    flag = flag.to(torch.int32)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return flag.bool()
+
+
 def _concat(parts: list[np.ndarray], empty_shape: tuple[int, ...]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(empty_shape, dtype=np.float32)
 
@@ -366,7 +382,7 @@ def gather_outputs(total: float, count: int, indices: list, probs: list, targets
     idx = _concat(indices, (0,)).astype(np.int64)
     p = _concat(probs, (0, 0))
     t = _concat(targets, (0, 0))
-    if distributed and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if distributed and _distributed():
         shares: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(shares, (total, count, idx, p, t))
         total = sum(s[0] for s in shares)

@@ -59,3 +59,60 @@ def test_two_process_gloo_run_completes(demo_datasets, tmp_path, monkeypatch):
     predict_run(model_dir, torch.device("cpu"))
     for name, frame in sharded.items():
         pd.testing.assert_frame_equal(frame, pd.read_csv(model_dir / name), check_exact=False, atol=1e-6, obj=name)
+
+
+_NAN_ON_ONE_RANK = r'''
+import os, sys, datetime
+import torch, torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from kaggle_planet.engine import NonFiniteError, Precision, Trainer, train_one_epoch
+
+rank = int(sys.argv[1])
+dist.init_process_group("gloo", init_method="file://" + sys.argv[2], rank=rank, world_size=2,
+                        timeout=datetime.timedelta(seconds=60))
+torch.manual_seed(0)
+model = DDP(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 1)))
+images = torch.rand(6, 3, 2, 2)
+if rank == 1:
+    images[2:4] = float("nan")  # rank 1's second batch: its loss is NaN, rank 0's is finite
+loader = [(images[i:i + 2], torch.ones(2, 1), torch.arange(i, i + 2)) for i in range(0, 6, 2)]
+
+class Schedule:
+    def step_update(self, step):
+        pass
+
+trainer = Trainer(optimizer=torch.optim.SGD(model.parameters(), lr=0.1), schedule=Schedule(),
+                  loss_fn=torch.nn.BCEWithLogitsLoss(), activation=torch.sigmoid,
+                  precision=Precision(torch.device("cpu")), scaler=torch.amp.GradScaler("cpu", enabled=False))
+steps = []
+step = trainer.optimizer.step
+trainer.optimizer.step = lambda *a, **k: (steps.append(1), step(*a, **k))
+try:
+    train_one_epoch(model, loader, trainer, epoch=0, step=0, show_progress=False)
+except NonFiniteError as err:
+    finite = all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    print(f"RANK{rank} updates={len(steps)} finite={finite} {err}", flush=True)
+    sys.exit(3)
+print(f"RANK{rank} finished", flush=True)
+'''
+
+
+@pytest.mark.slow  # two processes, each importing torch: ~10 s
+def test_a_nan_loss_on_one_rank_stops_every_rank_at_the_same_update(tmp_path):
+    """Without the collective check the finite rank would take the update (with the NaN rank's NaN
+    gradients, all-reduced) and then wait forever for the rank that stopped."""
+    script = tmp_path / "nan_rank.py"
+    script.write_text(_NAN_ON_ONE_RANK)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, str(script), str(r), str(tmp_path / "init")], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    try:
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for r, (p, (out, err)) in enumerate(zip(procs, outs)):
+        assert p.returncode == 3, (out, err[-2000:])
+        assert f"RANK{r} updates=1 finite=True" in out  # the first update taken, the second never: weights finite
+    assert "training loss is nan in epoch 1 at update 1" in outs[1][0]
+    assert "finite here, nan/inf on another rank" in outs[0][0]
