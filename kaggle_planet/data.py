@@ -372,10 +372,11 @@ def seed_worker(worker_id: int) -> None:
 
 
 class _WorkerInit:
-    """make_loader's worker_init_fn: :func:`seed_worker`, and the worker's place in its loader's ring."""
+    """make_loader's worker_init_fn: :func:`seed_worker`, and the worker's place in its loader's ring
+    (``ring``: set by :class:`Loader` each time it starts workers)."""
 
-    def __init__(self, ring: BatchRing):
-        self.ring = ring
+    def __init__(self) -> None:
+        self.ring: BatchRing | None = None
 
     def __call__(self, worker_id: int) -> None:
         global _worker_ring
@@ -456,7 +457,7 @@ def make_loader(
         pin_memory=device.type == "cuda",
         drop_last=drop_last,
         persistent_workers=persistent,
-        worker_init_fn=_WorkerInit(BatchRing(num_workers, RING_SLOTS)) if num_workers > 0 else seed_worker,
+        worker_init_fn=_WorkerInit() if num_workers > 0 else seed_worker,
         generator=generator,
         collate_fn=batch_collate,
     )
