@@ -21,7 +21,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from runfactory import planet_member_runs  # noqa: E402
 
-from kaggle_planet.blend import BLENDERS, blend_runs  # noqa: E402
+from kaggle_planet.ensemble.blend import BLENDERS, blend_runs  # noqa: E402
 
 
 def make_runs(root: Path, n_models: int, n_train: int, n_test: int, seed: int = 0) -> list[Path]:

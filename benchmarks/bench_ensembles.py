@@ -31,10 +31,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from runfactory import noisy_probs, planet_member_runs  # noqa: E402
 
-from kaggle_planet import artifacts, decision  # noqa: E402
-from kaggle_planet.blend import BLENDERS, blend_runs  # noqa: E402
-from kaggle_planet.metrics import f2_at, logit  # noqa: E402
-from kaggle_planet.thresholds import heldout_f2  # noqa: E402
+from kaggle_planet.core import artifacts
+from kaggle_planet.core.metrics import f2_at, logit  # noqa: E402
+from kaggle_planet.ensemble import decision  # noqa: E402
+from kaggle_planet.ensemble.blend import BLENDERS, blend_runs  # noqa: E402
+from kaggle_planet.ensemble.thresholds import heldout_f2  # noqa: E402
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

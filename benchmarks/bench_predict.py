@@ -44,11 +44,11 @@ def main() -> None:
 
     import torch
 
-    from kaggle_planet.config import config_from_dict
-    from kaggle_planet.predict import load_fold_model, predict_files
-    from kaggle_planet.predict_image import fold_checkpoints, predict_images
-    from kaggle_planet.synthetic import make_demo_data
-    from kaggle_planet.train import train_experiment
+    from kaggle_planet.config.schema import config_from_dict
+    from kaggle_planet.data.synthetic import make_demo_data
+    from kaggle_planet.pipeline import train_experiment
+    from kaggle_planet.predict.images import fold_checkpoints, predict_images
+    from kaggle_planet.predict.tta import load_fold_model, predict_files
 
     device = torch.device(args.device)
     root = Path(tempfile.mkdtemp(prefix="bench_predict_"))

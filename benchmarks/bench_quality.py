@@ -11,7 +11,7 @@ in each competition's real folder layout and rebuilt from a seed every run: bina
 the digits present, 10 tags of skewed frequency), multiclass = image-folder layout (10 digit classes).
 
 For each kind, on exactly the folds the toolkit uses (``load_or_make_folds`` in ``--out``), scored
-with ``kaggle_planet.metrics.score`` (ROC AUC; F2 at 0.2; accuracy):
+with ``kaggle_planet.core.metrics.score`` (ROC AUC; F2 at 0.2; accuracy):
 
 1. constant: each row predicted with its training folds' class prior (accuracy: the majority class);
 2. logistic regression on the standardised pixels of the images as stored (per fold, fit on the others);
@@ -101,7 +101,7 @@ class KindData:
     """One kind's dataset as the toolkit reads it, its folds and its training images in memory."""
 
     built: realdata.Built
-    table: Any  # kaggle_planet.competitions.DatasetTable
+    table: Any  # kaggle_planet.data.competitions.DatasetTable
     folds: np.ndarray  # (N,) fold per training row
     images: np.ndarray  # (N, S, S, 3) uint8 RGB, as stored (decoded JPEG)
     metric: str
@@ -116,9 +116,9 @@ class KindData:
 
 
 def prepare_kind(kind: str, data_dir: Path, sizes: dict[str, int], image_size: int, k: int, fold_seed: int) -> KindData:
-    from kaggle_planet.competitions import get_spec, load_dataset
-    from kaggle_planet.data import read_image
-    from kaggle_planet.folds import load_or_make_folds
+    from kaggle_planet.data.competitions import get_spec, load_dataset
+    from kaggle_planet.data.folds import load_or_make_folds
+    from kaggle_planet.data.loader import read_image
 
     built = realdata.BUILDERS[kind](data_dir, size=image_size, seed=DATA_SEED, **sizes)
     table = load_dataset(built.competition, built.data_dir)
@@ -174,7 +174,7 @@ def constant_prior_loss(y_train: np.ndarray, y_eval: np.ndarray, task: str) -> f
 
 def fold_scores(metric: str, y: np.ndarray, probs: np.ndarray, folds: np.ndarray) -> tuple[float, float]:
     """(OOF score over every row, fold 0's score)."""
-    from kaggle_planet.metrics import score
+    from kaggle_planet.core.metrics import score
 
     return score(metric, y, probs), score(metric, y[folds == 0], probs[folds == 0])
 
@@ -184,7 +184,7 @@ def fold_scores(metric: str, y: np.ndarray, probs: np.ndarray, folds: np.ndarray
 
 def make_config(kind: str, competition: str, data_dir: Path, out: Path, name: str, sets: list[str]):
     """RECIPE as an experiment config for ``kind``'s data, with ``sets`` (KEY=VALUE) applied."""
-    from kaggle_planet.config import config_from_dict
+    from kaggle_planet.config.schema import config_from_dict
 
     base = {"name": name, "competition": competition, "data_dir": str(data_dir), "runs_dir": str(out / "runs"), **RECIPE}
     return config_from_dict(base, sets, source=f"bench_quality RECIPE ({kind})")
@@ -193,7 +193,7 @@ def make_config(kind: str, competition: str, data_dir: Path, out: Path, name: st
 def read_history(model_dir: Path, fold: int = 0):
     import pandas as pd
 
-    from kaggle_planet.artifacts import HISTORY, fold_dir
+    from kaggle_planet.core.artifacts import HISTORY, fold_dir
 
     return pd.read_csv(fold_dir(model_dir, fold) / HISTORY)
 
@@ -219,7 +219,7 @@ def run_toolkit(kind: str, data: KindData, out: Path, sets: list[str], seeds: li
     """The recipe over all folds (first seed; unless ``all_folds`` is False), then fold 0 alone for the other seeds."""
     import torch
 
-    from kaggle_planet.train import train_experiment
+    from kaggle_planet.pipeline import train_experiment
 
     result: dict[str, Any] = {"fold0": {}}
     for i, seed in enumerate(seeds):
@@ -275,8 +275,8 @@ def bare_loop(data: KindData, settings, seed: int, fold: int = 0) -> BareRun:
     import torch
     from torch import nn
 
-    from kaggle_planet import models
-    from kaggle_planet.metrics import score
+    from kaggle_planet.core.metrics import score
+    from kaggle_planet.recipe import models
 
     torch.manual_seed(seed)
     y = data.targets.astype(np.float32)
@@ -519,7 +519,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from kaggle_planet.errors import KagglePlanetError
+    from kaggle_planet.core.errors import KagglePlanetError
 
     try:
         main()

@@ -76,7 +76,7 @@ def _ground_tile(primary: bool) -> np.ndarray:
 def _cheap_image(tags: set[str], rng: np.random.Generator) -> np.ndarray:
     import cv2
 
-    from kaggle_planet.synthetic import PLANET_MOTIFS
+    from kaggle_planet.data.synthetic import PLANET_MOTIFS
 
     y, x = (int(v) for v in rng.integers(0, SIZE, size=2))
     img = _ground_tile("primary" in tags)[y:y + SIZE, x:x + SIZE].copy()
@@ -108,7 +108,7 @@ def generate(out: Path, scale: float, workers: int) -> dict[str, int]:
     """Planet's layout at ``scale`` of its real size, 256 px; returns the image counts."""
     import pandas as pd
 
-    from kaggle_planet.synthetic import planet_labels
+    from kaggle_planet.data.synthetic import planet_labels
 
     counts = {k: max(20 if k == "train" else 1, int(round(n * scale))) for k, n in FULL.items()}
     rng = np.random.default_rng(0)
@@ -141,8 +141,8 @@ def child_loader(data_dir: str, preset: str, size: int, workers: int, limit: int
     all of them), iterated for its first ``limit`` images (0: the whole pass); no model."""
     import torch
 
-    from kaggle_planet.competitions import load_dataset
-    from kaggle_planet.data import image_dataset, make_loader
+    from kaggle_planet.data.competitions import load_dataset
+    from kaggle_planet.data.loader import image_dataset, make_loader
 
     torch.set_num_threads(1)
     table = load_dataset("planet", data_dir, check_images=False)
@@ -165,10 +165,10 @@ def _fake_probs(targets: np.ndarray, rng: np.random.Generator, strength: float) 
 
 def child_predictions(data_dir: str, config: str) -> None:
     """Five model runs of fake outputs written through ``predict.write_run`` (the toolkit's writer)."""
-    from kaggle_planet.competitions import load_dataset
-    from kaggle_planet.config import load_config, single_model_config
-    from kaggle_planet.folds import load_or_make_folds
-    from kaggle_planet.predict import write_run
+    from kaggle_planet.config.schema import load_config, single_model_config
+    from kaggle_planet.data.competitions import load_dataset
+    from kaggle_planet.data.folds import load_or_make_folds
+    from kaggle_planet.predict.tta import write_run
 
     cfg = load_config(config)
     table = load_dataset("planet", data_dir, check_images=False)
@@ -190,7 +190,6 @@ CHILDREN = {"loader": child_loader, "predictions": child_predictions}
 
 
 from bench_train import _tree_pss_kb  # noqa: E402 - the sibling script (benchmarks/ is on sys.path when run)
-
 
 # Linux records the pre-exec memory of a forked process in its peak RSS, so a stage forked straight
 # from this (large) process would inherit our peak. A bare interpreter forks the stage instead, waits
@@ -246,7 +245,8 @@ def _config(work: Path, data_dir: Path) -> Path:
 
 def stages(work: Path, data_dir: Path, counts: dict[str, int], workers: int, loader_images: int) -> list[tuple[str, list[str], int]]:
     """(name, argv, images handled) of every stage, in pipeline order."""
-    from kaggle_planet import augment, blend
+    from kaggle_planet.data import augment
+    from kaggle_planet.ensemble import blend
 
     cli, me = [sys.executable, "-m", "kaggle_planet.cli"], [sys.executable, str(BENCH), "--child"]
     data = ["--competition", "planet", "--data-dir", str(data_dir)]

@@ -24,7 +24,7 @@ from sklearn.metrics import fbeta_score
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from runfactory import planet_oof  # noqa: E402
 
-from kaggle_planet.thresholds import heldout_f2, search_thresholds  # noqa: E402
+from kaggle_planet.ensemble.thresholds import heldout_f2, search_thresholds  # noqa: E402
 
 
 def sk_f2(y: np.ndarray, probs: np.ndarray, thr: np.ndarray) -> float:

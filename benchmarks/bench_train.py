@@ -37,7 +37,7 @@ def _log(msg: str) -> None:
 
 def demo_data(n_train: int, size: int, name: str | None = None) -> Path:
     """Planet-format generated data (cached under BENCH_DIR)."""
-    from kaggle_planet.synthetic import make_demo_data
+    from kaggle_planet.data.synthetic import make_demo_data
 
     out = WORK / (name or f"planet_{n_train}_{size}")
     if not (out / "train_v2.csv").is_file():
@@ -70,7 +70,7 @@ def _tree_pss_kb(pid: int) -> int:
 
 def _settings(backbone: str, lr: float = 1e-3):
     """Constant lr, no warmup: the speed of the training step, not of a recipe."""
-    from kaggle_planet.config import ModelSettings
+    from kaggle_planet.config.schema import ModelSettings
 
     return ModelSettings(name=backbone, backbone=backbone, lr=lr, scheduler="constant", warmup_epochs=0, epochs=1, amp=False, channels_last=False)
 
@@ -80,11 +80,11 @@ def one_epoch(data_dir: str, image_size: int, batch_size: int, num_workers: int,
     import numpy as np
     import torch
 
-    from kaggle_planet import models
-    from kaggle_planet.competitions import load_dataset
-    from kaggle_planet.data import image_dataset, make_loader
-    from kaggle_planet.engine import train_one_epoch
-    from kaggle_planet.train import build_trainer
+    from kaggle_planet.data.competitions import load_dataset
+    from kaggle_planet.data.loader import image_dataset, make_loader
+    from kaggle_planet.recipe import models
+    from kaggle_planet.recipe.engine import train_one_epoch
+    from kaggle_planet.train.trainer import build_trainer
 
     device = torch.device("cpu")
     table = load_dataset("planet", data_dir)
@@ -137,7 +137,7 @@ def _loader_rate(dataset, batch_size: int, workers: int, epochs: int = 1) -> flo
     """Images/s of iterating a training loader over ``dataset`` (worker start-up and the first batch excluded)."""
     import torch
 
-    from kaggle_planet.data import make_loader
+    from kaggle_planet.data.loader import make_loader
 
     loader = make_loader(dataset, batch_size, train=True, device=torch.device("cpu"), num_workers=workers, seed=0)
     count, t0 = 0, None
@@ -159,7 +159,7 @@ def _against_floor(dataset, files, size: int, batch_size: int, epochs: int = 2) 
     import cv2
     import torch
 
-    from kaggle_planet.data import make_loader
+    from kaggle_planet.data.loader import make_loader
 
     loader = make_loader(dataset, batch_size, train=True, device=torch.device("cpu"), num_workers=0, seed=0)
     loader_s = floor_s = 0.0
@@ -191,7 +191,7 @@ def _one_worker_against_floor(dataset, files, size: int, batch_size: int, rounds
     import numpy as np
     import torch
 
-    from kaggle_planet.data import make_loader
+    from kaggle_planet.data.loader import make_loader
 
     loader = make_loader(dataset, batch_size, train=True, device=torch.device("cpu"), num_workers=1, seed=0)
     rates, floors = [], []
@@ -217,9 +217,9 @@ def bench_loader(image_sizes=(128, 256), image_px: int = 256, batch_size: int = 
     decoded), and cached epochs (after one epoch that fills the cache)."""
     import cv2
 
-    from kaggle_planet import data as kp_data
-    from kaggle_planet.competitions import load_dataset
-    from kaggle_planet.data import image_dataset
+    from kaggle_planet.data import loader as kp_data
+    from kaggle_planet.data.competitions import load_dataset
+    from kaggle_planet.data.loader import image_dataset
 
     cv2.setNumThreads(0)
     table = load_dataset("planet", demo_data(n_images, image_px))
@@ -254,11 +254,11 @@ def bench_speed(image_size: int = 128, image_px: int = 256, batch_size: int = 32
     """resnet18 @``image_size`` on CPU: compute-only, loader-only (heavy preset), and both together."""
     import torch
 
-    from kaggle_planet import models
-    from kaggle_planet.competitions import load_dataset
-    from kaggle_planet.data import image_dataset, make_loader
-    from kaggle_planet.engine import train_one_epoch
-    from kaggle_planet.train import build_trainer
+    from kaggle_planet.data.competitions import load_dataset
+    from kaggle_planet.data.loader import image_dataset, make_loader
+    from kaggle_planet.recipe import models
+    from kaggle_planet.recipe.engine import train_one_epoch
+    from kaggle_planet.train.trainer import build_trainer
 
     results: dict = {"loader": bench_loader(image_px=image_px, batch_size=batch_size)}
     _log(f"speed: resnet18 @{image_size} px, batch {batch_size}, {torch.get_num_threads()} torch threads, "
@@ -310,10 +310,8 @@ def bench_pretrained(epochs: int = 6, image_size: int = 64, k: int = 3) -> dict:
     """OOF F2 of tf_efficientnet_lite0 with ImageNet weights vs random init, same data/folds/epochs/recipe."""
     import torch
 
-    from kaggle_planet.config import config_from_dict
-    from kaggle_planet.train import train_experiment
-
-    from kaggle_planet.pipeline import DEMO_DATA
+    from kaggle_planet.config.schema import config_from_dict
+    from kaggle_planet.pipeline import DEMO_DATA, train_experiment
 
     data = demo_data(DEMO_DATA["n_train"], DEMO_DATA["size"], name="demo-planet")
     base = {

@@ -3,7 +3,7 @@
 The images are scikit-learn's ``load_digits`` (1,797 scanned 8x8 handwritten digits, 0-16 grey levels),
 upscaled with bicubic interpolation and drawn as dark ink over low-contrast crops of scikit-learn's two
 sample photos (``china.jpg``, ``flower.jpg``) at a random scale and offset, saved as RGB JPEG. None of
-it comes from the toolkit's own generator (``kaggle_planet.synthetic``). Everything is rebuilt from a
+it comes from the toolkit's own generator (``kaggle_planet.data.synthetic``). Everything is rebuilt from a
 seed: the same seed gives byte-identical files.
 
 Layouts (``BUILDERS``: kind -> builder; each returns a :class:`Built` summary):

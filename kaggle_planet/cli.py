@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
-from .errors import KagglePlanetError
+from .core.errors import KagglePlanetError
 
 log = logging.getLogger("kaggle_planet")
 
@@ -67,7 +67,7 @@ def add_check_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .competitions import check_dataset
+    from .data.competitions import check_dataset
 
     report = check_dataset(args.competition, args.data_dir, _options(args))
     print(report.summary())
@@ -85,8 +85,8 @@ def add_folds_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_folds(args: argparse.Namespace) -> int:
-    from .competitions import load_dataset
-    from .folds import fold_file_path, fold_summary, make_folds, write_folds
+    from .data.competitions import load_dataset
+    from .data.folds import fold_file_path, fold_summary, make_folds, write_folds
 
     table = load_dataset(args.competition, args.data_dir, _options(args), check_images=False)
     frame = make_folds(table, args.k, args.seed)
@@ -107,7 +107,7 @@ def add_make_demo_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_make_demo_data(args: argparse.Namespace) -> int:
-    from .synthetic import make_demo_data
+    from .data.synthetic import make_demo_data
 
     out = make_demo_data(args.competition, args.out, args.n_train, args.n_test, args.size, args.seed, args.overwrite)
     print(f"wrote {args.competition} demo data to {out}")
@@ -128,7 +128,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 def _config_path(args: argparse.Namespace) -> Path:
     """The config file of a command: the positional or ``--config``, a path or a shipped config's name."""
-    from .catalog import resolve_config
+    from .config.catalog import resolve_config
 
     given = [c for c in (args.config, args.config_flag) if c]
     if len(given) != 1:
@@ -148,13 +148,13 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .train import train_experiment
+    from .config.schema import load_config
+    from .pipeline import train_experiment
 
     cfg = load_config(_config_path(args), args.overrides)
     dirs = train_experiment(cfg, _device_for(args, cfg.device), models=args.models, folds=_parse_folds(args.folds), wait=args.wait)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
-        from .predict import scores_line
+        from .predict.tta import scores_line
 
         for d in dirs:
             print(f"model run: {d} ({scores_line(d)})")
@@ -171,8 +171,8 @@ def add_lr_find_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .lr_find import lr_find
+    from .config.schema import load_config
+    from .train.lr_find import lr_find
 
     cfg = load_config(_config_path(args), args.overrides)
     result, png = lr_find(cfg, args.model, _device_for(args, cfg.device), args.start_lr, args.end_lr, args.steps, args.out)
@@ -189,7 +189,7 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import predict_runs, scores_line
+    from .predict.tta import predict_runs, scores_line
 
     done, skipped = predict_runs(args.run_dir, _device_for(args), tta=args.tta)
     for out in done:
@@ -209,8 +209,8 @@ def add_thresholds_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_thresholds(args: argparse.Namespace) -> int:
-    from .decision import fit_run_decisions, format_decisions_summary
-    from .thresholds import fit_run_thresholds, format_thresholds_summary
+    from .ensemble.decision import fit_run_decisions, format_decisions_summary
+    from .ensemble.thresholds import fit_run_thresholds, format_thresholds_summary
 
     result = fit_run_thresholds(args.run_dir)
     print(format_thresholds_summary(result))
@@ -220,7 +220,7 @@ def cmd_thresholds(args: argparse.Namespace) -> int:
 
 
 def add_blend_args(p: argparse.ArgumentParser) -> None:
-    from .blend import METHODS  # torch-free
+    from .ensemble.blend import METHODS  # torch-free
 
     p.add_argument("run_dirs", nargs="+", type=Path, help="model (or blend) run folders")
     p.add_argument("--method", "-m", default="mean", help=f"{' | '.join(METHODS)} (default mean; see the README)")
@@ -228,7 +228,7 @@ def add_blend_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_blend(args: argparse.Namespace) -> int:
-    from .blend import blend_runs, format_blend_table
+    from .ensemble.blend import blend_runs, format_blend_table
 
     print(format_blend_table(blend_runs(args.run_dirs, args.method, args.out)))
     print(f"wrote blend in {args.out}")
@@ -236,7 +236,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
 
 
 def add_submission_args(p: argparse.ArgumentParser) -> None:
-    from .decision import CHOICES  # torch-free
+    from .ensemble.decision import CHOICES  # torch-free
 
     p.add_argument("run_dir", type=Path, help="a run or blend folder")
     p.add_argument("--out", "-o", required=True, help="submission CSV, e.g. submissions/planet.csv (a folder: <experiment>_<run>.csv inside)")
@@ -245,8 +245,8 @@ def add_submission_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_submission(args: argparse.Namespace) -> int:
-    from .artifacts import read_json
-    from .submission import sidecar_path, write_run_submission
+    from .core.artifacts import read_json
+    from .kaggle.submission import sidecar_path, write_run_submission
 
     path = write_run_submission(args.run_dir, args.out, args.decision)
     sidecar = read_json(sidecar_path(path))
@@ -267,7 +267,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .config.schema import load_config
     from .pipeline import run_experiment
 
     cfg = load_config(_config_path(args), args.overrides)
@@ -294,7 +294,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def add_init_args(p: argparse.ArgumentParser) -> None:
-    from .competitions import COMPETITIONS
+    from .data.competitions import COMPETITIONS
 
     p.add_argument("competition", choices=list(COMPETITIONS), help="the data layout: " + " | ".join(COMPETITIONS))
     p.add_argument("--data-dir", "-d", required=True, type=Path, help="the competition's data folder")
@@ -304,7 +304,7 @@ def add_init_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from .starter import write_starter_config
+    from .config.starter import write_starter_config
 
     out = write_starter_config(args.competition, args.data_dir, args.out, _options(args))
     print(out.read_text(), end="")
@@ -317,7 +317,7 @@ def add_configs_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_configs(args: argparse.Namespace) -> int:
-    from .catalog import format_configs
+    from .config.catalog import format_configs
 
     print(format_configs())
     return 0
@@ -335,7 +335,7 @@ def add_download_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from .kaggle_api import download
+    from .kaggle.client import download
 
     paths = download(args.competition, args.data_dir, files=args.files, all_files=args.all_files, force=args.force)
     for path in paths:
@@ -357,8 +357,8 @@ def add_submit_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from .kaggle_api import submit
-    from .submission import log_submission
+    from .kaggle.client import submit
+    from .kaggle.submission import log_submission
 
     result = submit(args.file, args.competition, args.message, data_dir=args.data_dir)
     print(f"submitted {args.file} (ref {result['ref']}): {result['message']}")
@@ -373,8 +373,8 @@ def add_scores_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_scores(args: argparse.Namespace) -> int:
-    from .kaggle_api import format_submissions, list_submissions
-    from .submission import format_submission_log, update_log_scores
+    from .kaggle.client import format_submissions, list_submissions
+    from .kaggle.submission import format_submission_log, update_log_scores
 
     frame = list_submissions(args.competition)
     print(format_submissions(frame))
@@ -396,7 +396,7 @@ def add_report_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from .study.report import write_report
 
     print(f"wrote {write_report(args.run_dir, args.out, submissions_log=args.log, ablation=not args.no_ablation)}")
     return 0
@@ -408,7 +408,7 @@ def add_compare_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare_runs, format_comparison
+    from .study.compare import compare_runs, format_comparison
 
     print(format_comparison(compare_runs(args.paths, ablation=not args.no_ablation)))
     return 0
@@ -426,8 +426,8 @@ def add_predict_image_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_predict_image(args: argparse.Namespace) -> int:
-    from .artifacts import write_csv
-    from .predict_image import format_image_predictions, image_predictions_frame, predict_images
+    from .core.artifacts import write_csv
+    from .predict.images import format_image_predictions, image_predictions_frame, predict_images
 
     result = predict_images(args.run_dir, args.images, _device_for(args), tta=args.tta, fold=args.fold,
                             batch_size=args.batch_size, num_workers=args.workers)

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import artifacts
-from .competitions import get_spec
-from .config import ExperimentConfig, load_config
-from .errors import KagglePlanetError
-from .folds import fold_file_path
-from .tracking import Tracking, summary_values
+from .config.schema import ExperimentConfig, load_config
+from .core import artifacts
+from .core.errors import KagglePlanetError
+from .data.competitions import get_spec
+from .data.folds import fold_file_path
+from .recipe.tracking import Tracking, summary_values
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,10 @@ def run_experiment(cfg: ExperimentConfig, device, wait: bool = False) -> RunResu
     Writes ``<runs_dir>/<name>/{<model>/, blend/, scores.json, submission.csv}`` and
     ``submissions/<name>.csv`` (+ ``.json`` sidecar), both relative to the working directory. With
     ``pseudo`` set, each pseudo-labelling round r is an experiment of its own, ``<name>_pl<r>``, trained with
-    the confident test images of the previous round (:mod:`kaggle_planet.pseudo`); the last round's
+    the confident test images of the previous round (:mod:`kaggle_planet.ensemble.pseudo`); the last round's
     submission is the result, and every round's blend OOF is reported beside the previous one's.
     """
-    from .competitions import load_dataset
+    from .data.competitions import load_dataset
 
     if cfg.pseudo is not None:
         table = load_dataset(cfg.competition, cfg.data_dir, cfg.options)
@@ -54,7 +54,7 @@ def run_experiment(cfg: ExperimentConfig, device, wait: bool = False) -> RunResu
     result = _run_round(cfg, device, wait=wait)
     if cfg.pseudo is None:
         return result
-    from .pseudo import PSEUDO, pseudo_labels
+    from .ensemble.pseudo import PSEUDO, pseudo_labels
 
     test_files = table.test["file"].to_numpy()
     rounds, previous = [], result
@@ -89,12 +89,29 @@ def _run_round(cfg: ExperimentConfig, device, extra=None, wait: bool = False) ->
         tracking.close()
 
 
+def train_experiment(
+    cfg: ExperimentConfig,
+    device,
+    models: list[str] | None = None,
+    folds: list[int] | None = None,
+    extra=None,
+    tracking=None,
+    wait: bool = False,
+) -> list[Path]:
+    """Train ``models`` (default all) on ``folds`` (default all), then write the TTA predictions of each model
+    whose folds are all done (:func:`kaggle_planet.train.trainer.train_models` with the prediction step); the
+    ``train`` command. Returns the model run folders."""
+    from .predict.tta import predict_model
+    from .train.trainer import train_models
+
+    return train_models(cfg, device, models, folds, extra, tracking, wait, on_model_done=predict_model)
+
+
 def _train_and_submit(cfg: ExperimentConfig, device, extra, tracking, wait: bool = False) -> RunResult:
-    from .blend import blend_runs
-    from .decision import fit_run_decisions
-    from .submission import sidecar_path, write_run_submission
-    from .thresholds import fit_run_thresholds
-    from .train import train_experiment
+    from .ensemble.blend import blend_runs
+    from .ensemble.decision import fit_run_decisions
+    from .ensemble.thresholds import fit_run_thresholds
+    from .kaggle.submission import sidecar_path, write_run_submission
 
     # train reads the data folder and makes the folds file if it is missing
     model_dirs = train_experiment(cfg, device, extra=extra, tracking=tracking, wait=wait)
@@ -162,8 +179,8 @@ def format_score_table(scores: dict[str, Any]) -> str:
 def run_demo(data_dir: Path, config: Path | str | None, overrides: list[str], device) -> RunResult:
     """Make Planet demo data in ``data_dir`` if absent, then run the demo config (a path or a shipped
     config's name; default the shipped demo) end to end."""
-    from .catalog import resolve_config
-    from .synthetic import make_demo_data
+    from .config.catalog import resolve_config
+    from .data.synthetic import make_demo_data
 
     config = resolve_config(config or DEMO_CONFIG)
     data_dir = Path(data_dir)

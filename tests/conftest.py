@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kaggle_planet.synthetic import make_demo_data
+from kaggle_planet.data.synthetic import make_demo_data
 
 TINY = {"n_train": 60, "n_test": 12, "size": 32}
 

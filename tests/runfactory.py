@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kaggle_planet import artifacts
-from kaggle_planet.competitions import get_spec
+from kaggle_planet.core import artifacts
+from kaggle_planet.data.competitions import get_spec
 
 WEATHER = {"clear": 0.703, "partly_cloudy": 0.179, "haze": 0.067, "cloudy": 0.052}
 # marginal frequencies in Planet's train_v2.csv (approximately) and loading on the development factor

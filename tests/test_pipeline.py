@@ -9,9 +9,9 @@ import pytest
 from trained_runs import experiment_name, tiny_experiment
 
 from kaggle_planet.cli import main
-from kaggle_planet.competitions import load_dataset
-from kaggle_planet.metrics import score
-from kaggle_planet.submission import validate_submission_file
+from kaggle_planet.core.metrics import score
+from kaggle_planet.data.competitions import load_dataset
+from kaggle_planet.kaggle.submission import validate_submission_file
 
 
 @pytest.mark.parametrize("competition", ["planet", "invasive", "imagefolder"])

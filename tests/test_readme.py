@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 from kaggle_planet.cli import COMMANDS
-from kaggle_planet.config import key_table_markdown
+from kaggle_planet.config.schema import key_table_markdown
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -33,7 +33,8 @@ def test_exactly_two_fresh_machine_commands_and_ci_runs_the_test_one():
 
 
 def test_every_augment_preset_and_recipe_table_entry_is_documented():
-    from kaggle_planet import augment, losses, optim
+    from kaggle_planet.data import augment
+    from kaggle_planet.recipe import losses, optim
 
     text = README.read_text()
     presets = text.split("### Augmentation presets")[1].split("\n## ")[0]
@@ -44,7 +45,7 @@ def test_every_augment_preset_and_recipe_table_entry_is_documented():
 
 
 def test_the_recipe_example_in_the_readme_loads():
-    from kaggle_planet.config import config_from_dict
+    from kaggle_planet.config.schema import config_from_dict
 
     text = README.read_text()
     block = text.split("A recipe in a config")[1].split("```yaml\n")[1].split("```")[0]

@@ -1,0 +1,2 @@
+"""What every stage shares, torch-free: the run-folder layout and prediction files (``artifacts``), the metrics
+table, table-entry parameters (``params``), locks and the one error type."""

@@ -1,0 +1,702 @@
+"""Blend several run folders' predictions into a new run folder of the same schema.
+
+Member files are matched by id and class name, never by row order: every member must describe the
+same competition, classes, training ids (with the same folds and labels) and test ids, otherwise the
+blend stops with one line naming both files and the first difference. Rows are put in one canonical
+order (natural sort of the ids) first, so shuffled inputs give byte-identical outputs.
+
+``BLENDERS`` is the one table of methods. Each entry owns its ``fit`` (members' OOF probabilities and
+labels of some rows -> a JSON-able state) and its ``apply`` (members' probabilities of any rows + a
+state -> blended probabilities), so the blend stage, the drop-one ablation of ``compare`` and
+``predict-image`` all use the same two functions. :func:`blend_predictions` makes every method's OOF
+honest the same way: for each fold, the state is fitted on the OTHER folds' rows and applied to the
+fold's rows; the test prediction applies the state fitted on every OOF row (saved in ``blend.json``).
+
+- ``mean``: plain average of the members' probabilities;
+- ``gmean``: geometric mean (a member sure that a tag is absent vetoes it more strongly);
+- ``rank``: per model and class, average ranks scaled to [0, 1] (within OOF and within test), then
+  averaged; the usual choice for AUC, where only the order matters;
+- ``weighted``: non-negative weights summing to one, fitted with scipy (SLSQP) to minimise log loss.
+  F2 at a fixed threshold, AUC and accuracy are piecewise constant in the weights, so a gradient
+  method cannot climb them; log loss is the smooth proper score that rewards the same thing;
+- ``hillclimb``: Caruana et al. (2004) ensemble selection: start from the best single member, add the
+  next best ones while the competition metric improves (sorted initialisation), then greedily add
+  (with replacement) whichever member improves the metric most, until none does. Selection counts
+  are the weights; it optimises the metric itself, so it can drop members that only add noise;
+- ``ridge``: the Planet winner's second stage: for each class a ridge regression over ALL models'
+  outputs for ALL classes (learns tag co-occurrence and weather exclusivity, recalibrates each model);
+- ``ridge2``: the Planet winner's two levels: per model, a ridge per class over that model's own
+  class outputs (level 1, recalibration and tag correlations inside one model); then per class, a
+  ridge over the models' level-1 outputs for that class (level 2, model weights per class). Level 2
+  is fitted on level 1's in-sample outputs of the same rows (C + 1 parameters per target: negligible
+  optimism);
+- ``lgbm``: per class, a LightGBM model (small trees) over all members' outputs for all classes,
+  early-stopped on one of its training folds and refitted on all its training rows with that number
+  of rounds (the 3rd place's gradient-boosted second level). Needs the ``lgbm`` extra.
+
+Multiclass outputs of ``gmean``, ``rank``, ``ridge``, ``ridge2`` are renormalised so each row sums to
+one. This module uses numpy, pandas, scipy and scikit-learn only (LightGBM when ``lgbm`` is asked for).
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+from scipy.stats import rankdata
+from sklearn.linear_model import Ridge
+
+from ..core import artifacts, metrics
+from ..core.errors import KagglePlanetError
+from ..data.competitions import get_spec
+
+log = logging.getLogger(__name__)
+
+STATE = "blend.json"  # a blend folder's fitted state (all OOF rows), read back by predict-image
+RIDGE_ALPHA = 1.0
+HILLCLIMB_INIT_MAX = 5  # sorted initialisation adds at most this many of the best members
+HILLCLIMB_MAX_SIZE = 100  # selections in total (with replacement)
+HILLCLIMB_MIN_GAIN = 1e-10  # a candidate must beat the current score by more than this (ties: first member)
+LGBM_PARAMS = {
+    "objective": "binary",
+    "learning_rate": 0.1,
+    "num_leaves": 8,
+    "max_depth": 3,
+    "min_data_in_leaf": 20,
+    "max_bin": 63,
+    "feature_fraction": 0.8,
+    "lambda_l2": 1.0,
+    "verbose": -1,
+    "seed": 0,
+    "deterministic": True,
+    "force_row_wise": True,
+}
+LGBM_MAX_ROUNDS = 300
+LGBM_EARLY_STOP = 20
+LGBM_THREADED_ROWS = 20000  # below this many rows one thread is faster than OpenMP's start-up and spinning
+LGBM_EXTRA = 'pip install "kaggle-planet[lgbm]"'
+_EPS = 1e-7
+
+
+@dataclass
+class BlendInput:
+    oof: np.ndarray  # (M, N, C) members' OOF probabilities, rows in canonical id order
+    test: np.ndarray  # (M, T, C) members' test probabilities
+    y_true: np.ndarray  # (N, C) int 0/1
+    folds: np.ndarray  # (N,) int
+    task: str  # multilabel | binary | multiclass
+    metric: str = ""  # the competition's metric (metrics.METRICS); hillclimb optimises it
+
+    def rows(self, mask: np.ndarray) -> BlendInput:
+        """The OOF rows selected by ``mask (N,) bool`` (test rows unchanged)."""
+        return replace(self, oof=self.oof[:, mask], y_true=self.y_true[mask], folds=self.folds[mask])
+
+    def members(self, keep: list[int]) -> BlendInput:
+        """Only the members ``keep`` (indices into M)."""
+        return replace(self, oof=self.oof[keep], test=self.test[keep])
+
+
+@dataclass
+class BlendOutput:
+    oof: np.ndarray  # (N, C) in [0, 1], honest: each fold from a state fitted on the other folds
+    test: np.ndarray  # (T, C) in [0, 1], from the state fitted on every OOF row
+    state: dict[str, Any] = field(default_factory=dict)  # the all-rows state (JSON-able), for new rows
+    details: dict[str, Any] = field(default_factory=dict)  # what is worth reporting (weights, counts)
+    fold_details: dict[str, dict[str, Any]] = field(default_factory=dict)  # the same per held-out fold
+
+
+@dataclass
+class Rows:
+    """What applying a state to rows may need besides the members' probabilities of those rows."""
+
+    task: str
+    # rank: the members' (M, T, C) probabilities the rows are ranked within (predict-image: the test
+    # predictions); None ranks the rows among themselves (the OOF rows, the test rows)
+    reference: Callable[[], np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class Blender:
+    """One blend method: how to apply it, how to fit it (None: nothing to fit) and what to report."""
+
+    help: str
+    apply: Callable[[np.ndarray, dict[str, Any], Rows], np.ndarray]  # (M, N, C), state, rows -> (N, C) in [0, 1]
+    fit: Callable[[BlendInput], dict[str, Any]] | None = None  # training rows -> JSON-able state
+    report: Callable[[dict[str, Any]], dict[str, Any]] = lambda state: {}
+    requires: str | None = None  # optional package (the extra that installs it is named when missing)
+
+
+def finish_probabilities(probs: np.ndarray, task: str) -> np.ndarray:
+    """Clip to [0, 1]; multiclass rows renormalised to sum to one (uniform when all clip to zero)."""
+    p = np.clip(probs, 0.0, 1.0)
+    if task == "multiclass":
+        total = p.sum(axis=1, keepdims=True)
+        p = np.where(total > 0, p / np.where(total > 0, total, 1.0), 1.0 / p.shape[1])
+    return p
+
+
+def _features(stack: np.ndarray) -> np.ndarray:
+    """(M, N, C) -> (N, M*C): every model's output for every class."""
+    m, n, c = stack.shape
+    return stack.transpose(1, 0, 2).reshape(n, m * c)
+
+
+# ------------------------------------------------------------------------------ mean, gmean, rank
+
+
+def apply_mean(stack: np.ndarray, state: dict[str, Any], rows: Rows) -> np.ndarray:
+    return stack.mean(axis=0)
+
+
+def apply_gmean(stack: np.ndarray, state: dict[str, Any], rows: Rows) -> np.ndarray:
+    """``exp(mean(log p))`` over members, as ``scipy.stats.gmean``: any member at exactly 0 gives 0."""
+    with np.errstate(divide="ignore"):
+        return finish_probabilities(np.exp(np.log(stack).mean(axis=0)), rows.task)
+
+
+def _scaled_ranks(stack: np.ndarray) -> np.ndarray:
+    """(M, N, C) -> average ranks along N scaled to [0, 1] (ties share a rank; one row gives 0.5)."""
+    n = stack.shape[1]
+    if n == 1:
+        return np.full(stack.shape, 0.5)
+    return (rankdata(stack, axis=1) - 1.0) / (n - 1.0)
+
+
+def scaled_ranks_against(reference: np.ndarray, values: np.ndarray, tol: float = 1e-6) -> np.ndarray:
+    """Scaled rank of each of ``values (N, C)`` within ``reference (T, C)``, per column, in [0, 1].
+
+    A value found in the reference gets exactly that row's :func:`_scaled_ranks` value (average rank
+    among ties), so the reference rows themselves reproduce the blend. Any other value within ``tol``
+    of reference values (a model's output for one image can differ in the last bits between batch
+    sizes) takes their average rank; the rest sit half a rank step above the largest smaller
+    reference value (clipped to [0, 1]). This is how a rank blend places images it did not rank.
+    """
+    n = reference.shape[0]
+    if n == 1:
+        return np.full(values.shape, 0.5)
+    out = np.empty(values.shape, dtype=np.float64)
+    for j in range(reference.shape[1]):
+        ref = np.sort(reference[:, j])
+        v = values[:, j]
+        less, upto = np.searchsorted(ref, v, side="left"), np.searchsorted(ref, v, side="right")
+        near_less = np.searchsorted(ref, v - tol, side="left")
+        near_upto = np.searchsorted(ref, v + tol, side="right")
+        exact = upto > less
+        less = np.where(exact, less, near_less)
+        equal = np.where(exact, upto, near_upto) - less
+        out[:, j] = (less + (equal - 1) / 2.0) / (n - 1.0)
+    return out.clip(0.0, 1.0)
+
+
+def apply_rank(stack: np.ndarray, state: dict[str, Any], rows: Rows) -> np.ndarray:
+    if rows.reference is None:
+        ranks = _scaled_ranks(stack)
+    else:
+        reference = rows.reference()
+        ranks = np.stack([scaled_ranks_against(ref, probs) for ref, probs in zip(reference, stack)])
+    return finish_probabilities(ranks.mean(axis=0), rows.task)
+
+
+# ---------------------------------------------------------------------------------------- weighted
+
+
+def _log_loss_and_grad(weights: np.ndarray, stack: np.ndarray, y: np.ndarray, task: str) -> tuple[float, np.ndarray]:
+    p = np.clip(np.tensordot(weights, stack, axes=1), _EPS, 1.0 - _EPS)
+    if task == "multiclass":
+        rows = np.arange(len(y))
+        cls = y.argmax(axis=1)
+        picked = p[rows, cls]
+        return float(-np.log(picked).mean()), -(stack[:, rows, cls] / picked).mean(axis=1)
+    dldp = (p - y) / (p * (1.0 - p))  # d/dp of binary cross-entropy, per entry
+    loss = -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()
+    return float(loss), (stack * dldp).mean(axis=(1, 2))
+
+
+def fit_weights(stack: np.ndarray, y: np.ndarray, task: str) -> np.ndarray:
+    """Non-negative weights ``(M,)`` summing to one that minimise the OOF log loss of ``sum w_m p_m``."""
+    m = stack.shape[0]
+    start = np.full(m, 1.0 / m)
+    if m == 1:
+        return start
+    result = minimize(
+        _log_loss_and_grad,
+        start,
+        args=(stack, y.astype(np.float64), task),
+        jac=True,
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * m,
+        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones_like(w)}],
+        options={"maxiter": 200, "ftol": 1e-10},
+    )
+    if not result.success:
+        log.warning("weight fit did not converge (%s); using its last weights", result.message)
+    w = np.clip(result.x, 0.0, None)
+    return w / w.sum() if w.sum() > 0 else start
+
+
+def fit_weighted(data: BlendInput) -> dict[str, Any]:
+    return {"weights": fit_weights(data.oof, data.y_true, data.task).tolist(), "objective": "log_loss"}
+
+
+def apply_weighted(stack: np.ndarray, state: dict[str, Any], rows: Rows) -> np.ndarray:
+    weights = np.asarray(state["weights"], dtype=np.float64)
+    return np.tensordot(weights, stack, axes=1).clip(0.0, 1.0)
+
+
+def _weights_report(state: dict[str, Any]) -> dict[str, Any]:
+    return {key: state[key] for key in ("weights", "selection_counts") if key in state}
+
+
+# --------------------------------------------------------------------------------------- hillclimb
+
+
+def select_members(stack: np.ndarray, y: np.ndarray, metric: str) -> np.ndarray:
+    """Caruana et al. (2004) ensemble selection; returns selection counts ``(M,)`` (int, sum >= 1).
+
+    ``stack (M, N, C)`` members' probabilities, ``y (N, C)`` labels; the ensemble is the count-weighted
+    mean and ``metric`` (metrics.METRICS, higher is better) is what it climbs. Sorted initialisation:
+    the best single member, then the next best ones (at most ``HILLCLIMB_INIT_MAX`` in all) while each
+    improves the score. Then forward selection with replacement: add the member that improves the
+    score most (ties within ``HILLCLIMB_MIN_GAIN``: the first member), stop when none improves by more
+    than ``HILLCLIMB_MIN_GAIN`` or after ``HILLCLIMB_MAX_SIZE`` selections.
+    """
+    score = metrics.get_metric(metric)
+    m = stack.shape[0]
+    singles = np.array([score(y, stack[i]) for i in range(m)])
+    order = np.argsort(-singles, kind="stable")
+    counts = np.zeros(m, dtype=np.int64)
+    total = np.zeros(stack.shape[1:], dtype=np.float64)
+
+    def add(i: int) -> None:
+        counts[i] += 1
+        total[...] += stack[i]
+
+    add(int(order[0]))
+    best = float(singles[order[0]])
+    for i in order[1:HILLCLIMB_INIT_MAX]:
+        candidate = score(y, (total + stack[i]) / (counts.sum() + 1))
+        if candidate <= best + HILLCLIMB_MIN_GAIN:
+            break
+        add(int(i))
+        best = candidate
+    while counts.sum() < HILLCLIMB_MAX_SIZE:
+        size = counts.sum() + 1
+        candidates = np.array([score(y, (total + stack[i]) / size) for i in range(m)])
+        top = float(candidates.max())
+        if top <= best + HILLCLIMB_MIN_GAIN:
+            break
+        add(int(np.flatnonzero(candidates >= top - HILLCLIMB_MIN_GAIN)[0]))
+        best = top
+    return counts
+
+
+def fit_hillclimb(data: BlendInput) -> dict[str, Any]:
+    counts = select_members(data.oof, data.y_true, data.metric)
+    return {"selection_counts": counts.tolist(), "weights": (counts / counts.sum()).tolist(), "metric": data.metric}
+
+
+# ------------------------------------------------------------------------------------ ridge, ridge2
+
+
+def fit_ridge(data: BlendInput) -> dict[str, Any]:
+    # one multi-target Ridge solves each class's ridge independently with the same features
+    full = Ridge(alpha=RIDGE_ALPHA).fit(_features(data.oof), data.y_true.astype(np.float64))
+    return {"alpha": RIDGE_ALPHA, "ridge_coef": full.coef_.tolist(), "ridge_intercept": full.intercept_.tolist()}
+
+
+def apply_ridge(stack: np.ndarray, coef: np.ndarray, intercept: np.ndarray, task: str) -> np.ndarray:
+    """Apply a ridge blend to members' outputs ``stack (M, N, C)`` -> ``(N, C)`` in [0, 1]."""
+    return finish_probabilities(_features(stack) @ np.asarray(coef).T + np.asarray(intercept), task)
+
+
+def _apply_ridge_state(stack: np.ndarray, state: dict[str, Any], rows: Rows) -> np.ndarray:
+    return apply_ridge(stack, state["ridge_coef"], state["ridge_intercept"], rows.task)
+
+
+def _ridge2_level1(stack: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+    """(M, N, C) members' outputs -> (M, N, C) level-1 outputs: ``p_m @ coef_m.T + intercept_m``."""
+    return np.einsum("mnc,mkc->mnk", stack, coef) + intercept[:, None, :]
+
+
+def fit_ridge2(data: BlendInput) -> dict[str, Any]:
+    y = data.y_true.astype(np.float64)
+    level1 = [Ridge(alpha=RIDGE_ALPHA).fit(p, y) for p in data.oof]
+    coef1 = np.stack([r.coef_.reshape(y.shape[1], -1) for r in level1])  # (M, C, C)
+    intercept1 = np.stack([np.broadcast_to(r.intercept_, (y.shape[1],)) for r in level1])  # (M, C)
+    z = _ridge2_level1(data.oof, coef1, intercept1)
+    level2 = [Ridge(alpha=RIDGE_ALPHA).fit(z[:, :, c].T, y[:, c]) for c in range(y.shape[1])]
+    return {
+        "alpha": RIDGE_ALPHA,
+        "level1_coef": coef1.tolist(),
+        "level1_intercept": intercept1.tolist(),
+        "level2_coef": [r.coef_.tolist() for r in level2],  # (C, M)
+        "level2_intercept": [float(r.intercept_) for r in level2],
+    }
+
+
+def apply_ridge2(stack: np.ndarray, state: dict[str, Any], rows: Rows) -> np.ndarray:
+    z = _ridge2_level1(stack, np.asarray(state["level1_coef"]), np.asarray(state["level1_intercept"]))
+    coef2 = np.asarray(state["level2_coef"])  # (C, M)
+    out = np.einsum("mnc,cm->nc", z, coef2) + np.asarray(state["level2_intercept"])
+    return finish_probabilities(out, rows.task)
+
+
+def _ridge2_report(state: dict[str, Any]) -> dict[str, Any]:
+    # a member's level-2 coefficient averaged over classes: how much the second level trusts it
+    return {"alpha": state["alpha"], "level2_mean_coef": np.asarray(state["level2_coef"]).mean(axis=0).tolist()}
+
+
+# ------------------------------------------------------------------------------------------- lgbm
+
+
+def _lightgbm():
+    try:
+        import lightgbm
+    except ImportError:
+        raise KagglePlanetError(f"blend method 'lgbm' needs LightGBM, which is not installed; {LGBM_EXTRA}") from None
+    return lightgbm
+
+
+def _inner_split(folds: np.ndarray) -> np.ndarray:
+    """Early-stopping rows inside the training rows: its last fold, or every 5th row with one fold."""
+    ks = np.unique(folds)
+    if len(ks) >= 2:
+        return folds == ks[-1]
+    return np.arange(len(folds)) % 5 == 4
+
+
+def _fit_booster(lgb, x: np.ndarray, y: np.ndarray, folds: np.ndarray, params: dict[str, Any]) -> tuple[str, int]:
+    """Rounds chosen by early stopping on the inner split, then refitted on every row; (model, rounds)."""
+    valid = _inner_split(folds)
+    params = {**params, "num_threads": 0 if len(y) >= LGBM_THREADED_ROWS else 1}
+    train_set = lgb.Dataset(x[~valid], y[~valid], params={"verbose": -1})
+    valid_set = lgb.Dataset(x[valid], y[valid], reference=train_set)
+    probe = lgb.train(params, train_set, LGBM_MAX_ROUNDS, valid_sets=[valid_set],
+                      callbacks=[lgb.early_stopping(LGBM_EARLY_STOP, verbose=False)])
+    rounds = max(1, int(probe.best_iteration or LGBM_MAX_ROUNDS))
+    model = lgb.train(params, lgb.Dataset(x, y, params={"verbose": -1}), rounds)
+    return model.model_to_string(), rounds
+
+
+def fit_lgbm(data: BlendInput) -> dict[str, Any]:
+    lgb = _lightgbm()
+    x = _features(data.oof)
+    y = data.y_true
+    if data.task == "multiclass":
+        params = {**LGBM_PARAMS, "objective": "multiclass", "num_class": y.shape[1]}
+        model, rounds = _fit_booster(lgb, x, y.argmax(axis=1), data.folds, params)
+        return {"multiclass": True, "models": [model], "rounds": [rounds]}
+    models, rounds, constant = [], [], []
+    for c in range(y.shape[1]):
+        if y[:, c].min() == y[:, c].max():  # one label value in these rows: nothing to learn
+            models.append(None)
+            rounds.append(0)
+            constant.append(float(y[0, c]))
+            continue
+        model, n = _fit_booster(lgb, x, y[:, c], data.folds, LGBM_PARAMS)
+        models.append(model)
+        rounds.append(n)
+        constant.append(None)
+    return {"multiclass": False, "models": models, "rounds": rounds, "constant": constant}
+
+
+def apply_lgbm(stack: np.ndarray, state: dict[str, Any], rows: Rows) -> np.ndarray:
+    lgb = _lightgbm()
+    x = _features(stack)
+    if state["multiclass"]:
+        return finish_probabilities(lgb.Booster(model_str=state["models"][0]).predict(x), rows.task)
+    out = np.empty((x.shape[0], len(state["models"])))
+    for c, (model, constant) in enumerate(zip(state["models"], state["constant"])):
+        out[:, c] = constant if model is None else lgb.Booster(model_str=model).predict(x)
+    return finish_probabilities(out, rows.task)
+
+
+# ------------------------------------------------------------------------------------------ table
+
+
+BLENDERS: dict[str, Blender] = {
+    "mean": Blender("average of the members' probabilities; the safe default for F2 and accuracy", apply_mean),
+    "gmean": Blender("geometric mean of the probabilities; one confident 'no' weighs more than in mean", apply_gmean),
+    "rank": Blender("average of per-model ranks scaled to [0, 1]; for AUC, where only the order counts", apply_rank),
+    "weighted": Blender("non-negative weights summing to 1 fitted on OOF log loss (SLSQP)",
+                        apply_weighted, fit_weighted, _weights_report),
+    "hillclimb": Blender("Caruana ensemble selection with replacement on the competition metric; counts are the weights",
+                         apply_weighted, fit_hillclimb, _weights_report),
+    "ridge": Blender("per class, a ridge over every model's output for every class (Planet 1st place, one level)",
+                     _apply_ridge_state, fit_ridge, lambda state: {"alpha": state["alpha"]}),
+    "ridge2": Blender("Planet 1st place's two levels: per model a ridge over its own classes, then per class a ridge over models",
+                      apply_ridge2, fit_ridge2, _ridge2_report),
+    "lgbm": Blender("per class, LightGBM (small trees, early stopping inside the training folds) over all members' outputs",
+                    apply_lgbm, fit_lgbm, lambda state: {"rounds": state["rounds"]}, requires="lightgbm"),
+}
+METHODS: tuple[str, ...] = tuple(BLENDERS)
+
+
+def get_blender(method: str) -> Blender:
+    try:
+        return BLENDERS[method]
+    except KeyError:
+        raise KagglePlanetError(f"unknown blend method {method!r}; valid: {', '.join(BLENDERS)}") from None
+
+
+def blend_predictions(data: BlendInput, method: str) -> BlendOutput:
+    """Blend ``data`` with ``method``: honest OOF (each fold from a state fitted on the other folds),
+    test from the state fitted on every OOF row. Methods with nothing to fit apply directly."""
+    blender = get_blender(method)
+    rows = Rows(data.task)
+    if blender.fit is None:
+        return BlendOutput(blender.apply(data.oof, {}, rows), blender.apply(data.test, {}, rows))
+    state = blender.fit(data)
+    ks = np.unique(data.folds)
+    fold_details = {}
+    if len(ks) < 2:  # a single fold has nothing to hold out: the OOF is in-sample
+        log.warning("%s blend: only one fold, its OOF score is in-sample", method)
+        oof = blender.apply(data.oof, state, rows)
+    else:
+        oof = np.empty(data.y_true.shape, dtype=np.float64)
+        for k in ks:
+            held = data.folds == k
+            fold_state = blender.fit(data.rows(~held))
+            oof[held] = blender.apply(data.oof[:, held], fold_state, rows)
+            fold_details[str(int(k))] = blender.report(fold_state)
+    test = blender.apply(data.test, state, rows)
+    return BlendOutput(oof, test, state, blender.report(state), fold_details)
+
+
+# ------------------------------------------------------------------------------------ run folders
+
+
+def natural_key(value: str) -> tuple:
+    """Sort key putting ``train_2`` before ``train_10``."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", value) if part)
+
+
+def _canonical(ids: pd.Series) -> list[str]:
+    return sorted(ids.tolist(), key=natural_key)
+
+
+def _first_difference(a: set[str], b: set[str], name_a: str, name_b: str) -> str:
+    only = sorted(a ^ b, key=natural_key)[0]
+    return f"{only!r} is in {name_a if only in a else name_b} only"
+
+
+def check_compatible(ref: artifacts.Run, other: artifacts.Run) -> None:
+    """Same competition, task, id column and class names, or a one-line error naming both run.json files."""
+    ra, rb = ref.path / artifacts.RUN_INFO, other.path / artifacts.RUN_INFO
+    for key in ("competition", "task", "id_col"):
+        va, vb = getattr(ref.info, key), getattr(other.info, key)
+        if va != vb:
+            raise KagglePlanetError(f"{ra} and {rb}: {key} differs ({va!r} vs {vb!r})")
+    if set(ref.info.classes) != set(other.info.classes):
+        diff = _first_difference(set(ref.info.classes), set(other.info.classes), str(ra), str(rb))
+        raise KagglePlanetError(f"{ra} and {rb}: classes differ (first difference: class {diff})")
+
+
+def _positions(ref: artifacts.Run, other: artifacts.Run, name: str, ids: pd.Index, other_ids: pd.Series) -> np.ndarray:
+    """Row of each canonical id in ``other``'s file; a one-line error when the id sets differ."""
+    pos = pd.Index(other_ids).get_indexer(ids)  # ids are unique (checked when read)
+    if (pos < 0).any() or len(other_ids) != len(ids):
+        a, b = ref.path / name, other.path / name
+        diff = _first_difference(set(ids), set(other_ids), str(a), str(b))
+        raise KagglePlanetError(f"{a} and {b}: ids differ (first difference: {diff})")
+    return pos
+
+
+def _first_bad(ids: pd.Index, bad: np.ndarray) -> str:
+    return sorted(ids[bad], key=natural_key)[0]
+
+
+def _align(ref: artifacts.Run, run: artifacts.Run, oof_ids: pd.Index, test_ids: pd.Index, ref_folds: np.ndarray, ref_y: np.ndarray):
+    """``run``'s (oof (N, C), test (T, C)) in canonical row order and ``ref``'s class order.
+
+    Checks against the reference run: the same OOF and test ids, the same fold and labels per id.
+    """
+    id_col, classes = ref.info.id_col, list(ref.info.classes)
+    cols = [list(run.info.classes).index(c) for c in classes]
+    pos = _positions(ref, run, artifacts.OOF, oof_ids, run.oof[id_col])
+    test_pos = _positions(ref, run, artifacts.TEST, test_ids, run.test[id_col])
+    folds = run.folds[pos]
+    if ref_folds is not None and (bad := folds != ref_folds).any():
+        first = _first_bad(oof_ids, bad)
+        k = oof_ids.get_loc(first)
+        raise KagglePlanetError(
+            f"{ref.path / artifacts.OOF} and {run.path / artifacts.OOF}: folds differ (first difference: {id_col} {first!r} "
+            f"is in fold {ref_folds[k]} vs {folds[k]}); blend runs made with the same folds"
+        )
+    y = run.y_true[pos][:, cols]
+    if ref_y is not None and (bad := (y != ref_y).any(axis=1)).any():
+        raise KagglePlanetError(
+            f"{ref.path / artifacts.LABELS} and {run.path / artifacts.LABELS}: labels differ "
+            f"(first difference: {id_col} {_first_bad(oof_ids, bad)!r})"
+        )
+    return run.oof_probs[pos][:, cols], run.test_probs[test_pos][:, cols], folds, y
+
+
+def load_members(run_dirs: list[Path]) -> tuple[list[artifacts.RunInfo], BlendInput, list[str], list[str]]:
+    """Load, check and align member runs; returns (their run.json infos, blend input, OOF ids, test ids)
+    in canonical order.
+
+    Every member must match the first one: same competition, classes, ids, folds and labels. Members
+    are read one at a time into the stacked arrays, so memory holds the stack plus one member's files
+    (not every member's frames at once).
+    """
+    if not run_dirs:
+        raise KagglePlanetError("blend: no run folders given")
+    ref = artifacts.load_run(run_dirs[0])
+    id_col = ref.info.id_col
+    oof_ids = pd.Index(_canonical(ref.oof[id_col]))
+    test_ids = pd.Index(_canonical(ref.test[id_col]))
+    oof0, test0, folds, y = _align(ref, ref, oof_ids, test_ids, None, None)
+    oof = np.empty((len(run_dirs), *oof0.shape))
+    test = np.empty((len(run_dirs), *test0.shape))
+    oof[0], test[0] = oof0, test0
+    infos = [ref.info]
+    for i, run_dir in enumerate(run_dirs[1:], start=1):
+        run = artifacts.load_run(run_dir)
+        check_compatible(ref, run)
+        oof[i], test[i] = _align(ref, run, oof_ids, test_ids, folds, y)[:2]
+        infos.append(run.info)
+        del run
+    data = BlendInput(
+        oof=oof,
+        test=test,
+        y_true=y.astype(np.int64),
+        folds=folds.astype(int),
+        task=ref.info.task,
+        metric=get_spec(ref.info.competition).metric,
+    )
+    return infos, data, oof_ids.tolist(), test_ids.tolist()
+
+
+def check_blend_out(out_dir: Path) -> None:
+    """A blend goes to a new or empty folder, or replaces an earlier blend; never into a model's run
+    folder, an experiment folder or a folder holding other files."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise KagglePlanetError(f"{out_dir}: exists and is not a folder; --out names the blend's folder, e.g. runs/<experiment>/blend")
+    if not out_dir.is_dir():
+        return
+    kind = artifacts.run_kind(out_dir)
+    if kind == "blend":
+        return  # an earlier blend (run re-blends into <experiment>/blend each time)
+    if kind is not None:
+        what = {"model": "a model's run folder", "experiment": "an experiment folder (it holds run folders)"}[kind]
+        raise KagglePlanetError(f"{out_dir}: is {what}; a blend would overwrite its files: give a new folder, e.g. {out_dir / 'blend'}")
+    others = sorted(p.name for p in out_dir.iterdir())
+    if others:
+        raise KagglePlanetError(f"{out_dir}: holds other files ({others[0]}{', ...' if len(others) > 1 else ''}) and no earlier blend; give a new or empty folder")
+
+
+def blend_runs(run_dirs: list[Path], method: str, out_dir: Path) -> dict[str, Any]:
+    """Blend run folders with ``method`` and write ``out_dir`` as a full run folder; returns its scores.json.
+
+    Besides the run-folder files, ``blend.json`` holds the state fitted on every OOF row (weights,
+    coefficients, trees), which ``predict-image`` applies to new images.
+    """
+    get_blender(method)
+    out_dir = Path(out_dir)
+    run_dirs = [Path(d) for d in run_dirs]
+    if any(out_dir.resolve() == d.resolve() for d in run_dirs):
+        raise KagglePlanetError(f"{out_dir}: the blend's output folder must not be one of its members")
+    check_blend_out(out_dir)
+    infos, data, oof_ids, test_ids = load_members(run_dirs)
+    ref = infos[0]
+    classes = list(ref.classes)
+    metric = data.metric
+    start = time.perf_counter()
+    result = blend_predictions(data, method)
+    seconds = time.perf_counter() - start
+    _check_output(result, data, method)
+
+    member_scores = {str(d): metrics.score(metric, data.y_true, data.oof[i]) for i, d in enumerate(run_dirs)}
+    scores = metrics.summarize_scores(metric, data.y_true, result.oof, data.folds)
+    scores.update(method=method, members=member_scores, gain_over_best=scores["oof"] - max(member_scores.values()))
+    for key in ("weights", "selection_counts"):
+        if key in result.details:
+            scores[key] = dict(zip(member_scores, result.details[key]))
+    if result.fold_details:
+        scores["per_fold_fit"] = result.fold_details
+    scores["seconds"] = seconds
+    info = artifacts.RunInfo(
+        competition=ref.competition,
+        task=ref.task,
+        id_col=ref.id_col,
+        classes=classes,
+        data_dir=ref.data_dir,
+        options=dict(ref.options),
+        kind="blend",
+        members=[str(d) for d in run_dirs],
+        extra={
+            "method": method,
+            **result.details,
+            "state": STATE,
+            "config": {"blend": method, "members": {str(d): info.extra.get("config") for d, info in zip(run_dirs, infos)}},
+            "commands": [artifacts.command_line()],
+        },
+    )
+    artifacts.write_labels(out_dir, oof_ids, data.y_true, ref.id_col, classes)
+    artifacts.write_predictions(out_dir / artifacts.OOF, oof_ids, result.oof, ref.id_col, classes, data.folds)
+    artifacts.write_predictions(out_dir / artifacts.TEST, test_ids, result.test, ref.id_col, classes)
+    artifacts.write_json(out_dir / STATE, {"method": method, "state": result.state})
+    artifacts.write_json(out_dir / artifacts.SCORES, scores)
+    artifacts.write_run_info(out_dir, info)  # last: a folder with run.json is complete
+    log.info("blend %s of %d runs -> %s: OOF %s %.5f (gain %+.5f)", method, len(infos), out_dir, metric, scores["oof"], scores["gain_over_best"])
+    return scores
+
+
+def read_state(blend_dir: Path, info: artifacts.RunInfo, method: str) -> dict[str, Any]:
+    """The all-rows state of a blend folder: ``blend.json``, else (blends written before it existed)
+    run.json's ``extra``, which then held the weights / ridge coefficients."""
+    path = Path(blend_dir) / STATE
+    if not path.is_file():
+        return dict(info.extra)
+    saved = artifacts.read_json(path)
+    if not isinstance(saved, dict) or saved.get("method") != method or not isinstance(saved.get("state"), dict):
+        raise KagglePlanetError(
+            f"{path}: expected {{'method': {method!r}, 'state': {{...}}}} as the blend stage writes it; "
+            f"re-run kaggle-planet blend for {blend_dir}"
+        )
+    return saved["state"]
+
+
+def apply_saved_blend(blend_dir: Path, info: artifacts.RunInfo, method: str, stack: np.ndarray,
+                      reference: Callable[[], np.ndarray] | None = None) -> np.ndarray:
+    """Blend members' probabilities of new rows ``stack (M, N, C)`` exactly as the blend folder's test
+    rows were blended; ``reference`` gives the members' test predictions (rank places rows among them)."""
+    blender = get_blender(method)
+    state = read_state(blend_dir, info, method) if blender.fit is not None else {}
+    try:
+        return blender.apply(stack, state, Rows(info.task, reference))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise KagglePlanetError(
+            f"{Path(blend_dir) / STATE}: the saved {method} state does not fit {len(stack)} member(s) x {stack.shape[-1]} "
+            f"classes ({type(exc).__name__}: {exc}); re-run kaggle-planet blend for {blend_dir}"
+        ) from None
+
+
+def _check_output(result: BlendOutput, data: BlendInput, method: str) -> None:
+    for name, probs, shape in (("OOF", result.oof, data.y_true.shape), ("test", result.test, data.test.shape[1:])):
+        # np.all over no rows is True: a dataset without test images has an empty, valid test block
+        if probs.shape != shape or not np.all(np.isfinite(probs)) or not np.all((probs >= 0) & (probs <= 1)):
+            raise KagglePlanetError(f"blend method {method!r} produced invalid {name} probabilities (shape {probs.shape}, expected {shape} in [0, 1])")
+
+
+def format_blend_table(scores: dict[str, Any]) -> str:
+    """Each member's OOF score, the blend's, and the gain over the best member (weights if fitted)."""
+    members = scores["members"]
+    weights = scores.get("weights", {})
+    width = max([len(m) for m in members] + [len("blend") + len(scores["method"]) + 3])
+    header = f"{'run':<{width}}  OOF {scores['metric']}" + ("  weight" if weights else "")
+    lines = [header]
+    for member, value in members.items():
+        lines.append(f"{member:<{width}}  {value:>{len(scores['metric']) + 4}.5f}" + (f"  {weights[member]:6.3f}" if weights else ""))
+    lines.append(f"{'blend (' + scores['method'] + ')':<{width}}  {scores['oof']:>{len(scores['metric']) + 4}.5f}")
+    lines.append(f"gain over the best member: {scores['gain_over_best']:+.5f}")
+    return "\n".join(lines)

@@ -1,0 +1,2 @@
+"""Kaggle's side, torch-free: the official client (download, submit, scores), safe archive extraction and
+validated submission files."""

@@ -1,0 +1,397 @@
+"""Submission files: formatted from a run folder's test predictions, validated, written atomically.
+
+Planet: space-separated tags chosen by a decision rule (:mod:`kaggle_planet.ensemble.decision`): by default
+the run's ``thresholds.json`` (fitted first when missing; ``prob > threshold``, at least one tag per
+image: the most probable one when none passes); ``expected_f2`` picks each image's tag set with the
+highest expected F2; ``auto`` takes the rule with the best honest OOF F2 in ``decision.json``.
+Invasive: the probability column. Image folders: ``path,label,<class probabilities>``.
+
+Before anything is written the frame is checked against what the competition expects: the sample
+submission's ids in the same order (image folders: the test folder's ids in reading order), exactly the
+expected columns, valid tags / probabilities in [0, 1], no missing values. A sidecar
+``<out>.json`` (e.g. ``submissions/planet.csv.json``) records the inputs with their sha256, the config,
+the OOF score, the honest score and the decision rule, so a leaderboard number can be traced back to
+its run. ``kaggle-planet submit`` appends each upload to ``submissions/log.csv`` (:func:`log_submission`)
+and ``kaggle-planet scores`` fills in its public / private scores (:func:`update_log_scores`).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..core import artifacts, metrics
+from ..core.errors import KagglePlanetError
+from ..data.competitions import DatasetTable, csv_line, get_spec, load_dataset, read_string_csv
+from ..ensemble import decision
+from ..ensemble.thresholds import THRESHOLDS, fit_run_thresholds, read_run_thresholds
+
+log = logging.getLogger(__name__)
+
+
+def sidecar_path(out_path: str | Path) -> Path:
+    """``submissions/x.csv`` -> ``submissions/x.csv.json``."""
+    out_path = Path(out_path)
+    return out_path.with_name(out_path.name + ".json")
+
+
+# ------------------------------------------------------------------------------------- validation
+
+
+def expected_frame(competition: str, table: DatasetTable) -> tuple[list[str], list[str]]:
+    """(columns, ids in order) a submission for ``table`` must have."""
+    spec = get_spec(competition)
+    if table.sample_submission is not None:
+        sample = table.sample_submission
+        return list(sample.columns), sample[spec.id_col].astype(str).tolist()
+    # no official format (image folders): path, label and one probability per class, test order
+    return [spec.id_col, "label", *table.classes], table.test[spec.id_col].astype(str).tolist()
+
+
+def _where(source: str, frame: pd.DataFrame, row: int) -> str:
+    return f"{source}: line {csv_line(frame, row)}"  # the file's own line numbers when read from a file
+
+
+def _check_columns(frame: pd.DataFrame, columns: list[str], source: str) -> None:
+    got = [str(c) for c in frame.columns]
+    if got == columns:
+        return
+    missing = [c for c in columns if c not in got]
+    extra = [c for c in got if c not in columns]
+    what = (
+        f"missing column {missing[0]!r}" if missing
+        else f"unexpected column {extra[0]!r}" if extra
+        else "columns in the wrong order"
+    )
+    raise KagglePlanetError(f"{source}: line 1: {what}; expected columns {','.join(columns)}, found {','.join(got)}")
+
+
+def _check_ids(frame: pd.DataFrame, id_col: str, ids: list[str], source: str) -> None:
+    got = frame[id_col].astype(str).str.strip().tolist()
+    for i, (g, e) in enumerate(zip(got, ids)):
+        if g != e:
+            raise KagglePlanetError(
+                f"{_where(source, frame, i)}: {id_col} {g!r} where the sample submission has {e!r}; "
+                "a submission keeps the sample submission's ids in the same order"
+            )
+    if len(got) < len(ids):
+        raise KagglePlanetError(f"{_where(source, frame, len(got))}: missing row for {id_col} {ids[len(got)]!r} ({len(got)} rows, expected {len(ids)})")
+    if len(got) > len(ids):
+        raise KagglePlanetError(f"{_where(source, frame, len(ids))}: extra row {id_col} {got[len(ids)]!r} ({len(got)} rows, expected {len(ids)})")
+
+
+def _check_probabilities(frame: pd.DataFrame, columns: list[str], source: str) -> None:
+    for col in columns:
+        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values) | (values < 0.0) | (values > 1.0)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise KagglePlanetError(f"{_where(source, frame, row)}: {col} {frame[col].iloc[row]!r} is not a probability in [0, 1]")
+
+
+def _check_planet(frame: pd.DataFrame, table: DatasetTable, source: str) -> None:
+    known = set(table.classes)
+    for row, tags in enumerate(frame["tags"].tolist()):
+        words = str(tags).split() if isinstance(tags, str) else []
+        unknown = [w for w in words if w not in known]
+        if not words or unknown or len(set(words)) != len(words):
+            what = "no tags" if not words else f"unknown tag {unknown[0]!r}" if unknown else "a repeated tag"
+            raise KagglePlanetError(f"{_where(source, frame, row)}: {what} in {tags!r}; expected space-separated tags from {sorted(known)}")
+
+
+def _check_invasive(frame: pd.DataFrame, table: DatasetTable, source: str) -> None:
+    _check_probabilities(frame, ["invasive"], source)
+
+
+def _check_imagefolder(frame: pd.DataFrame, table: DatasetTable, source: str) -> None:
+    bad = ~frame["label"].astype(str).isin(table.classes)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise KagglePlanetError(f"{_where(source, frame, row)}: label {frame['label'].iloc[row]!r} is not one of {table.classes}")
+    _check_probabilities(frame, table.classes, source)
+
+
+VALUE_CHECKS: dict[str, Callable[[pd.DataFrame, DatasetTable, str], None]] = {
+    "planet": _check_planet,
+    "invasive": _check_invasive,
+    "imagefolder": _check_imagefolder,
+}
+
+
+def validate_submission(frame: pd.DataFrame, competition: str, table: DatasetTable, source: str) -> None:
+    """Raise a one-line :class:`KagglePlanetError` naming ``source`` and the first bad line, if any.
+
+    Checks the columns, the ids (same as the sample submission, same order, no missing or extra row)
+    and the values (Planet tags from the class list, probabilities in [0, 1], no missing values).
+    """
+    spec = get_spec(competition)
+    columns, ids = expected_frame(competition, table)
+    if not ids:
+        raise KagglePlanetError(f"{source}: the dataset in {table.data_dir} has no test images to submit")
+    _check_columns(frame, columns, source)
+    _check_ids(frame, spec.id_col, ids, source)
+    VALUE_CHECKS[spec.name](frame, table, source)
+
+
+def validate_submission_file(path: Path, competition: str, data_dir: Path, options: dict | None = None) -> None:
+    """Validate a submission CSV against the competition's data folder (sample submission, test ids)."""
+    frame = read_string_csv(path, "submission file")
+    table = load_dataset(competition, data_dir, options, check_images=False)
+    validate_submission(frame, competition, table, str(path))
+
+
+# -------------------------------------------------------------------------------------- writing
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _run_thresholds(run_dir: Path) -> np.ndarray:
+    thr = read_run_thresholds(run_dir)
+    if thr is None:
+        log.info("%s has no %s: fitting thresholds on its OOF predictions first", run_dir, THRESHOLDS)
+        fit_run_thresholds(run_dir)
+        thr = read_run_thresholds(run_dir)
+    return thr
+
+
+def _aligned_test_probs(run: artifacts.Run, ids: list[str], table: DatasetTable) -> np.ndarray:
+    id_col = run.info.id_col
+    by_id = run.test.set_index(id_col)
+    missing = [i for i in ids if i not in by_id.index]
+    extra = sorted(set(by_id.index) - set(ids))
+    if missing or extra:
+        what = f"{missing[0]!r} is missing from test.csv" if missing else f"{extra[0]!r} is not a test id of the dataset"
+        raise KagglePlanetError(
+            f"{run.path / artifacts.TEST} and the test ids of {table.data_dir}: ids differ (first difference: {what}); "
+            "predict the test set of this data folder again"
+        )
+    return by_id.loc[ids, run.info.classes].to_numpy(dtype=np.float64)
+
+
+def _decide_tags(run: artifacts.Run, probs: np.ndarray, rule: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """Multilabel: (chosen (T, C) bool, what the sidecar records) for decision ``rule`` (or ``auto``)."""
+    evaluation = decision.fit_run_decisions(run.path) if rule != "thresholds" else None
+    used = decision.resolve_decision(rule, evaluation) if evaluation else "thresholds"
+    record: dict[str, Any] = {"decision": used, "decision_asked": rule}
+    if evaluation:
+        record["decision_honest_f2"] = {name: r["honest_f2"] for name, r in evaluation["rules"].items()}
+    if used == "thresholds":
+        thr = _run_thresholds(run.path)
+        fitted = artifacts.read_json(run.path / THRESHOLDS)
+        record.update(thresholds=dict(zip(run.info.classes, thr.tolist())), oof_f2_tuned=fitted.get("f2_tuned"),
+                      oof_f2_heldout=fitted.get("f2_heldout"), honest_score=fitted.get("f2_heldout"))
+        return decision.decide("thresholds", probs, {"thresholds": thr.tolist()}), record
+    chosen_rule = evaluation["rules"][used]
+    record.update(oof_f2=chosen_rule["oof_f2"], honest_score=chosen_rule["honest_f2"])
+    return decision.decide(used, probs, chosen_rule["state"]), record
+
+
+def resolve_submission_out(out: str | Path, run_dir: Path, data_dir: Path) -> Path:
+    """Where ``--out`` puts the submission CSV: a folder (existing, or written with a trailing ``/``) gets
+    ``<experiment>_<run>.csv`` inside; refused inside a model or blend run folder (its files would be
+    overwritten), onto a data folder's file, and for a name that does not end in .csv."""
+    if artifacts.wants_folder(out):
+        folder = Path(out)
+        if artifacts.run_kind(folder) in ("model", "blend", "experiment"):
+            raise KagglePlanetError(f"{out}: is a run folder; --out names the submission CSV, e.g. submissions/<name>.csv")
+        resolved = run_dir.resolve()
+        out = folder / f"{resolved.parent.name}_{resolved.name}.csv"
+        log.info("--out is a folder: writing %s", out)
+    out = Path(out)
+    if out.suffix.lower() != ".csv":
+        raise KagglePlanetError(f"{out}: a submission is a .csv file; give a path ending in .csv, e.g. submissions/<name>.csv")
+    inside = artifacts.enclosing_run(out.parent)
+    if inside is not None:
+        raise KagglePlanetError(f"{out}: lies inside the run folder {inside}, whose files it could overwrite; write submissions elsewhere, e.g. submissions/")
+    in_data = Path(data_dir).resolve() in [out.resolve().parent, *out.resolve().parent.parents]
+    if in_data and out.exists() and not sidecar_path(out).is_file():  # a data file, not an earlier submission
+        raise KagglePlanetError(f"{out}: is a file of the data folder {data_dir}; write submissions elsewhere, e.g. submissions/")
+    return out
+
+
+def write_run_submission(run_dir: Path, out_path: str | Path, decision_rule: str = "thresholds") -> Path:
+    """Write the validated submission for a run (or blend) folder to ``out_path``, plus its JSON sidecar.
+
+    ``decision_rule``: how multilabel tags are chosen, one of ``decision.CHOICES`` (other tasks have
+    nothing to decide and accept ``thresholds`` / ``auto`` only).
+    """
+    run_dir = Path(run_dir)
+    if decision_rule not in decision.CHOICES:
+        raise KagglePlanetError(f"unknown decision rule {decision_rule!r}; valid: {', '.join(decision.CHOICES)}")
+    run = artifacts.load_run(run_dir)
+    info = run.info
+    if info.task != "multilabel" and decision_rule not in ("thresholds", decision.AUTO):
+        raise KagglePlanetError(
+            f"{run_dir / artifacts.RUN_INFO}: decision {decision_rule!r} applies to multilabel (F2) runs only; this run's task is {info.task!r}"
+        )
+    spec = get_spec(info.competition)
+    table = load_dataset(info.competition, info.data_dir, info.options, check_images=False)
+    out_path = resolve_submission_out(out_path, run_dir, table.data_dir)
+    if list(table.classes) != list(info.classes):
+        raise KagglePlanetError(
+            f"{run_dir / artifacts.RUN_INFO}: classes {info.classes} differ from the data folder {table.data_dir}'s {table.classes}"
+        )
+    if table.test.empty:
+        raise KagglePlanetError(f"{table.data_dir}: no test images (the test folder is optional for {info.competition}); nothing to submit")
+    _, ids = expected_frame(info.competition, table)
+    probs = _aligned_test_probs(run, ids, table)
+    record: dict[str, Any] = {}
+    if info.task == "multilabel":
+        chosen, record = _decide_tags(run, probs, decision_rule)
+        # every row holds at least one chosen tag, so the formatter's threshold rule reproduces it exactly
+        frame = spec.format_submission(ids, chosen.astype(np.float64), info.classes, np.full(len(info.classes), 0.5))
+    else:
+        frame = spec.format_submission(ids, probs, info.classes, None)
+    validate_submission(frame, info.competition, table, str(out_path))
+    artifacts.write_csv(out_path, frame, float_format="%.8g")
+    artifacts.write_json(sidecar_path(out_path), _sidecar(run, out_path, record))
+    log.info("wrote %s (%d rows) from %s%s", out_path, len(frame), run_dir, f" (decision {record['decision']})" if record else "")
+    return out_path
+
+
+def _sidecar(run: artifacts.Run, out_path: Path, record: dict[str, Any]) -> dict[str, Any]:
+    names = [artifacts.RUN_INFO, artifacts.LABELS, artifacts.OOF, artifacts.TEST, artifacts.SCORES, THRESHOLDS, decision.DECISION]
+    files = {name: {"path": str(run.path / name), "sha256": _sha256(run.path / name)} for name in names if (run.path / name).is_file()}
+    metric = get_spec(run.info.competition).metric
+    scores_path = run.path / artifacts.SCORES
+    scores = artifacts.read_json(scores_path) if scores_path.is_file() else {}
+    oof_score = metrics.score(metric, run.y_true, run.oof_probs)
+    sidecar: dict[str, Any] = {
+        "submission": str(out_path),
+        "sha256": _sha256(out_path),
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "competition": run.info.competition,
+        "run_dir": str(run.path),
+        "kind": run.info.kind,
+        "members": run.info.members,
+        "files": files,
+        "config": run.info.extra.get("config"),
+        "commands": run.info.extra.get("commands", []),
+        "metric": metric,
+        "oof_score": oof_score,
+        "oof_scores_json": scores.get("oof"),
+        # models' and blends' OOF predictions are out of fold, so their score is the honest one; F2
+        # replaces it with the honest F2 of the decision rule used (fitted on K-1 folds)
+        "honest_score": oof_score,
+    }
+    sidecar.update(record)
+    return sidecar
+
+
+# ------------------------------------------------------------------------------ submissions log
+
+LOG = Path("submissions") / "log.csv"  # relative to the working directory, like submissions/<name>.csv
+LOG_COLUMNS = ["submitted_utc", "ref", "competition", "file", "sha256", "message", "run_dir", "decision",
+               "metric", "oof_score", "honest_score", "status", "public_score", "private_score"]
+_LOG_NUMBERS = ["oof_score", "honest_score", "public_score", "private_score"]
+
+
+def competition_name(name: str) -> str:
+    """``planet`` for ``planet`` or its Kaggle slug; any other name unchanged."""
+    from ..data.competitions import COMPETITIONS
+
+    return next((spec.name for spec in COMPETITIONS.values() if name in (spec.name, spec.slug)), name)
+
+
+def read_submission_log(path: str | Path) -> pd.DataFrame:
+    """The submissions log (``LOG_COLUMNS``, scores as floats, NaN when empty); empty when absent."""
+    path = Path(path)
+    if not path.is_file():
+        return pd.DataFrame(columns=LOG_COLUMNS).astype({c: float for c in _LOG_NUMBERS})
+    frame = read_string_csv(path, "submissions log")
+    missing = [c for c in LOG_COLUMNS if c not in frame.columns]
+    if missing:
+        raise KagglePlanetError(f"{path}: line 1: missing column {missing[0]!r}; expected columns {','.join(LOG_COLUMNS)}")
+    frame = frame[LOG_COLUMNS].copy()
+    for col in _LOG_NUMBERS:
+        text = frame[col].fillna("").astype(str).str.strip()
+        values = pd.to_numeric(text.where(text != "", None), errors="coerce")
+        bad = values.isna() & (text != "")
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise KagglePlanetError(f"{_where(str(path), frame, row)}: {col} {text.iloc[row]!r} is not a number (or empty)")
+        frame[col] = values.astype(float)
+    return frame
+
+
+def _write_log(path: Path, frame: pd.DataFrame) -> None:
+    artifacts.write_csv(path, frame[LOG_COLUMNS], float_format="%.10g")
+
+
+def log_submission(log_path: str | Path, file: str | Path, competition: str, message: str, ref: int) -> dict[str, Any]:
+    """Append one upload to the submissions log: file, sha256, message, run, decision, OOF and honest
+    score (from the file's sidecar when it describes these exact bytes). Returns the row."""
+    log_path, file = Path(log_path), Path(file)
+    sha = _sha256(file)
+    side_path = sidecar_path(file)
+    sidecar = artifacts.read_json(side_path) if side_path.is_file() else {}
+    if sidecar and sidecar.get("sha256") != sha:
+        log.warning("%s describes another version of %s (sha256 differs); run, OOF and honest score left empty", side_path, file)
+        sidecar = {}
+    row = {
+        "submitted_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "ref": str(ref),
+        "competition": competition_name(sidecar.get("competition") or competition),
+        "file": str(file),
+        "sha256": sha,
+        "message": message,
+        "run_dir": sidecar.get("run_dir", ""),
+        "decision": sidecar.get("decision", ""),
+        "metric": sidecar.get("metric", ""),
+        "oof_score": sidecar.get("oof_score", np.nan),
+        "honest_score": np.nan if sidecar.get("honest_score") is None else sidecar["honest_score"],
+        "status": "",
+        "public_score": np.nan,
+        "private_score": np.nan,
+    }
+    frame = read_submission_log(log_path)
+    new = pd.DataFrame([row], columns=LOG_COLUMNS)
+    _write_log(log_path, new if frame.empty else pd.concat([frame, new], ignore_index=True))
+    return row
+
+
+def update_log_scores(log_path: str | Path, kaggle: pd.DataFrame) -> pd.DataFrame:
+    """Copy status and public / private scores of ``kaggle`` (kaggle_api.list_submissions: ``ref``,
+    ``status``, ``public_score``, ``private_score``) into the log rows with the same ref; returns the log."""
+    log_path = Path(log_path)
+    frame = read_submission_log(log_path)
+    if frame.empty:
+        return frame
+    by_ref = kaggle.assign(ref=kaggle["ref"].astype(str)).set_index("ref")
+    known = frame["ref"].isin(by_ref.index)
+    for col in ("status", "public_score", "private_score"):
+        frame.loc[known, col] = by_ref.loc[frame.loc[known, "ref"], col].to_numpy()
+    if known.any():
+        _write_log(log_path, frame)
+    return frame
+
+
+def format_submission_log(frame: pd.DataFrame, competition: str | None = None) -> str:
+    """CV next to the leaderboard: one line per logged upload (of ``competition`` when given)."""
+    if competition is not None:
+        frame = frame[frame["competition"] == competition_name(competition)]
+    if frame.empty:
+        return "no logged submissions"
+    shown = pd.DataFrame({
+        "ref": frame["ref"],
+        "file": frame["file"].map(lambda f: Path(f).name),
+        "run": frame["run_dir"].replace("", "-"),
+        "decision": frame["decision"].fillna("").replace("", "-"),
+        "OOF": frame["oof_score"].map(lambda v: "-" if pd.isna(v) else f"{v:.5f}"),
+        "honest CV": frame["honest_score"].map(lambda v: "-" if pd.isna(v) else f"{v:.5f}"),
+        "public": frame["public_score"].map(lambda v: "-" if pd.isna(v) else f"{v:.5f}"),
+        "private": frame["private_score"].map(lambda v: "-" if pd.isna(v) else f"{v:.5f}"),
+    })
+    return shown.to_string(index=False)

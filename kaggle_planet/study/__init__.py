@@ -1,0 +1,1 @@
+"""Studying ensembles, torch-free: the leaderboard across experiments (``compare``) and the HTML report."""

@@ -1,0 +1,623 @@
+"""K-fold training: for each model of a config and each fold, train, keep the best checkpoint, resume.
+
+Layout (``runs/<exp>/<model>/``): ``config.yaml`` (the experiment restricted to this model),
+``labels.csv``, and per fold ``fold<k>/``: ``best.pt`` (best valid metric; weights, or the EMA
+weights when ``ema`` is on), ``last.pt`` (resume state, written atomically after every completed
+epoch, removed once the fold is done), ``history.csv``, ``curves.png`` and ``done.json`` (the fold
+is finished; later runs skip it). When every fold of a model is done -- also when other processes
+or machines trained some of them into the same folder -- ``on_model_done`` is called: the pipeline
+writes the model's predictions there (:func:`kaggle_planet.predict.tta.predict_model`); training itself
+never imports prediction.
+
+Reproducibility: the weights are seeded from ``seed + fold``; each epoch reseeds torch from
+``(seed, fold, epoch)`` and the training data are shuffled and augmented from the same numbers
+(:mod:`kaggle_planet.data.loader`), so an epoch's result does not depend on how the run got there: a run
+killed with ``kill -9`` and started again with the same command ends with the same files.
+
+One trainer per fold: training a fold holds ``fold<k>/train.lock`` (pid, host, start time, command); a
+second process refuses naming the holder, or waits with ``--wait``; a lock left by a killed process on
+this host is taken over (:mod:`kaggle_planet.core.locks`). A loss, metric, prediction or weight that turns
+NaN/inf stops the fold at once (one line naming epoch, update and lr); such an epoch is never the best.
+
+Scale-out: under ``torchrun --nproc_per_node=N`` the model is wrapped in DistributedDataParallel
+(NCCL on CUDA, gloo on CPU), each rank trains on its share of every epoch and predicts its share of
+the OOF/test images, predictions are gathered on all ranks (so all take the same early-stopping
+decision), and only rank 0 writes files. Separate processes or machines may also train different
+folds into one model folder (``--folds``); whichever finishes the last fold writes the predictions.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..config.schema import ExperimentConfig, ModelSettings, load_config, save_config, settings_differences, single_model_config
+from ..core import artifacts, locks
+from ..core.artifacts import (
+    BEST,
+    CONFIG,
+    CURVES,
+    DONE,
+    HISTORY,
+    HISTORY_COLUMNS,
+    LAST,
+    fold_dir,
+    is_fold_done,
+    load_checkpoint,
+    missing_folds,
+    save_checkpoint,
+)
+from ..core.errors import KagglePlanetError
+from ..core.metrics import score
+from ..data.competitions import DatasetTable, load_dataset
+from ..data.loader import image_dataset, make_loader, resolve_workers
+from ..recipe.engine import NonFiniteError, Trainer, evaluate, get_head, non_finite_message, resolve_precision, train_one_epoch
+from ..recipe.tracking import Tracking, summary_values
+
+log = logging.getLogger(__name__)
+
+
+
+# ------------------------------------------------------------------------------------ distributed
+
+
+@dataclass
+class Dist:
+    """This process's place in a torchrun job (rank 0 of 1 when run alone) and its device."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def init_distributed(device: torch.device) -> Dist:
+    """Join the torchrun process group when ``WORLD_SIZE`` > 1 (NCCL on CUDA, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(0, 1, device)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        # generous timeout: rank 0 alone writes checkpoints and prediction files while the others wait
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=2))
+    rank = dist.get_rank()
+    if rank != 0:
+        logging.getLogger("kaggle_planet").setLevel(logging.WARNING)
+    return Dist(rank, world, device)
+
+
+# -------------------------------------------------------------------------------------- run folder
+
+
+def prepare_model_dir(cfg: ExperimentConfig, model_name: str, table: DatasetTable) -> Path:
+    """Create the model folder with its config.yaml and labels.csv; refuse a folder trained differently."""
+    model_dir = cfg.model_dir(model_name)
+    path = model_dir / CONFIG
+    if path.is_file() and any(is_fold_done(model_dir, f) or (fold_dir(model_dir, f) / LAST).is_file() for f in range(cfg.folds.k)):
+        old = load_config(path)
+        diff = settings_differences(old, cfg, model_name)
+        if diff:
+            key, before, after = diff[0]
+            raise KagglePlanetError(
+                f"{path}: this model folder was trained with {key}={before!r}, the config now says "
+                f"{after!r}; use another experiment name (or model name) or delete {model_dir}"
+            )
+    save_config(single_model_config(cfg, model_name), path)
+    artifacts.write_labels(model_dir, table.train[table.id_col].tolist(), table.targets, table.id_col, table.classes)
+    return model_dir
+
+
+# ----------------------------------------------------------------------------------- checkpoints
+
+
+def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+
+
+# ------------------------------------------------------------------------------------- one fold
+
+
+@dataclass
+class FoldState:
+    """What survives between epochs (and in last.pt): next epoch, best score, history rows."""
+
+    epoch: int = 0
+    step: int = 0
+    best_score: float = -math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    step0_loss: float = math.nan  # loss of the first batch before any update
+    prior_loss: float = math.nan  # the training loss of predicting the class prior for every training row
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def write_history(path: Path, rows: list[dict[str, float]]) -> None:
+    artifacts.write_csv(path, pd.DataFrame(rows, columns=HISTORY_COLUMNS), float_format="%.6g")
+
+
+CURVES_EVERY_S = 60  # curves.png (matplotlib, a noticeable cost on short epochs) is redrawn at most this often, and when the fold ends
+
+
+def plot_curves(path: Path, rows: list[dict[str, float]], metric: str, title: str) -> None:
+    """Loss and metric per epoch, train vs valid (matplotlib's Agg canvas: no display needed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    frame = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    fig = Figure(figsize=(9, 3.5), dpi=100)
+    FigureCanvasAgg(fig)
+    for ax, what, label in zip(fig.subplots(1, 2), ("loss", "metric"), ("loss", metric)):
+        for split, style in (("train", "o-"), ("valid", "s-")):
+            ax.plot(frame["epoch"], frame[f"{split}_{what}"], style, label=split, markersize=4)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    artifacts.atomic_write(path, lambda p: fig.savefig(p, format="png"))
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class FoldSetup:
+    """A fold's model (head at the training prior) and loaders, as training and lr-find start them."""
+
+    model: nn.Module
+    train_loader: Any
+    valid_loader: Any
+    train_idx: np.ndarray
+    valid_idx: np.ndarray
+    prior: np.ndarray  # (C,) class frequencies of the training rows
+    head: Any  # engine.Head of the task
+    seed: int
+    train_targets: np.ndarray  # (N, C) what the model trains on: the other folds' rows + any extra images
+
+
+# fold -> (files, (n, C) targets) of extra training images for that fold (pseudo-labelled test images)
+ExtraTrain = Callable[[int], tuple[np.ndarray, np.ndarray]]
+
+
+def prepare_fold(settings: ModelSettings, table: DatasetTable, folds: np.ndarray, fold: int, ctx: Dist,
+                 extra: ExtraTrain | None = None) -> FoldSetup:
+    """Seed, build the model with its head at the training rows' prior, and the fold's loaders; ``extra``
+    adds training images for this fold only (never to its validation images)."""
+    from ..recipe import models
+
+    head = get_head(table.task)
+    seed = settings.seed + fold
+    seed_everything(seed)
+    files = table.train["file"].to_numpy()
+    targets = table.targets
+    train_idx, valid_idx = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+    train_files, train_targets = files[train_idx], targets[train_idx]
+    if extra is not None:
+        extra_files, extra_targets = extra(fold)
+        train_files = np.concatenate([train_files, np.asarray(extra_files, dtype=train_files.dtype)])
+        train_targets = np.concatenate([train_targets, np.asarray(extra_targets, dtype=train_targets.dtype).reshape(-1, targets.shape[1])])
+    prior = train_targets.mean(0)
+    model = models.create_model(settings.backbone, len(table.classes), settings.pretrained, settings.drop_rate,
+                                settings.drop_path_rate, head_bias=head.prior_logits(prior))
+    size, universe = settings.image_size, table.all_files()
+    train_set = image_dataset(train_files, train_targets, settings.augment, size, train=True, seed=seed,
+                              cache=settings.cache, universe=universe)
+    valid_set = image_dataset(files[valid_idx], targets[valid_idx], settings.augment, size, train=False,
+                              cache=settings.cache, universe=universe)
+    loader_args = dict(device=ctx.device, num_workers=resolve_workers(settings.num_workers), seed=seed, rank=ctx.rank, world=ctx.world)
+    train_loader = make_loader(train_set, settings.batch_size, train=True, **loader_args)
+    valid_loader = make_loader(valid_set, settings.batch_size, train=False, persistent=True, **loader_args)
+    if len(train_loader) == 0:
+        raise KagglePlanetError(f"fold {fold}: {len(train_files)} training images give no batch of {settings.batch_size}; lower batch_size")
+    return FoldSetup(model, train_loader, valid_loader, train_idx, valid_idx, prior, head, seed, train_targets)
+
+
+def train_fold(
+    cfg: ExperimentConfig,
+    settings: ModelSettings,
+    table: DatasetTable,
+    folds: np.ndarray,
+    fold: int,
+    model_dir: Path,
+    ctx: Dist,
+    extra: ExtraTrain | None = None,
+    tracking: Tracking | None = None,
+) -> dict[str, Any]:
+    """Train one fold (resuming from ``last.pt`` when present); returns the fold's done.json content.
+    ``extra`` adds training images to the fold (pseudo-labels); ``tracking`` gets each update's loss and lr
+    and each epoch's history row (TensorBoard, W&B)."""
+    from ..recipe import losses, models
+
+    out_dir = fold_dir(model_dir, fold)
+    started = time.time()
+    metric = cfg.metric
+    setup = prepare_fold(settings, table, folds, fold, ctx, extra)
+    model, train_loader, valid_loader, head, seed = setup.model, setup.train_loader, setup.valid_loader, setup.head, setup.seed
+    train_idx, valid_idx, prior, train_targets = setup.train_idx, setup.valid_idx, setup.prior, setup.train_targets
+
+    if ctx.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
+    trainer = build_trainer(model, settings, table.task, train_targets, len(train_loader), ctx.device, seed)
+    precision, optimizer, ema, loss_fn = trainer.precision, trainer.optimizer, trainer.ema, trainer.loss_fn
+    # valid loss: the task's plain log loss, comparable across recipes (no smoothing, no focusing)
+    valid_loss_fn = losses.build_loss("auto", table.task).to(ctx.device)
+    state = FoldState()
+    last_path = out_dir / LAST
+    if last_path.is_file():
+        state = _restore(load_checkpoint(last_path), model, optimizer, trainer.scaler, ema)
+        log.info("%s fold %d: resuming after epoch %d (best %s %.4f)", settings.name, fold, state.epoch, metric, state.best_score)
+    prior_loss = constant_prior_loss(loss_fn, head.prior_logits(prior), train_targets, ctx.device)
+
+    net: nn.Module | None = None
+    frozen_now: bool | None = None
+    last_plot = time.time()
+    while state.epoch < settings.epochs and not (settings.patience and state.bad_epochs >= settings.patience):
+        epoch = state.epoch
+        frozen = epoch < settings.freeze_epochs
+        if frozen != frozen_now:  # DDP must be (re)built after the set of trainable parameters changes
+            models.set_backbone_trainable(model, not frozen)
+            net = _compile(_wrap(model, ctx), settings, ctx)
+            frozen_now = frozen
+        trainer.frozen_backbone = frozen
+        torch.manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+        train_loader.sampler.set_epoch(epoch)
+        t0 = time.time()
+        lr = trainer.schedule.base_lr(state.step)
+        desc = f"{settings.name} f{fold} e{epoch + 1}/{settings.epochs}"
+        on_update = tracking.on_update(settings.name, fold, trainer.schedule.base_lr) if tracking is not None else None
+        tr = train_one_epoch(net, train_loader, trainer, epoch=epoch, step=state.step, desc=desc, show_progress=ctx.main, on_update=on_update)
+        if epoch == 0:
+            state.step0_loss, state.prior_loss = tr.first_loss, prior_loss
+            _check_step0(settings.name, fold, tr.first_loss, prior_loss)
+        state.step += trainer.schedule.steps_per_epoch
+        eval_model = ema.module if ema is not None else model
+        ev = evaluate(eval_model, valid_loader, valid_loss_fn, head.activation, precision, desc=f"{desc} valid", show_progress=ctx.main)
+        _check_finite_epoch(tr, ev, epoch, state.step, trainer)
+        row = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_loss": tr.loss,
+            "valid_loss": ev.loss,
+            "train_metric": score(metric, tr.targets.astype(np.int64), tr.probs),
+            "valid_metric": score(metric, ev.targets.astype(np.int64), ev.probs),
+            "seconds": time.time() - t0,
+        }
+        if not all(math.isfinite(row[k]) for k in ("train_metric", "valid_metric")):
+            bad = "valid_metric" if not math.isfinite(row["valid_metric"]) else "train_metric"
+            raise NonFiniteError(non_finite_message(f"{settings.name} fold {fold}: {bad.replace('_', ' ')} {metric}", row[bad], epoch, state.step, lr, precision))
+        state.history.append(row)
+        improved = row["valid_metric"] > state.best_score  # finite, checked above: NaN never counts as better
+        if improved:
+            state.best_score, state.best_epoch, state.bad_epochs = row["valid_metric"], epoch + 1, 0
+        else:
+            state.bad_epochs += 1
+        state.epoch = epoch + 1
+        log.info(
+            "%s fold %d epoch %d/%d: train loss %.4f %s %.4f | valid loss %.4f %s %.4f%s (%.0fs)",
+            settings.name, fold, epoch + 1, settings.epochs, row["train_loss"], metric, row["train_metric"],
+            row["valid_loss"], metric, row["valid_metric"], " *" if improved else "", row["seconds"],
+        )
+        if ctx.main:
+            if improved:
+                payload = _best_payload(eval_model, settings, table, fold, row, metric)
+                _check_finite_weights(payload["model"], epoch, state.step, lr, precision)
+                save_checkpoint(out_dir / BEST, payload)
+            write_history(out_dir / HISTORY, state.history)
+            if time.time() - last_plot > CURVES_EVERY_S:  # long epochs: watch the curves grow; short ones: at the end
+                plot_curves(out_dir / CURVES, state.history, metric, f"{cfg.name} / {settings.name} / fold {fold}")
+                last_plot = time.time()
+            save_checkpoint(last_path, _resume_payload(state, model, optimizer, trainer.scaler, ema))
+            if tracking is not None:
+                tracking.epoch(settings.name, fold, row)
+        ctx.barrier()
+
+    done = {
+        "fold": fold,
+        "best_epoch": state.best_epoch,
+        "best_score": state.best_score,
+        "metric": metric,
+        "epochs_run": state.epoch,
+        "stopped_early": state.epoch < settings.epochs,
+        "seconds": round(time.time() - started, 1),
+        "step0_loss": state.step0_loss,
+        "prior_loss": state.prior_loss,
+        "train_images": int(len(train_idx)),
+        "extra_train_images": int(len(train_targets) - len(train_idx)),
+        "valid_images": int(len(valid_idx)),
+        "world_size": ctx.world,
+        "device": str(ctx.device),
+        "command": artifacts.command_line(),
+    }
+    if ctx.main:
+        plot_curves(out_dir / CURVES, state.history, metric, f"{cfg.name} / {settings.name} / fold {fold}")
+        artifacts.write_json(out_dir / DONE, done)
+        last_path.unlink(missing_ok=True)  # a finished fold needs no resume state (saves 2-3x the model size)
+        if tracking is not None:
+            tracking.end_fold(settings.name, fold)
+    ctx.barrier()
+    return done
+
+
+def _check_finite_epoch(tr: Any, ev: Any, epoch: int, step: int, trainer: Trainer) -> None:
+    """Stop the fold when an epoch's losses or predictions are NaN/inf (a NaN probability would
+    otherwise pass silently through a thresholded metric such as F2)."""
+    lr = trainer.optimizer.param_groups[-1]["lr"]
+    checks = (("training loss", tr.loss, True), ("training predictions", tr.probs, False),
+              ("validation loss", ev.loss, True), ("validation predictions", ev.probs, False))
+    for what, values, scalar in checks:
+        finite = math.isfinite(values) if scalar else bool(np.isfinite(values).all())
+        if not finite:
+            shown = values if scalar else "nan/inf"
+            raise NonFiniteError(non_finite_message(what, shown, epoch, step, lr, trainer.precision))
+
+
+def _check_finite_weights(state: dict[str, torch.Tensor], epoch: int, step: int, lr: float, precision: Any) -> None:
+    """A checkpoint with NaN/inf weights is never saved as best."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise NonFiniteError(non_finite_message(f"weight {name}", "nan/inf", epoch, step, lr, precision))
+
+
+def _make_ema(model: nn.Module, settings: ModelSettings) -> Any:
+    if not settings.ema:
+        return None
+    from timm.utils import ModelEmaV3
+
+    return ModelEmaV3(model, decay=settings.ema_decay, use_warmup=True)
+
+
+def build_trainer(
+    model: nn.Module,
+    settings: ModelSettings,
+    task: str,
+    train_targets: np.ndarray,
+    batches_per_epoch: int,
+    device: torch.device,
+    seed: int,
+) -> Trainer:
+    """Everything a training step needs, from the settings: moves ``model`` to ``device`` (channels_last
+    when on), builds the loss (pos_weight from ``train_targets`` (N, C)), timm's optimizer (call this
+    before freezing anything), the schedule over ``batches_per_epoch``, EMA, mixing and precision."""
+    from ..recipe import losses, models, optim
+    from ..recipe.mixing import Mixer
+
+    data_cfg = models.model_data_config(model)
+    precision = resolve_precision(device, settings.amp, settings.channels_last, data_cfg["mean"], data_cfg["std"])
+    model.to(device, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)
+    loss_fn = losses.build_loss(settings.loss, task, settings.loss_args, settings.label_smoothing,
+                                losses.pos_weight_for(settings.pos_weight, train_targets)).to(device)
+    optimizer = optim.make_optimizer(model, settings)
+    return Trainer(
+        optimizer=optimizer,
+        schedule=optim.LRSchedule(optimizer, settings, optim.steps_per_epoch(batches_per_epoch, settings.grad_accum)),
+        loss_fn=loss_fn,
+        activation=get_head(task).activation,
+        precision=precision,
+        scaler=torch.amp.GradScaler(device.type, enabled=precision.use_scaler),
+        ema=_make_ema(model, settings),
+        mixer=Mixer(settings, seed),
+        grad_accum=settings.grad_accum,
+        clip_grad=settings.clip_grad,
+    )
+
+
+def constant_prior_loss(loss_fn: nn.Module, prior_logits: np.ndarray, targets: np.ndarray, device: torch.device) -> float:
+    """The loss of predicting the class prior for every row of ``targets`` (N, C): where a calibrated
+    head starts, and the bar every epoch must clear."""
+    with torch.no_grad():
+        y = torch.as_tensor(targets, dtype=torch.float32, device=device)
+        logits = torch.as_tensor(prior_logits, dtype=torch.float32, device=device).expand_as(y)
+        return float(loss_fn(logits, y))
+
+
+def _check_step0(name: str, fold: int, step0: float, prior: float) -> None:
+    log.info("%s fold %d: loss at step 0 %.4f, constant-prior loss %.4f", name, fold, step0, prior)
+    if math.isfinite(step0) and math.isfinite(prior) and step0 > 1.5 * prior + 0.05:
+        log.warning("%s fold %d: the loss at step 0 (%.4f) is far above the constant-prior loss (%.4f): the head does "
+                    "not start at the prior (a loaded classifier, or augmentation/mixing that changes the targets?)",
+                    name, fold, step0, prior)
+
+
+def _compile(net: nn.Module, settings: ModelSettings, ctx: Dist) -> nn.Module:
+    """torch.compile when ``compile`` says so (auto: on CUDA only; CPU compile costs more than it saves)."""
+    wanted = ctx.device.type == "cuda" if settings.compile == "auto" else bool(settings.compile)
+    return torch.compile(net) if wanted else net
+
+
+def _wrap(model: nn.Module, ctx: Dist) -> nn.Module:
+    if ctx.world <= 1:
+        return model
+    ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def _best_payload(model: nn.Module, settings: ModelSettings, table: DatasetTable, fold: int, row: dict, metric: str) -> dict[str, Any]:
+    return {
+        "model": _cpu_state(model),
+        "settings": settings.to_dict(),
+        "task": table.task,
+        "classes": list(table.classes),
+        "fold": fold,
+        "epoch": int(row["epoch"]),
+        "metric": metric,
+        "score": float(row["valid_metric"]),
+    }
+
+
+def _resume_payload(state: FoldState, model: nn.Module, optimizer, scaler, ema) -> dict[str, Any]:
+    # no scheduler state: the schedule is a function of the update count (state.step)
+    return {
+        "state": dataclasses.asdict(state),
+        "model": _cpu_state(model),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "ema": _cpu_state(ema.module) if ema is not None else None,
+    }
+
+
+def _restore(payload: dict[str, Any], model: nn.Module, optimizer, scaler, ema) -> FoldState:
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    if payload.get("scaler"):
+        scaler.load_state_dict(payload["scaler"])
+    if ema is not None and payload.get("ema") is not None:
+        ema.module.load_state_dict(payload["ema"])
+    return FoldState(**payload["state"])
+
+
+# ------------------------------------------------------------------------------------ experiment
+
+
+@contextlib.contextmanager
+def fold_lock(model_dir: Path, fold: int, name: str, ctx: Dist, wait: bool = False) -> Iterator[None]:
+    """Hold ``fold<k>/train.lock`` while training a fold. Under torchrun rank 0 takes it and tells the
+    other ranks whether it could, so that a refusal stops every rank (not only rank 0, leaving the
+    others in a barrier)."""
+    path = fold_dir(model_dir, fold) / locks.LOCK
+    problem = None
+    if ctx.main:
+        try:
+            locks.acquire(path, f"model {name} fold {fold}", wait)
+        except KagglePlanetError as exc:
+            problem = str(exc)
+    if ctx.world > 1:
+        box = [problem]
+        dist.broadcast_object_list(box, src=0)
+        problem = box[0]
+    if problem is not None:
+        raise KagglePlanetError(problem)
+    try:
+        yield
+    finally:
+        if ctx.main:
+            locks.release(path)
+
+
+def _select(names: Sequence[str] | None, available: list[str], what: str, source: str) -> list[str]:
+    if not names:
+        return available
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise KagglePlanetError(f"{source}: no {what} {unknown[0]!r}; valid: {', '.join(available)}")
+    return [n for n in available if n in names]
+
+
+def check_weights(cfg: ExperimentConfig, names: Sequence[str]) -> None:
+    """Fail before any training when a model's pretrained weights cannot be found (not hours later)."""
+    from ..recipe import models
+
+    for name in names:
+        settings = cfg.resolved_model(name)
+        if settings.pretrained is True:
+            models.resolve_pretrained_file(models.create_model(settings.backbone, 1, pretrained=False), settings.backbone)
+        elif isinstance(settings.pretrained, str) and not Path(settings.pretrained).expanduser().is_file():
+            raise KagglePlanetError(
+                f"config {cfg.name!r}: model {name!r}: pretrained weights file {settings.pretrained!r} not found"
+            )
+
+
+# called once every fold of a model is done: (config, model name, this process's place); the pipeline passes
+# the prediction step here (training never imports prediction)
+ModelDone = Callable[[ExperimentConfig, str, Dist], None]
+
+
+def train_models(
+    cfg: ExperimentConfig,
+    device: torch.device,
+    models: list[str] | None = None,
+    folds: list[int] | None = None,
+    extra: ExtraTrain | None = None,
+    tracking: Tracking | None = None,
+    wait: bool = False,
+    on_model_done: ModelDone | None = None,
+) -> list[Path]:
+    """Train ``models`` (names; default all) on ``folds`` (default all); ``on_model_done`` is called for each
+    model whose folds are all done (the pipeline predicts there). Returns the model run folders
+    ``<runs_dir>/<name>/<model name>/``. ``extra(fold)`` adds training images to a fold (pseudo-labelled test
+    images). ``tracking``: the caller's open trackers (the pipeline adds the blend's scores before closing
+    them); None: the config's ``log`` trackers are opened here, get each model's OOF score and are closed at
+    the end. A fold another process is training is refused naming that process, or with ``wait`` waited for
+    (:mod:`kaggle_planet.core.locks`)."""
+    own_tracking = tracking is None
+    tracking = Tracking.for_config(cfg) if own_tracking else tracking
+    try:
+        return _train_models(cfg, device, models, folds, extra, tracking, wait, on_model_done)
+    finally:
+        if own_tracking:
+            tracking.close()
+
+
+def _train_models(cfg: ExperimentConfig, device: torch.device, models: list[str] | None, folds: list[int] | None,
+                  extra: ExtraTrain | None, tracking: Tracking, wait: bool, on_model_done: ModelDone | None) -> list[Path]:
+    from ..data.folds import load_or_make_folds
+
+    ctx = init_distributed(device)
+    names = _select(models, cfg.model_names, "model", f"config {cfg.name!r}")
+    fold_list = [int(f) for f in _select([str(f) for f in folds] if folds else None, [str(f) for f in range(cfg.folds.k)], "fold", f"folds (k={cfg.folds.k})")]
+    table = load_dataset(cfg.competition, cfg.data_dir, cfg.options)
+    check_weights(cfg, names)
+    if ctx.main:
+        fold_ids = load_or_make_folds(table, cfg.folds.k, cfg.folds.seed)
+    ctx.barrier()
+    if not ctx.main:
+        fold_ids = load_or_make_folds(table, cfg.folds.k, cfg.folds.seed)
+    dirs = []
+    for name in names:
+        settings = cfg.resolved_model(name)
+        model_dir = cfg.model_dir(name)
+        if ctx.main:
+            prepare_model_dir(cfg, name, table)
+        ctx.barrier()
+        for fold in fold_list:
+            if is_fold_done(model_dir, fold):
+                log.info("%s fold %d: already done, skipping", name, fold)
+                continue
+            with fold_lock(model_dir, fold, name, ctx, wait):
+                if is_fold_done(model_dir, fold):  # finished by the process this one waited for
+                    log.info("%s fold %d: done by another process meanwhile, skipping", name, fold)
+                    continue
+                if ctx.main:  # opened with the first fold that trains: a re-run with nothing to train adds no tracker runs
+                    tracking.start_model(name, model_dir)
+                train_fold(cfg, settings, table, fold_ids, fold, model_dir, ctx, extra, tracking)
+        dirs.append(model_dir)
+        ctx.barrier()
+        missing = missing_folds(model_dir, cfg.folds.k)
+        if missing:
+            log.info("%s: folds %s not trained yet; predictions are written once every fold is done", name, missing)
+        elif on_model_done is not None:
+            on_model_done(cfg, name, ctx)
+        if ctx.main and (model_dir / artifacts.SCORES).is_file():
+            tracking.summary(name, summary_values(artifacts.read_json(model_dir / artifacts.SCORES), None, None))
+        ctx.barrier()
+    if ctx.world > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+    return dirs
