@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import copy
 import difflib
-import types
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args
 
 import annotated_types
 import yaml
@@ -50,11 +48,13 @@ from pydantic_core import PydanticCustomError
 from ..core import artifacts
 from ..core.errors import KagglePlanetError
 from ..core.params import ArgError, check_args, describe
-from ..core.tasks import AUTO_LOSS, resolve_loss
+from ..core.tasks import AUTO_LOSS, resolve_loss  # noqa: F401 - AUTO_LOSS: the config's "auto" loss, read with the schema
 from ..data.cache import CACHE_MODES
 from ..data.competitions import COMPETITIONS, get_spec
 from ..ensemble.blend import METHODS as _BLEND_TABLE  # torch-free; the blend table is the one list of methods
 from ..ensemble.decision import CHOICES as DECISION_CHOICES  # torch-free; "auto" + the decision table
+from .describe import Doc, config_error, expected_phrase, problem_text, readme_values
+from .overrides import DuplicateKeyError, UniqueKeyLoader, apply_override, parse_override, read_config_text
 
 # Kept in step with augment.PRESETS and predict.TTA (a test checks both), so that loading a config
 # does not import albumentations or torch.
@@ -99,18 +99,6 @@ def losses() -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------- value types
-
-
-@dataclass(frozen=True)
-class Doc:
-    """How a value type reads in the README (``values``) and in errors ("expected <expected>").
-
-    ``values`` may be a callable for choices that come from a table imported on use. ``expected``
-    None: the type's errors already say what is valid (nested keys), pass them on unchanged.
-    """
-
-    values: str | Callable[[], str]
-    expected: str | None
 
 
 def _float_spelling(value: Any) -> Any:
@@ -275,12 +263,12 @@ class _Keys(BaseModel):
         try:
             return handler(value)
         except ValidationError as exc:
-            expected = _expected(cls.model_fields[info.field_name])
+            expected = expected_phrase(cls.model_fields[info.field_name])
             if expected is None:
                 raise
             # a validator's own words (in a union: the alternative that recognised the value) win
             own = [e for e in exc.errors() if e["type"] in ("value_error", "config")]
-            raise ValueError(_problem(own[0]) if own else f"expected {expected}, got {value!r}") from None
+            raise ValueError(problem_text(own[0]) if own else f"expected {expected}, got {value!r}") from None
 
 
 class MixSettings(_Keys):
@@ -405,7 +393,7 @@ class ModelSettings(TrainSettings):
         try:
             return cls.model_validate({k: v for k, v in data.items() if k in cls.model_fields})
         except ValidationError as exc:
-            raise _config_error(exc, source, {}) from None
+            raise config_error(exc, source, {}) from None
 
 
 class ExperimentConfig(_Keys):
@@ -584,196 +572,6 @@ def _check_recipe(
     return completed
 
 
-# ------------------------------------------------------------------------------- type descriptions
-
-
-def _bound(metadata: Sequence[Any], kind: type) -> float | None:
-    """The value of the first ``annotated_types`` bound of ``kind`` (Ge, Gt, Le, Lt) in ``metadata``."""
-    for item in metadata:
-        if isinstance(item, kind):
-            return getattr(item, kind.__name__.lower())
-    return None
-
-
-def _span(metadata: Sequence[Any]) -> str:
-    """``in (0.0, 1.0]``-style interval of a number's bounds."""
-    ge, gt, le, lt = (_bound(metadata, k) for k in (annotated_types.Ge, annotated_types.Gt, annotated_types.Le, annotated_types.Lt))
-    left = f"({float(gt)}" if gt is not None else f"[{float(ge)}" if ge is not None else "(-inf"
-    right = f"{float(lt)})" if lt is not None else f"{float(le)}]" if le is not None else "inf)"  # inf itself is refused
-    return f"in {left}, {right}"
-
-
-def _alternatives(annotation: Any, metadata: Sequence[Any]) -> list[tuple[str, str | None, bool]] | None:
-    """(README word, error phrase, is a literal choice) per alternative of a type; None: not a plain value.
-
-    An error phrase None: the type's own errors say what is valid (nested keys).
-    """
-    docs = [m for m in metadata if isinstance(m, Doc)]
-    if docs:  # the outermost Doc wins (Annotated flattens: Optimizer's comes after Text's)
-        values = docs[-1].values() if callable(docs[-1].values) else docs[-1].values
-        return [(values, docs[-1].expected, False)]
-    if get_origin(annotation) in (Union, types.UnionType):
-        out: list[tuple[str, str | None, bool]] = []
-        for member in get_args(annotation):
-            alts = _alternatives(member, metadata)
-            if alts is None:
-                return None
-            out += alts
-        return out
-    if get_origin(annotation) is Annotated:
-        inner, *extra = get_args(annotation)
-        return _alternatives(inner, [*metadata, *extra])
-    if get_origin(annotation) is Literal:
-        return [(str(v), str(v), True) for v in get_args(annotation)]
-    if annotation is type(None):
-        return [("none", "none", False)]
-    if annotation is bool:
-        return [("true", "true", False), ("false", "false", False)]
-    if annotation is int:
-        lo, hi = _bound(metadata, annotated_types.Ge), _bound(metadata, annotated_types.Le)
-        if lo is not None and hi is not None:
-            return [(f"int in [{lo}, {hi}]", f"an integer in [{lo}, {hi}]", False)]
-        return [(f"int >= {lo}", f"an integer >= {lo}", False)] if lo is not None else [("int", "an integer", False)]
-    if annotation is float:
-        span = _span(metadata)
-        return [(f"number {span}", f"a number {span}", False)]
-    return None
-
-
-def _expected(field: FieldInfo) -> str | None:
-    """What a field allows, for errors: "an integer >= 1", "one of none, light, heavy, d4", ...; None: nested keys."""
-    alts = _alternatives(field.annotation, field.metadata)
-    if not alts or any(phrase is None for _, phrase, _ in alts):
-        return None
-    phrases = [phrase for _, phrase, _ in alts]
-    if all(choice for _, _, choice in alts):
-        return f"one of {', '.join(phrases)}"
-    return phrases[0] if len(phrases) == 1 else f"{', '.join(phrases[:-1])} or {phrases[-1]}"
-
-
-def _values(field: FieldInfo) -> str:
-    """What a field allows, for the README: "int >= 1", "none | light | heavy | d4", ..."""
-    return " | ".join(word for word, _, _ in _alternatives(field.annotation, field.metadata) or [])
-
-
-# ------------------------------------------------------------------------------------------ errors
-
-
-def _keypath(loc: tuple[str | int, ...]) -> str:
-    """Pydantic's location -> the key path in the file (training keys sit flat in it)."""
-    parts = list(loc)
-    if parts[:1] == ["train"] and len(parts) > 1:
-        del parts[0]
-    if parts[:1] == ["models"] and parts[2:3] == ["overrides"] and len(parts) > 3:
-        del parts[2]
-    return ".".join(str(p) for p in parts)
-
-
-def _problem(error: dict[str, Any]) -> str:
-    if error["type"] == "missing":
-        return "missing required key"
-    if error["type"] == "extra_forbidden":
-        return "unknown key"
-    if error["type"] == "value_error":
-        return str(error["ctx"]["error"])
-    if error["type"] == "config":
-        return error["msg"]
-    return f"{error['msg']}, got {error['input']!r}"
-
-
-def _config_error(exc: ValidationError, source: str, overridden: dict[str, str]) -> KagglePlanetError:
-    """The first of pydantic's errors as one line: ``<source>: <key path>: <problem>[ (from --set ...)]``."""
-    error = exc.errors(include_url=False)[0]
-    keypath = _keypath(error["loc"])
-    # the --set that wrote this key, or a mapping above it
-    origins = [text for path, text in overridden.items() if keypath == path or keypath.startswith(path + ".")]
-    origin = f" (from --set {origins[-1]})" if origins else ""
-    where = f"{keypath}: " if keypath else ""
-    return KagglePlanetError(f"{source}: {where}{_problem(error)}{origin}".replace("\n", " "))
-
-
-# ----------------------------------------------------------------------------------------- overrides
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"models.0.epochs=2"`` -> (["models", "0", "epochs"], 2); the value is parsed as YAML."""
-    name, sep, raw = text.partition("=")
-    parts = name.strip().split(".")
-    if not sep or not all(parts):
-        raise KagglePlanetError(f"--set {text!r}: expected KEY=VALUE, e.g. models.0.epochs=2 or folds.k=5")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    return parts, value
-
-
-def apply_override(data: dict[str, Any], parts: list[str], value: Any, text: str, source: str = "config") -> None:
-    node: Any = data
-    for depth, part in enumerate(parts):
-        last = depth == len(parts) - 1
-        where = ".".join(parts[: depth + 1])
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise KagglePlanetError(f"{source}: --set {text}: {where}: no list entry {part!r} (the list has {len(node)} entries, 0..{len(node) - 1})")
-            index: Any = int(part)
-        elif isinstance(node, dict):
-            index = part
-        else:
-            raise KagglePlanetError(f"{source}: --set {text}: {'.'.join(parts[:depth])} is not a mapping or list")
-        if last:
-            node[index] = value
-        else:
-            if isinstance(node, dict) and index not in node:
-                node[index] = {}
-            node = node[index]
-
-
-class _DuplicateKey(yaml.constructor.ConstructorError):
-    pass
-
-
-class UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently).
-
-    Keys brought in by a merge (``<<: *defaults``) may be overridden: that is what merges are for.
-    """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                first = seen.get(key)
-            except TypeError:  # an unhashable key: PyYAML's own check reports it
-                continue
-            if first is not None:
-                raise _DuplicateKey(None, None, f"duplicate key {key!r} (first on line {first + 1}); keep one", key_node.start_mark)
-            seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep=deep)
-
-
-# byte-order marks of the encodings a Windows editor or a PowerShell redirect (``>``) writes instead of UTF-8
-_BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16"}
-
-
-def read_config_text(path: Path) -> str:
-    """The file as UTF-8 text (a UTF-8 byte-order mark is dropped); any other encoding is one line."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise KagglePlanetError(f"{path}: cannot read the config ({exc.strerror})") from None
-    for bom, name in _BOMS.items():
-        if raw.startswith(bom):
-            raise KagglePlanetError(f"{path}: the file is {name} text (a PowerShell '>' redirect writes that); expected UTF-8: re-save it as UTF-8")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise KagglePlanetError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); expected a UTF-8 YAML file") from None
-
-
 def load_config(path: Path | str, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Read and validate a YAML experiment config; ``overrides`` are ``key.sub=value`` strings."""
     path = Path(path)
@@ -786,7 +584,7 @@ def load_config(path: Path | str, overrides: Sequence[str] = ()) -> ExperimentCo
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        problem = problem if isinstance(exc, _DuplicateKey) else f"not valid YAML ({problem})"
+        problem = problem if isinstance(exc, DuplicateKeyError) else f"not valid YAML ({problem})"
         raise KagglePlanetError(f"{path}: {line}{problem}".replace("\n", " ")) from None
     except RecursionError:
         raise KagglePlanetError(f"{path}: nested too deeply to be a config") from None
@@ -806,7 +604,7 @@ def config_from_dict(data: dict[str, Any], overrides: Sequence[str] = (), source
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as exc:
-        raise _config_error(exc, source, overridden) from None
+        raise config_error(exc, source, overridden) from None
 
 
 # ------------------------------------------------------------------------------------------ saving
@@ -866,7 +664,7 @@ def _default(field: FieldInfo, owner: type[BaseModel], name: str) -> str:
 
 def _row(key: str, owner: type[BaseModel], name: str, suffix: str = "") -> tuple[str, str, str, str]:
     field = owner.model_fields[name]
-    return (key, _values(field), _default(field, owner, name), (field.description or "") + suffix)
+    return (key, readme_values(field), _default(field, owner, name), (field.description or "") + suffix)
 
 
 def _entry_rows(key: str) -> list[tuple[str, str, str, str]]:
