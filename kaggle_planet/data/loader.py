@@ -59,7 +59,7 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from a JPEG's start-of-frame segment, or None when ``data`` is not a JPEG or its
     header is damaged (the full decode then reports it). Walks the header's segments only: a few
     microseconds, against ~40 for PIL's header parse."""
-    from .competitions import jpeg_segments
+    from .files import jpeg_segments
 
     if data[:3] != b"\xff\xd8\xff":
         return None

@@ -27,7 +27,8 @@ from ..core import artifacts
 from ..core.artifacts import BEST as CHECKPOINT
 from ..core.errors import KagglePlanetError
 from ..core.metrics import DEFAULT_THRESHOLD
-from ..data.competitions import get_spec, image_file_problem, path_problem
+from ..data.competitions import get_spec
+from ..data.files import image_file_problem, path_problem
 from ..ensemble.blend import apply_saved_blend, get_blender
 
 log = logging.getLogger(__name__)
