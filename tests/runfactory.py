@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from kaggle_planet.core import artifacts
-from kaggle_planet.data.competitions import get_spec
+from kaggle_planet.data.competitions import get_spec, load_dataset
 
 WEATHER = {"clear": 0.703, "partly_cloudy": 0.179, "haze": 0.067, "cloudy": 0.052}
 # marginal frequencies in Planet's train_v2.csv (approximately) and loading on the development factor
@@ -206,3 +206,22 @@ def planet_member_runs(root: Path, n_models: int, n_train: int, n_test: int, mem
         dirs.append(write_run(root / name, "planet", classes, [ids[i] for i in order], y[:n_train][order],
                               p[:n_train][order], folds[order], test_ids, p[n_train:]))
     return dirs
+
+
+def make_run(tmp_path, data_dir, competition, seed=0, shuffle_test=False):
+    """A model run for the dataset in ``data_dir`` with noisy but informative probabilities."""
+    table = load_dataset(competition, data_dir, check_images=False)
+    rng = np.random.default_rng(seed)
+    y = table.targets
+    oof = noisy_probs(y, rng, skill=0.8)
+    test = rng.random((len(table.test), len(table.classes)))
+    if table.task == "multiclass":
+        oof, test = oof / oof.sum(1, keepdims=True), test / test.sum(1, keepdims=True)
+    test_ids = table.test[table.id_col].tolist()
+    order = rng.permutation(len(test_ids)) if shuffle_test else np.arange(len(test_ids))
+    run = write_run(
+        tmp_path / f"{competition}_run", competition, table.classes, table.train[table.id_col].tolist(), y, oof,
+        np.arange(len(y)) % 3, [test_ids[i] for i in order], test[order], data_dir=data_dir, options=table.options,
+        extra={"config": {"model": "tiny", "seed": seed}},
+    )
+    return run, table, test

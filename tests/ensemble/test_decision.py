@@ -180,7 +180,7 @@ def test_decisions_refuse_runs_that_are_not_multilabel(tmp_path):
 
 @pytest.fixture
 def planet_data_run(tmp_path, demo_datasets):
-    from test_submission import make_run
+    from runfactory import make_run
 
     run, table, test = make_run(tmp_path, demo_datasets["planet"], "planet")
     return run, table, test
@@ -237,7 +237,7 @@ def test_cli_submission_decision_flag(tmp_path, planet_data_run, capsys):
 
 
 def test_expected_f2_is_refused_for_other_tasks(tmp_path, demo_datasets):
-    from test_submission import make_run
+    from runfactory import make_run
 
     run, _, _ = make_run(tmp_path, demo_datasets["invasive"], "invasive")
     with pytest.raises(KagglePlanetError, match="decision 'expected_f2' applies to multilabel") as err:

@@ -8,34 +8,14 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
-from runfactory import noisy_probs, write_run
+from runfactory import make_run
 
 from kaggle_planet.core import artifacts, metrics
 from kaggle_planet.core.errors import KagglePlanetError
-from kaggle_planet.data.competitions import load_dataset
 from kaggle_planet.ensemble import thresholds
 from kaggle_planet.kaggle import submission
 
 COMPETITIONS = ["planet", "invasive", "imagefolder"]
-
-
-def make_run(tmp_path, data_dir, competition, seed=0, shuffle_test=False):
-    """A model run for the dataset in ``data_dir`` with noisy but informative probabilities."""
-    table = load_dataset(competition, data_dir, check_images=False)
-    rng = np.random.default_rng(seed)
-    y = table.targets
-    oof = noisy_probs(y, rng, skill=0.8)
-    test = rng.random((len(table.test), len(table.classes)))
-    if table.task == "multiclass":
-        oof, test = oof / oof.sum(1, keepdims=True), test / test.sum(1, keepdims=True)
-    test_ids = table.test[table.id_col].tolist()
-    order = rng.permutation(len(test_ids)) if shuffle_test else np.arange(len(test_ids))
-    run = write_run(
-        tmp_path / f"{competition}_run", competition, table.classes, table.train[table.id_col].tolist(), y, oof,
-        np.arange(len(y)) % 3, [test_ids[i] for i in order], test[order], data_dir=data_dir, options=table.options,
-        extra={"config": {"model": "tiny", "seed": seed}},
-    )
-    return run, table, test
 
 
 def expected_planet_tags(probs, classes, thr):

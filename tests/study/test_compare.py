@@ -169,7 +169,7 @@ def test_report_shows_the_leaderboard_and_cv_against_public_lb(planet_study, tmp
     out = report.write_report(root / "exp_a", tmp_path / "r.html", submissions_log=log_path)
     text = out.read_text(encoding="utf-8")
     assert 'id="leaderboard"' in text and 'id="ablation-blend"' in text and 'id="submissions"' in text
-    from test_report import Page, decode_png
+    from htmlpage import Page, decode_png
 
     page = Page(text)
     assert all(decode_png(uri).ndim == 3 for uri in page.images)
@@ -185,7 +185,7 @@ def test_report_shows_the_leaderboard_and_cv_against_public_lb(planet_study, tmp
 
 
 def _submission_with_sidecar(tmp_path, demo_datasets):
-    from test_submission import make_run
+    from runfactory import make_run
 
     run, _, _ = make_run(tmp_path, demo_datasets["planet"], "planet")
     return submission.write_run_submission(run, tmp_path / "submissions" / "a.csv")
