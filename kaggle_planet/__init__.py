@@ -1,11 +1,12 @@
 """kaggle-planet: Kaggle image competitions from raw data to a leaderboard submission.
 
-The public face, what a notebook calls (every stage's files stay readable on their own; see docs/python.md)::
+The public face, what a notebook calls (every stage reads and writes run folders, so any stage runs alone; see docs/python.md)::
 
+    import torch
     import kaggle_planet as kp
-    cfg = kp.load_config("planet", ["data_dir=/kaggle/input/planet"])
-    result = kp.run_experiment(cfg, "cuda")            # folds -> train -> predict -> blend -> submission
-    kp.blend_runs([...], "hillclimb", "runs/x/blend")   # or any stage alone, on run folders
+    cfg = kp.load_config("configs/planet.yaml", ["data_dir=/kaggle/input/planet"])
+    result = kp.run_experiment(cfg, torch.device("cuda"))   # folds -> train -> predict -> blend -> submission
+    kp.blend_runs([Path("runs/a/m1"), Path("runs/b/m2")], "hillclimb", Path("runs/ab/blend"))  # a stage alone
 
 Names load on first use (a module ``__getattr__``): ``import kaggle_planet`` or ``import kaggle_planet.ensemble``
 loads no torch. Everything not listed here is internal and may move.

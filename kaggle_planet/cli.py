@@ -223,7 +223,7 @@ def add_blend_args(p: argparse.ArgumentParser) -> None:
     from .ensemble.blend import METHODS  # torch-free
 
     p.add_argument("run_dirs", nargs="+", type=Path, help="model (or blend) run folders")
-    p.add_argument("--method", "-m", default="mean", help=f"{' | '.join(METHODS)} (default mean; see the README)")
+    p.add_argument("--method", "-m", default="mean", help=f"{' | '.join(METHODS)} (default mean; see docs/ensembles.md)")
     p.add_argument("--out", "-o", required=True, type=Path, help="folder for the blend (a run folder)")
 
 

@@ -1,4 +1,4 @@
-"""How a config value type reads, torch-free: the README's words for it (``int >= 1``, ``none | light``) and
+"""How a config value type reads, torch-free: the docs' words for it (``int >= 1``, ``none | light``) and
 the phrase an error uses ("expected an integer >= 1"), derived from the pydantic annotations and bounds; and
 pydantic's first error as one line naming the key path and the ``--set`` that wrote it."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ..core.errors import KagglePlanetError
 
 @dataclass(frozen=True)
 class Doc:
-    """How a value type reads in the README (``values``) and in errors ("expected <expected>").
+    """How a value type reads in the docs (``values``) and in errors ("expected <expected>").
 
     ``values`` may be a callable for choices that come from a table imported on use. ``expected``
     None: the type's errors already say what is valid (nested keys), pass them on unchanged.
@@ -44,7 +44,7 @@ def _span(metadata: Sequence[Any]) -> str:
 
 
 def _alternatives(annotation: Any, metadata: Sequence[Any]) -> list[tuple[str, str | None, bool]] | None:
-    """(README word, error phrase, is a literal choice) per alternative of a type; None: not a plain value.
+    """(docs word, error phrase, is a literal choice) per alternative of a type; None: not a plain value.
 
     An error phrase None: the type's own errors say what is valid (nested keys).
     """
@@ -92,7 +92,7 @@ def expected_phrase(field: FieldInfo) -> str | None:
 
 
 def readme_values(field: FieldInfo) -> str:
-    """What a field allows, for the README: "int >= 1", "none | light | heavy | d4", ..."""
+    """What a field allows, for the docs' key table: "int >= 1", "none | light | heavy | d4", ..."""
     return " | ".join(word for word, _, _ in _alternatives(field.annotation, field.metadata) or [])
 
 

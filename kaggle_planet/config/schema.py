@@ -3,7 +3,7 @@
 A config names the competition and data, the folds, the training defaults, and a list of models;
 each model may override any training default (``image_size``, ``epochs``, ``lr``, ``augment`` ...).
 Every key is declared once, as a pydantic field with its default, bounds or choices and its help
-(``description``); the README table (:func:`key_table`) and the error messages are derived from those
+(``description``); the docs' key table (:func:`key_table`, docs/configs.md) and the error messages are derived from those
 declarations. A typo or a bad value fails on load with one line naming the file, the key path and
 what is valid (:func:`config_from_dict` maps pydantic's ``ValidationError`` to a
 :class:`KagglePlanetError`). ``--set a.b=c`` overrides (also ``models.0.epochs=2``) are applied to the
@@ -411,7 +411,7 @@ class ExperimentConfig(_Keys):
     train_dir: Annotated[Union[Text, None], BeforeValidator(_none_word)] = Field(None, description="imagefolder only: training folder inside data_dir (default seg_train)")
     test_dir: Annotated[Union[Text, None], BeforeValidator(_none_word)] = Field(None, description="imagefolder only: test folder inside data_dir (default seg_test)")
     runs_dir: Text = Field("runs", description="where run folders go")
-    log: Trackers = Field(default_factory=lambda: ["csv"], description="experiment trackers, e.g. [csv, tensorboard, wandb] (see Tracking runs in the README)")
+    log: Trackers = Field(default_factory=lambda: ["csv"], description="experiment trackers, e.g. [csv, tensorboard, wandb] (see Tracking runs in docs/training.md)")
     train: TrainSettings = Field(default_factory=TrainSettings)
 
     @classmethod
@@ -683,7 +683,7 @@ def _entry_rows(key: str) -> list[tuple[str, str, str, str]]:
 
 
 def key_table() -> list[tuple[str, str, str, str]]:
-    """(key, values, default, help) for every config key, for the README (imports the loss and scheduler tables)."""
+    """(key, values, default, help) for every config key, for docs/configs.md (imports the loss and scheduler tables)."""
     rows = []
     for name in ExperimentConfig.model_fields:
         if name == "models":

@@ -2,7 +2,7 @@
 
 An entry owns its parameters: ``Param(default, lo, hi, help)``. The config key ``loss_args`` /
 ``scheduler_args`` is checked against the chosen entry's declarations by :func:`check_args`, and the
-README lists them from the same declarations, so adding a loss with a new parameter touches one place.
+docs' key table lists them from the same declarations, so adding a loss with a new parameter touches one place.
 No torch here: config validation imports this.
 """
 from __future__ import annotations
@@ -59,5 +59,5 @@ def check_args(args: dict[str, Any] | None, params: dict[str, Param], owner: str
 
 
 def describe(params: dict[str, Param]) -> str:
-    """``gamma=2 (focusing exponent), alpha=...`` for help texts and the README."""
+    """``gamma=2 (focusing exponent), alpha=...`` for help texts and the docs' key table."""
     return "; ".join(f"{n}={p.default:g} ({p.help})" for n, p in params.items()) or "no parameters"

@@ -160,7 +160,7 @@ class Preset:
     """
 
     steps: Callable[[int], list[A.BasicTransform]]
-    help: str  # README and --help
+    help: str  # the docs' presets table and --help
     base_scale: float = 1.0
 
 

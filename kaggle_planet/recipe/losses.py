@@ -1,7 +1,7 @@
 """Training losses: one table, ``LOSSES``, from a name to everything about that loss.
 
 Each entry owns its builder, the task kinds it suits, its own parameters (``loss_args`` in a config,
-checked against ``params``) and its help text; config validation, the README and error messages read
+checked against ``params``) and its help text; config validation, the docs' key table and error messages read
 this table. Losses take logits ``(B, C)`` and float targets ``(B, C)`` in [0, 1] (multi-hot, one-hot,
 or soft after mixup / label smoothing) and return a scalar averaged over the batch (and over the
 classes for the sigmoid losses, so their lr scale matches ``BCEWithLogitsLoss``).

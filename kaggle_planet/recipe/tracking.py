@@ -2,7 +2,7 @@
 
 ``TRACKERS`` is the one table of trackers (config key ``log``): each entry owns its builder, the
 optional dependency it needs, the ``pip install "kaggle-planet[<extra>]"`` extra that provides it, and
-its help text; the config's choices, the README table and the "not installed" error read it.
+its help text; the config's choices, the docs' table (docs/training.md) and the "not installed" error read it.
 
 A builder takes ``(cfg, model_name, model_dir)`` and returns a sink for one model run with
 ``step(fold, update, loss, lr)``, ``epoch(fold, row)`` (a ``history.csv`` row), ``end_fold(fold)``,
@@ -266,7 +266,7 @@ def summary_values(model_scores: dict[str, Any], blend_scores: dict[str, Any] | 
 
 
 def tracker_table_markdown() -> str:
-    """The README's table of trackers (``log`` values), from :data:`TRACKERS`."""
+    """The docs' table of trackers (docs/training.md) (``log`` values), from :data:`TRACKERS`."""
     lines = ["| `log` entry | install | what it writes |", "|---|---|---|"]
     for name, entry in TRACKERS.items():
         install = f'`pip install "kaggle-planet[{entry.extra}]"`' if entry.extra else "built in"

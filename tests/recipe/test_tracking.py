@@ -156,4 +156,4 @@ def test_wandb_offline_run_per_model_holds_the_oof_blend_and_submission(demo_dat
 def test_readme_tracker_table_is_current():
     text = (Path(__file__).resolve().parents[2] / "docs" / "training.md").read_text()  # the tracking page
     table = text.split("<!-- trackers -->")[1].split("<!-- /trackers -->")[0].strip()
-    assert table == tracking.tracker_table_markdown().strip(), "regenerate the README table with tracking.tracker_table_markdown()"
+    assert table == tracking.tracker_table_markdown().strip(), "regenerate the table in docs/training.md with tracking.tracker_table_markdown()"
