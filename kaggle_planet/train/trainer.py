@@ -255,53 +255,126 @@ def train_fold(
     """Train one fold (resuming from ``last.pt`` when present); returns the fold's done.json content.
     ``extra`` adds training images to the fold (pseudo-labels); ``tracking`` gets each update's loss and lr
     and each epoch's history row (TensorBoard, W&B)."""
-    from ..recipe import losses, models
+    run = FoldRun.prepare(cfg, settings, table, folds, fold, model_dir, ctx, extra, tracking)
+    run.restore()
+    while run.should_continue():
+        row, improved = run.epoch()
+        run.checkpoint(row, improved)
+    return run.finish()
 
-    out_dir = fold_dir(model_dir, fold)
-    started = time.time()
-    metric = cfg.metric
-    setup = prepare_fold(settings, table, folds, fold, ctx, extra)
-    model, train_loader, valid_loader, head, seed = setup.model, setup.train_loader, setup.valid_loader, setup.head, setup.seed
-    train_idx, valid_idx, prior, train_targets = setup.train_idx, setup.valid_idx, setup.prior, setup.train_targets
 
-    if ctx.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
-    trainer = build_trainer(model, settings, table.task, train_targets, len(train_loader), ctx.device, seed)
-    precision, optimizer, ema, loss_fn = trainer.precision, trainer.optimizer, trainer.ema, trainer.loss_fn
-    # valid loss: the task's plain log loss, comparable across recipes (no smoothing, no focusing)
-    valid_loss_fn = losses.build_loss("auto", table.task).to(ctx.device)
-    state = FoldState()
-    last_path = out_dir / LAST
-    if last_path.is_file():
-        state = _restore(load_checkpoint(last_path), model, optimizer, trainer.scaler, ema)
-        log.info("%s fold %d: resuming after epoch %d (best %s %.4f)", settings.name, fold, state.epoch, metric, state.best_score)
-    prior_loss = constant_prior_loss(loss_fn, head.prior_logits(prior), train_targets, ctx.device)
+@dataclass
+class TrainedEpoch:
+    """One epoch's training pass, handed to :meth:`FoldRun.evaluate`."""
 
-    net: nn.Module | None = None
-    frozen_now: bool | None = None
-    last_plot = time.time()
-    while state.epoch < settings.epochs and not (settings.patience and state.bad_epochs >= settings.patience):
+    epoch: int  # 0-based
+    lr: float  # the scheduled base lr at the epoch's first update
+    started: float  # time.time() before the first batch
+    result: Any  # engine.EpochOutput of the training batches (loss, probs, targets, first_loss)
+
+
+class FoldRun:
+    """One fold's training, step by step: :meth:`prepare` (seed, model, loaders, trainer), :meth:`restore`
+    (``last.pt``), then per epoch :meth:`train_epoch`, :meth:`evaluate` and :meth:`record` (together
+    :meth:`epoch`) and :meth:`checkpoint` (rank 0 writes, every rank meets at a barrier), and :meth:`finish`
+    (``done.json``). Each step reads and updates :attr:`state`, the part that survives in ``last.pt``."""
+
+    def __init__(self, cfg: ExperimentConfig, settings: ModelSettings, table: DatasetTable, fold: int, model_dir: Path,
+                 ctx: Dist, setup: FoldSetup, tracking: Tracking | None = None, started: float | None = None) -> None:
+        from ..recipe import losses
+
+        self.cfg, self.settings, self.table, self.fold, self.ctx, self.setup, self.tracking = cfg, settings, table, fold, ctx, setup, tracking
+        self.started = time.time() if started is None else started
+        self.out_dir = fold_dir(model_dir, fold)
+        self.last_path = self.out_dir / LAST
+        self.metric = cfg.metric
+        if ctx.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
+        self.trainer = build_trainer(setup.model, settings, table.task, setup.train_targets, len(setup.train_loader), ctx.device, setup.seed)
+        # valid loss: the task's plain log loss, comparable across recipes (no smoothing, no focusing)
+        self.valid_loss_fn = losses.build_loss("auto", table.task).to(ctx.device)
+        self.prior_loss = constant_prior_loss(self.trainer.loss_fn, setup.head.prior_logits(setup.prior), setup.train_targets, ctx.device)
+        self.state = FoldState()
+        self._net: nn.Module | None = None  # the model as trained: DDP- and compile-wrapped
+        self._frozen: bool | None = None  # whether _net was built with the backbone frozen
+        self._last_plot = time.time()
+
+    @classmethod
+    def prepare(cls, cfg: ExperimentConfig, settings: ModelSettings, table: DatasetTable, folds: np.ndarray, fold: int,
+                model_dir: Path, ctx: Dist, extra: ExtraTrain | None = None, tracking: Tracking | None = None) -> FoldRun:
+        """Seed and build the fold's model, loaders and trainer (:func:`prepare_fold`, :func:`build_trainer`)."""
+        started = time.time()
+        return cls(cfg, settings, table, fold, model_dir, ctx, prepare_fold(settings, table, folds, fold, ctx, extra), tracking, started)
+
+    @property
+    def model(self) -> nn.Module:
+        return self.setup.model
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """What is validated and saved as best: the EMA weights when ``ema`` is on."""
+        return self.trainer.ema.module if self.trainer.ema is not None else self.setup.model
+
+    @property
+    def title(self) -> str:
+        return f"{self.cfg.name} / {self.settings.name} / fold {self.fold}"
+
+    def restore(self) -> FoldState:
+        """Resume from ``last.pt`` when present (weights, optimizer, scaler, EMA, state); else a fresh state."""
+        if self.last_path.is_file():
+            t = self.trainer
+            self.state = _restore(load_checkpoint(self.last_path), self.model, t.optimizer, t.scaler, t.ema)
+            log.info("%s fold %d: resuming after epoch %d (best %s %.4f)", self.settings.name, self.fold, self.state.epoch,
+                     self.metric, self.state.best_score)
+        self._last_plot = time.time()
+        return self.state
+
+    def should_continue(self) -> bool:
+        """Epochs left and (with ``patience``) not stopped early."""
+        s = self.settings
+        return self.state.epoch < s.epochs and not (s.patience and self.state.bad_epochs >= s.patience)
+
+    def epoch(self) -> tuple[dict[str, float], bool]:
+        """Train and validate the next epoch and record it in :attr:`state`: (history row, improved)."""
+        row = self.evaluate(self.train_epoch())
+        return row, self.record(row)
+
+    def train_epoch(self) -> TrainedEpoch:
+        """One training pass over epoch ``state.epoch``: (un)freeze the backbone (rebuilding the DDP/compiled
+        wrapper when that changes), reseed torch from (seed, epoch) and the sampler, train; after the first
+        epoch's first batch compare its loss with the constant-prior loss."""
+        from ..recipe import models
+
+        settings, trainer, state, fold = self.settings, self.trainer, self.state, self.fold
         epoch = state.epoch
         frozen = epoch < settings.freeze_epochs
-        if frozen != frozen_now:  # DDP must be (re)built after the set of trainable parameters changes
-            models.set_backbone_trainable(model, not frozen)
-            net = _compile(_wrap(model, ctx), settings, ctx)
-            frozen_now = frozen
+        if frozen != self._frozen:  # DDP must be (re)built after the set of trainable parameters changes
+            models.set_backbone_trainable(self.model, not frozen)
+            self._net = _compile(_wrap(self.model, self.ctx), settings, self.ctx)
+            self._frozen = frozen
         trainer.frozen_backbone = frozen
-        torch.manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
-        train_loader.sampler.set_epoch(epoch)
+        torch.manual_seed(int(np.random.SeedSequence([self.setup.seed, epoch]).generate_state(1)[0]))
+        self.setup.train_loader.sampler.set_epoch(epoch)
         t0 = time.time()
         lr = trainer.schedule.base_lr(state.step)
-        desc = f"{settings.name} f{fold} e{epoch + 1}/{settings.epochs}"
-        on_update = tracking.on_update(settings.name, fold, trainer.schedule.base_lr) if tracking is not None else None
-        tr = train_one_epoch(net, train_loader, trainer, epoch=epoch, step=state.step, desc=desc, show_progress=ctx.main, on_update=on_update)
+        on_update = self.tracking.on_update(settings.name, fold, trainer.schedule.base_lr) if self.tracking is not None else None
+        tr = train_one_epoch(self._net, self.setup.train_loader, trainer, epoch=epoch, step=state.step, desc=self._desc(epoch),
+                             show_progress=self.ctx.main, on_update=on_update)
         if epoch == 0:
-            state.step0_loss, state.prior_loss = tr.first_loss, prior_loss
-            _check_step0(settings.name, fold, tr.first_loss, prior_loss)
+            state.step0_loss, state.prior_loss = tr.first_loss, self.prior_loss
+            _check_step0(settings.name, fold, tr.first_loss, self.prior_loss)
         state.step += trainer.schedule.steps_per_epoch
-        eval_model = ema.module if ema is not None else model
-        ev = evaluate(eval_model, valid_loader, valid_loss_fn, head.activation, precision, desc=f"{desc} valid", show_progress=ctx.main)
-        _check_finite_epoch(tr, ev, epoch, state.step, trainer)
+        return TrainedEpoch(epoch, lr, t0, tr)
+
+    def evaluate(self, trained: TrainedEpoch) -> dict[str, float]:
+        """Validate :attr:`eval_model` and make the epoch's history row; a NaN/inf loss, prediction or metric
+        raises :class:`NonFiniteError`."""
+        epoch, lr, tr, metric = trained.epoch, trained.lr, trained.result, self.metric
+        precision, step = self.trainer.precision, self.state.step
+        desc = self._desc(epoch)
+        ev = evaluate(self.eval_model, self.setup.valid_loader, self.valid_loss_fn, self.setup.head.activation, precision,
+                      desc=f"{desc} valid", show_progress=self.ctx.main)
+        _check_finite_epoch(tr, ev, epoch, step, self.trainer)
         row = {
             "epoch": epoch + 1,
             "lr": lr,
@@ -309,62 +382,86 @@ def train_fold(
             "valid_loss": ev.loss,
             "train_metric": score(metric, tr.targets.astype(np.int64), tr.probs),
             "valid_metric": score(metric, ev.targets.astype(np.int64), ev.probs),
-            "seconds": time.time() - t0,
+            "seconds": time.time() - trained.started,
         }
         if not all(math.isfinite(row[k]) for k in ("train_metric", "valid_metric")):
             bad = "valid_metric" if not math.isfinite(row["valid_metric"]) else "train_metric"
-            raise NonFiniteError(non_finite_message(f"{settings.name} fold {fold}: {bad.replace('_', ' ')} {metric}", row[bad], epoch, state.step, lr, precision))
+            raise NonFiniteError(non_finite_message(f"{self.settings.name} fold {self.fold}: {bad.replace('_', ' ')} {metric}",
+                                                    row[bad], epoch, step, lr, precision))
+        return row
+
+    def record(self, row: dict[str, float]) -> bool:
+        """Add ``row`` to the history, update best score / patience count and the next epoch, log the epoch's
+        line; True when the row beats the best so far."""
+        state, settings, metric = self.state, self.settings, self.metric
         state.history.append(row)
-        improved = row["valid_metric"] > state.best_score  # finite, checked above: NaN never counts as better
+        improved = row["valid_metric"] > state.best_score  # finite, checked by evaluate: NaN never counts as better
         if improved:
-            state.best_score, state.best_epoch, state.bad_epochs = row["valid_metric"], epoch + 1, 0
+            state.best_score, state.best_epoch, state.bad_epochs = row["valid_metric"], row["epoch"], 0
         else:
             state.bad_epochs += 1
-        state.epoch = epoch + 1
+        state.epoch = row["epoch"]
         log.info(
             "%s fold %d epoch %d/%d: train loss %.4f %s %.4f | valid loss %.4f %s %.4f%s (%.0fs)",
-            settings.name, fold, epoch + 1, settings.epochs, row["train_loss"], metric, row["train_metric"],
+            settings.name, self.fold, row["epoch"], settings.epochs, row["train_loss"], metric, row["train_metric"],
             row["valid_loss"], metric, row["valid_metric"], " *" if improved else "", row["seconds"],
         )
-        if ctx.main:
-            if improved:
-                payload = _best_payload(eval_model, settings, table, fold, row, metric)
-                _check_finite_weights(payload["model"], epoch, state.step, lr, precision)
-                save_checkpoint(out_dir / BEST, payload)
-            write_history(out_dir / HISTORY, state.history)
-            if time.time() - last_plot > CURVES_EVERY_S:  # long epochs: watch the curves grow; short ones: at the end
-                plot_curves(out_dir / CURVES, state.history, metric, f"{cfg.name} / {settings.name} / fold {fold}")
-                last_plot = time.time()
-            save_checkpoint(last_path, _resume_payload(state, model, optimizer, trainer.scaler, ema))
-            if tracking is not None:
-                tracking.epoch(settings.name, fold, row)
-        ctx.barrier()
+        return improved
 
-    done = {
-        "fold": fold,
-        "best_epoch": state.best_epoch,
-        "best_score": state.best_score,
-        "metric": metric,
-        "epochs_run": state.epoch,
-        "stopped_early": state.epoch < settings.epochs,
-        "seconds": round(time.time() - started, 1),
-        "step0_loss": state.step0_loss,
-        "prior_loss": state.prior_loss,
-        "train_images": int(len(train_idx)),
-        "extra_train_images": int(len(train_targets) - len(train_idx)),
-        "valid_images": int(len(valid_idx)),
-        "world_size": ctx.world,
-        "device": str(ctx.device),
-        "command": artifacts.command_line(),
-    }
-    if ctx.main:
-        plot_curves(out_dir / CURVES, state.history, metric, f"{cfg.name} / {settings.name} / fold {fold}")
-        artifacts.write_json(out_dir / DONE, done)
-        last_path.unlink(missing_ok=True)  # a finished fold needs no resume state (saves 2-3x the model size)
-        if tracking is not None:
-            tracking.end_fold(settings.name, fold)
-    ctx.barrier()
-    return done
+    def checkpoint(self, row: dict[str, float], improved: bool) -> None:
+        """Rank 0: best.pt (when ``improved``; never with NaN/inf weights), history.csv, curves.png (at most
+        every :data:`CURVES_EVERY_S`), last.pt, the tracker's epoch row; then every rank meets at a barrier."""
+        if self.ctx.main:
+            t, out_dir = self.trainer, self.out_dir
+            if improved:
+                payload = _best_payload(self.eval_model, self.settings, self.table, self.fold, row, self.metric)
+                _check_finite_weights(payload["model"], int(row["epoch"]) - 1, self.state.step, row["lr"], t.precision)
+                save_checkpoint(out_dir / BEST, payload)
+            write_history(out_dir / HISTORY, self.state.history)
+            if time.time() - self._last_plot > CURVES_EVERY_S:  # long epochs: watch the curves grow; short ones: at the end
+                plot_curves(out_dir / CURVES, self.state.history, self.metric, self.title)
+                self._last_plot = time.time()
+            save_checkpoint(self.last_path, _resume_payload(self.state, self.model, t.optimizer, t.scaler, t.ema))
+            if self.tracking is not None:
+                self.tracking.epoch(self.settings.name, self.fold, row)
+        self.ctx.barrier()
+
+    def done_info(self) -> dict[str, Any]:
+        """The content of done.json for the fold as it stands."""
+        state, setup = self.state, self.setup
+        return {
+            "fold": self.fold,
+            "best_epoch": state.best_epoch,
+            "best_score": state.best_score,
+            "metric": self.metric,
+            "epochs_run": state.epoch,
+            "stopped_early": state.epoch < self.settings.epochs,
+            "seconds": round(time.time() - self.started, 1),
+            "step0_loss": state.step0_loss,
+            "prior_loss": state.prior_loss,
+            "train_images": int(len(setup.train_idx)),
+            "extra_train_images": int(len(setup.train_targets) - len(setup.train_idx)),
+            "valid_images": int(len(setup.valid_idx)),
+            "world_size": self.ctx.world,
+            "device": str(self.ctx.device),
+            "command": artifacts.command_line(),
+        }
+
+    def finish(self) -> dict[str, Any]:
+        """Rank 0: the final curves.png, done.json, remove last.pt, end the tracker's fold; then a barrier.
+        Returns the done.json content."""
+        done = self.done_info()
+        if self.ctx.main:
+            plot_curves(self.out_dir / CURVES, self.state.history, self.metric, self.title)
+            artifacts.write_json(self.out_dir / DONE, done)
+            self.last_path.unlink(missing_ok=True)  # a finished fold needs no resume state (saves 2-3x the model size)
+            if self.tracking is not None:
+                self.tracking.end_fold(self.settings.name, self.fold)
+        self.ctx.barrier()
+        return done
+
+    def _desc(self, epoch: int) -> str:
+        return f"{self.settings.name} f{self.fold} e{epoch + 1}/{self.settings.epochs}"
 
 
 def _check_finite_epoch(tr: Any, ev: Any, epoch: int, step: int, trainer: Trainer) -> None:
@@ -578,46 +675,65 @@ def train_models(
 
 def _train_models(cfg: ExperimentConfig, device: torch.device, models: list[str] | None, folds: list[int] | None,
                   extra: ExtraTrain | None, tracking: Tracking, wait: bool, on_model_done: ModelDone | None) -> list[Path]:
-    from ..data.folds import load_or_make_folds
-
     ctx = init_distributed(device)
     names = _select(models, cfg.model_names, "model", f"config {cfg.name!r}")
     fold_list = [int(f) for f in _select([str(f) for f in folds] if folds else None, [str(f) for f in range(cfg.folds.k)], "fold", f"folds (k={cfg.folds.k})")]
     table = load_dataset(cfg.competition, cfg.data_dir, cfg.options)
     check_weights(cfg, names)
+    fold_ids = _fold_ids(cfg, table, ctx)
+    dirs = []
+    for name in names:
+        dirs.append(_train_model_folds(cfg, name, table, fold_ids, fold_list, ctx, extra, tracking, wait))
+        _model_trained(cfg, name, ctx, tracking, on_model_done)
+    if ctx.world > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+    return dirs
+
+
+def _fold_ids(cfg: ExperimentConfig, table: DatasetTable, ctx: Dist) -> np.ndarray:
+    """The fold of every training row: rank 0 loads or makes (and writes) the fold file, then the other ranks read it."""
+    from ..data.folds import load_or_make_folds
+
     if ctx.main:
         fold_ids = load_or_make_folds(table, cfg.folds.k, cfg.folds.seed)
     ctx.barrier()
     if not ctx.main:
         fold_ids = load_or_make_folds(table, cfg.folds.k, cfg.folds.seed)
-    dirs = []
-    for name in names:
-        settings = cfg.resolved_model(name)
-        model_dir = cfg.model_dir(name)
-        if ctx.main:
-            prepare_model_dir(cfg, name, table)
-        ctx.barrier()
-        for fold in fold_list:
-            if is_fold_done(model_dir, fold):
-                log.info("%s fold %d: already done, skipping", name, fold)
+    return fold_ids
+
+
+def _train_model_folds(cfg: ExperimentConfig, name: str, table: DatasetTable, fold_ids: np.ndarray, fold_list: list[int],
+                       ctx: Dist, extra: ExtraTrain | None, tracking: Tracking, wait: bool) -> Path:
+    """Prepare model ``name``'s folder and train each of ``fold_list`` not yet done, holding its lock; returns the folder."""
+    settings = cfg.resolved_model(name)
+    model_dir = cfg.model_dir(name)
+    if ctx.main:
+        prepare_model_dir(cfg, name, table)
+    ctx.barrier()
+    for fold in fold_list:
+        if is_fold_done(model_dir, fold):
+            log.info("%s fold %d: already done, skipping", name, fold)
+            continue
+        with fold_lock(model_dir, fold, name, ctx, wait):
+            if is_fold_done(model_dir, fold):  # finished by the process this one waited for
+                log.info("%s fold %d: done by another process meanwhile, skipping", name, fold)
                 continue
-            with fold_lock(model_dir, fold, name, ctx, wait):
-                if is_fold_done(model_dir, fold):  # finished by the process this one waited for
-                    log.info("%s fold %d: done by another process meanwhile, skipping", name, fold)
-                    continue
-                if ctx.main:  # opened with the first fold that trains: a re-run with nothing to train adds no tracker runs
-                    tracking.start_model(name, model_dir)
-                train_fold(cfg, settings, table, fold_ids, fold, model_dir, ctx, extra, tracking)
-        dirs.append(model_dir)
-        ctx.barrier()
-        missing = missing_folds(model_dir, cfg.folds.k)
-        if missing:
-            log.info("%s: folds %s not trained yet; predictions are written once every fold is done", name, missing)
-        elif on_model_done is not None:
-            on_model_done(cfg, name, ctx)
-        if ctx.main and (model_dir / artifacts.SCORES).is_file():
-            tracking.summary(name, summary_values(artifacts.read_json(model_dir / artifacts.SCORES), None, None))
-        ctx.barrier()
-    if ctx.world > 1 and dist.is_initialized():
-        dist.destroy_process_group()
-    return dirs
+            if ctx.main:  # opened with the first fold that trains: a re-run with nothing to train adds no tracker runs
+                tracking.start_model(name, model_dir)
+            train_fold(cfg, settings, table, fold_ids, fold, model_dir, ctx, extra, tracking)
+    return model_dir
+
+
+def _model_trained(cfg: ExperimentConfig, name: str, ctx: Dist, tracking: Tracking, on_model_done: ModelDone | None) -> None:
+    """After a model's folds: once every fold is done (by any process), ``on_model_done`` (the predictions) and
+    the tracker's summary of the model's scores."""
+    model_dir = cfg.model_dir(name)
+    ctx.barrier()
+    missing = missing_folds(model_dir, cfg.folds.k)
+    if missing:
+        log.info("%s: folds %s not trained yet; predictions are written once every fold is done", name, missing)
+    elif on_model_done is not None:
+        on_model_done(cfg, name, ctx)
+    if ctx.main and (model_dir / artifacts.SCORES).is_file():
+        tracking.summary(name, summary_values(artifacts.read_json(model_dir / artifacts.SCORES), None, None))
+    ctx.barrier()
