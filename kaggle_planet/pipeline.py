@@ -99,10 +99,10 @@ def train_experiment(
     wait: bool = False,
 ) -> list[Path]:
     """Train ``models`` (default all) on ``folds`` (default all), then write the TTA predictions of each model
-    whose folds are all done (:func:`kaggle_planet.train.trainer.train_models` with the prediction step); the
+    whose folds are all done (:func:`kaggle_planet.train.experiment.train_models` with the prediction step); the
     ``train`` command. Returns the model run folders."""
     from .predict.tta import predict_model
-    from .train.trainer import train_models
+    from .train.experiment import train_models
 
     return train_models(cfg, device, models, folds, extra, tracking, wait, on_model_done=predict_model)
 

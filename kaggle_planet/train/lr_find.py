@@ -112,7 +112,8 @@ def lr_find(cfg: Any, model_name: str | None, device: Any, start_lr: float = 1e-
     from ..data.competitions import load_dataset
     from ..data.folds import load_or_make_folds
     from ..recipe.engine import optimizer_step, set_train_mode
-    from .trainer import Dist, build_trainer, prepare_fold
+    from .distributed import Dist
+    from .trainer import build_trainer, prepare_fold
 
     check_sweep(start_lr, end_lr, num_steps)
     name = model_name or cfg.model_names[0]

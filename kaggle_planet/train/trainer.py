@@ -1,40 +1,28 @@
-"""K-fold training: for each model of a config and each fold, train, keep the best checkpoint, resume.
+"""One fold's training: build the model and loaders (prepare), resume (restore), train and evaluate an epoch,
+checkpoint, finish; :class:`FoldRun` holds the steps, :func:`train_fold` runs them in a loop.
 
-Layout (``runs/<exp>/<model>/``): ``config.yaml`` (the experiment restricted to this model),
-``labels.csv``, and per fold ``fold<k>/``: ``best.pt`` (best valid metric; weights, or the EMA
-weights when ``ema`` is on), ``last.pt`` (resume state, written atomically after every completed
-epoch, removed once the fold is done), ``history.csv``, ``curves.png`` and ``done.json`` (the fold
-is finished; later runs skip it). When every fold of a model is done -- also when other processes
-or machines trained some of them into the same folder -- ``on_model_done`` is called: the pipeline
-writes the model's predictions there (:func:`kaggle_planet.predict.tta.predict_model`); training itself
-never imports prediction.
+Per fold ``fold<k>/``: ``best.pt`` (best valid metric; weights, or the EMA weights when ``ema`` is on),
+``last.pt`` (resume state, written atomically after every completed epoch, removed once the fold is done),
+``history.csv``, ``curves.png`` and ``done.json`` (the fold is finished; later runs skip it). The experiment
+around it (models, folds, locks, the model folder) is :mod:`kaggle_planet.train.experiment`.
 
 Reproducibility: the weights are seeded from ``seed + fold``; each epoch reseeds torch from
 ``(seed, fold, epoch)`` and the training data are shuffled and augmented from the same numbers
 (:mod:`kaggle_planet.data.loader`), so an epoch's result does not depend on how the run got there: a run
 killed with ``kill -9`` and started again with the same command ends with the same files.
 
-One trainer per fold: training a fold holds ``fold<k>/train.lock`` (pid, host, start time, command); a
-second process refuses naming the holder, or waits with ``--wait``; a lock left by a killed process on
-this host is taken over (:mod:`kaggle_planet.core.locks`). A loss, metric, prediction or weight that turns
-NaN/inf stops the fold at once (one line naming epoch, update and lr); such an epoch is never the best.
-
-Scale-out: under ``torchrun --nproc_per_node=N`` the model is wrapped in DistributedDataParallel
-(NCCL on CUDA, gloo on CPU), each rank trains on its share of every epoch and predicts its share of
-the OOF/test images, predictions are gathered on all ranks (so all take the same early-stopping
-decision), and only rank 0 writes files. Separate processes or machines may also train different
-folds into one model folder (``--folds``); whichever finishes the last fold writes the predictions.
+A loss, metric, prediction or weight that turns NaN/inf stops the fold at once (one line naming epoch,
+update and lr); such an epoch is never the best. Under torchrun each rank trains on its share of every
+epoch, predictions are gathered on all ranks (so all take the same early-stopping decision), and only rank
+0 writes files (:mod:`kaggle_planet.train.distributed`).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import datetime
 import logging
 import math
-import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,92 +30,31 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.distributed as dist
 from torch import nn
 
-from ..config.schema import ExperimentConfig, ModelSettings, load_config, save_config, settings_differences, single_model_config
-from ..core import artifacts, locks
+from ..config.schema import ExperimentConfig, ModelSettings
+from ..core import artifacts
 from ..core.artifacts import (
     BEST,
-    CONFIG,
     CURVES,
     DONE,
     HISTORY,
     HISTORY_COLUMNS,
     LAST,
     fold_dir,
-    is_fold_done,
     load_checkpoint,
-    missing_folds,
     save_checkpoint,
 )
 from ..core.errors import KagglePlanetError
 from ..core.metrics import score
-from ..data.competitions import DatasetTable, load_dataset
+from ..data.competitions import DatasetTable
 from ..data.loader import image_dataset, make_loader, resolve_workers
 from ..recipe.engine import NonFiniteError, Trainer, evaluate, get_head, non_finite_message, resolve_precision, train_one_epoch
-from ..recipe.tracking import Tracking, summary_values
+from ..recipe.tracking import Tracking
+from .distributed import Dist
 
 log = logging.getLogger(__name__)
 
-
-
-# ------------------------------------------------------------------------------------ distributed
-
-
-@dataclass
-class Dist:
-    """This process's place in a torchrun job (rank 0 of 1 when run alone) and its device."""
-
-    rank: int
-    world: int
-    device: torch.device
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
-
-def init_distributed(device: torch.device) -> Dist:
-    """Join the torchrun process group when ``WORLD_SIZE`` > 1 (NCCL on CUDA, gloo on CPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist(0, 1, device)
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        # generous timeout: rank 0 alone writes checkpoints and prediction files while the others wait
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=2))
-    rank = dist.get_rank()
-    if rank != 0:
-        logging.getLogger("kaggle_planet").setLevel(logging.WARNING)
-    return Dist(rank, world, device)
-
-
-# -------------------------------------------------------------------------------------- run folder
-
-
-def prepare_model_dir(cfg: ExperimentConfig, model_name: str, table: DatasetTable) -> Path:
-    """Create the model folder with its config.yaml and labels.csv; refuse a folder trained differently."""
-    model_dir = cfg.model_dir(model_name)
-    path = model_dir / CONFIG
-    if path.is_file() and any(is_fold_done(model_dir, f) or (fold_dir(model_dir, f) / LAST).is_file() for f in range(cfg.folds.k)):
-        old = load_config(path)
-        diff = settings_differences(old, cfg, model_name)
-        if diff:
-            key, before, after = diff[0]
-            raise KagglePlanetError(
-                f"{path}: this model folder was trained with {key}={before!r}, the config now says "
-                f"{after!r}; use another experiment name (or model name) or delete {model_dir}"
-            )
-    save_config(single_model_config(cfg, model_name), path)
-    artifacts.write_labels(model_dir, table.train[table.id_col].tolist(), table.targets, table.id_col, table.classes)
-    return model_dir
 
 
 # ----------------------------------------------------------------------------------- checkpoints
@@ -591,149 +518,3 @@ def _restore(payload: dict[str, Any], model: nn.Module, optimizer, scaler, ema) 
     return FoldState(**payload["state"])
 
 
-# ------------------------------------------------------------------------------------ experiment
-
-
-@contextlib.contextmanager
-def fold_lock(model_dir: Path, fold: int, name: str, ctx: Dist, wait: bool = False) -> Iterator[None]:
-    """Hold ``fold<k>/train.lock`` while training a fold. Under torchrun rank 0 takes it and tells the
-    other ranks whether it could, so that a refusal stops every rank (not only rank 0, leaving the
-    others in a barrier)."""
-    path = fold_dir(model_dir, fold) / locks.LOCK
-    problem = None
-    if ctx.main:
-        try:
-            locks.acquire(path, f"model {name} fold {fold}", wait)
-        except KagglePlanetError as exc:
-            problem = str(exc)
-    if ctx.world > 1:
-        box = [problem]
-        dist.broadcast_object_list(box, src=0)
-        problem = box[0]
-    if problem is not None:
-        raise KagglePlanetError(problem)
-    try:
-        yield
-    finally:
-        if ctx.main:
-            locks.release(path)
-
-
-def _select(names: Sequence[str] | None, available: list[str], what: str, source: str) -> list[str]:
-    if not names:
-        return available
-    unknown = [n for n in names if n not in available]
-    if unknown:
-        raise KagglePlanetError(f"{source}: no {what} {unknown[0]!r}; valid: {', '.join(available)}")
-    return [n for n in available if n in names]
-
-
-def check_weights(cfg: ExperimentConfig, names: Sequence[str]) -> None:
-    """Fail before any training when a model's pretrained weights cannot be found (not hours later)."""
-    from ..recipe import models
-
-    for name in names:
-        settings = cfg.resolved_model(name)
-        if settings.pretrained is True:
-            models.resolve_pretrained_file(models.create_model(settings.backbone, 1, pretrained=False), settings.backbone)
-        elif isinstance(settings.pretrained, str) and not Path(settings.pretrained).expanduser().is_file():
-            raise KagglePlanetError(
-                f"config {cfg.name!r}: model {name!r}: pretrained weights file {settings.pretrained!r} not found"
-            )
-
-
-# called once every fold of a model is done: (config, model name, this process's place); the pipeline passes
-# the prediction step here (training never imports prediction)
-ModelDone = Callable[[ExperimentConfig, str, Dist], None]
-
-
-def train_models(
-    cfg: ExperimentConfig,
-    device: torch.device,
-    models: list[str] | None = None,
-    folds: list[int] | None = None,
-    extra: ExtraTrain | None = None,
-    tracking: Tracking | None = None,
-    wait: bool = False,
-    on_model_done: ModelDone | None = None,
-) -> list[Path]:
-    """Train ``models`` (names; default all) on ``folds`` (default all); ``on_model_done`` is called for each
-    model whose folds are all done (the pipeline predicts there). Returns the model run folders
-    ``<runs_dir>/<name>/<model name>/``. ``extra(fold)`` adds training images to a fold (pseudo-labelled test
-    images). ``tracking``: the caller's open trackers (the pipeline adds the blend's scores before closing
-    them); None: the config's ``log`` trackers are opened here, get each model's OOF score and are closed at
-    the end. A fold another process is training is refused naming that process, or with ``wait`` waited for
-    (:mod:`kaggle_planet.core.locks`)."""
-    own_tracking = tracking is None
-    tracking = Tracking.for_config(cfg) if own_tracking else tracking
-    try:
-        return _train_models(cfg, device, models, folds, extra, tracking, wait, on_model_done)
-    finally:
-        if own_tracking:
-            tracking.close()
-
-
-def _train_models(cfg: ExperimentConfig, device: torch.device, models: list[str] | None, folds: list[int] | None,
-                  extra: ExtraTrain | None, tracking: Tracking, wait: bool, on_model_done: ModelDone | None) -> list[Path]:
-    ctx = init_distributed(device)
-    names = _select(models, cfg.model_names, "model", f"config {cfg.name!r}")
-    fold_list = [int(f) for f in _select([str(f) for f in folds] if folds else None, [str(f) for f in range(cfg.folds.k)], "fold", f"folds (k={cfg.folds.k})")]
-    table = load_dataset(cfg.competition, cfg.data_dir, cfg.options)
-    check_weights(cfg, names)
-    fold_ids = _fold_ids(cfg, table, ctx)
-    dirs = []
-    for name in names:
-        dirs.append(_train_model_folds(cfg, name, table, fold_ids, fold_list, ctx, extra, tracking, wait))
-        _model_trained(cfg, name, ctx, tracking, on_model_done)
-    if ctx.world > 1 and dist.is_initialized():
-        dist.destroy_process_group()
-    return dirs
-
-
-def _fold_ids(cfg: ExperimentConfig, table: DatasetTable, ctx: Dist) -> np.ndarray:
-    """The fold of every training row: rank 0 loads or makes (and writes) the fold file, then the other ranks read it."""
-    from ..data.folds import load_or_make_folds
-
-    if ctx.main:
-        fold_ids = load_or_make_folds(table, cfg.folds.k, cfg.folds.seed)
-    ctx.barrier()
-    if not ctx.main:
-        fold_ids = load_or_make_folds(table, cfg.folds.k, cfg.folds.seed)
-    return fold_ids
-
-
-def _train_model_folds(cfg: ExperimentConfig, name: str, table: DatasetTable, fold_ids: np.ndarray, fold_list: list[int],
-                       ctx: Dist, extra: ExtraTrain | None, tracking: Tracking, wait: bool) -> Path:
-    """Prepare model ``name``'s folder and train each of ``fold_list`` not yet done, holding its lock; returns the folder."""
-    settings = cfg.resolved_model(name)
-    model_dir = cfg.model_dir(name)
-    if ctx.main:
-        prepare_model_dir(cfg, name, table)
-    ctx.barrier()
-    for fold in fold_list:
-        if is_fold_done(model_dir, fold):
-            log.info("%s fold %d: already done, skipping", name, fold)
-            continue
-        with fold_lock(model_dir, fold, name, ctx, wait):
-            if is_fold_done(model_dir, fold):  # finished by the process this one waited for
-                log.info("%s fold %d: done by another process meanwhile, skipping", name, fold)
-                continue
-            if ctx.main:  # opened with the first fold that trains: a re-run with nothing to train adds no tracker runs
-                tracking.start_model(name, model_dir)
-            train_fold(cfg, settings, table, fold_ids, fold, model_dir, ctx, extra, tracking)
-    return model_dir
-
-
-def _model_trained(cfg: ExperimentConfig, name: str, ctx: Dist, tracking: Tracking, on_model_done: ModelDone | None) -> None:
-    """After a model's folds: once every fold is done (by any process), ``on_model_done`` (the predictions) and
-    the tracker's summary of the model's scores."""
-    model_dir = cfg.model_dir(name)
-    ctx.barrier()
-    missing = missing_folds(model_dir, cfg.folds.k)
-    if missing:
-        log.info("%s: folds %s not trained yet; predictions are written once every fold is done", name, missing)
-    elif on_model_done is not None:
-        on_model_done(cfg, name, ctx)
-    if ctx.main and (model_dir / artifacts.SCORES).is_file():
-        tracking.summary(name, summary_values(artifacts.read_json(model_dir / artifacts.SCORES), None, None))
-    ctx.barrier()

@@ -17,6 +17,7 @@ from kaggle_planet.core.artifacts import HISTORY_COLUMNS
 from kaggle_planet.data.competitions import load_dataset
 from kaggle_planet.data.folds import load_or_make_folds
 from kaggle_planet.recipe.engine import NonFiniteError
+from kaggle_planet.train import experiment
 from kaggle_planet.train import trainer as trainer_mod
 from kaggle_planet.train.trainer import Dist, FoldRun, FoldState
 
@@ -289,9 +290,9 @@ def test_model_trained_waits_for_every_fold_before_on_model_done(demo_datasets, 
 
     mark_done(0)
     with caplog.at_level(logging.INFO, logger="kaggle_planet"):
-        trainer_mod._model_trained(cfg, "tiny", CPU, NoTracking(), done_hook)
+        experiment._model_trained(cfg, "tiny", CPU, NoTracking(), done_hook)
     assert called == [] and "tiny: folds [1] not trained yet" in caplog.text
 
     mark_done(1)
-    trainer_mod._model_trained(cfg, "tiny", CPU, NoTracking(), done_hook)
+    experiment._model_trained(cfg, "tiny", CPU, NoTracking(), done_hook)
     assert called == [("done", "tiny")]  # no scores.json: no summary
