@@ -7,10 +7,13 @@ Heavy modules (torch, timm, the kaggle client) are imported inside the commands 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from . import __version__
@@ -511,15 +514,41 @@ def one_line(exc: KagglePlanetError) -> str:
     return text
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what a scheduler, ``kill`` or torchrun sends) raised as an interrupt, so that it unwinds like
+    Ctrl-C: temporary files are removed, locks released, finished work kept."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM raises :class:`Terminated` (main thread only; the previous handler comes back)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # model hubs are never contacted at run time
     try:
-        return args.run(args)
+        with sigterm_as_interrupt():
+            return args.run(args)
     except KagglePlanetError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated (SIGTERM): finished work is kept; re-run the same command to resume", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted: finished work is kept; re-run the same command to resume", file=sys.stderr)
         return 130

@@ -134,6 +134,21 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
     return path
 
 
+TEMPORARY_GLOB = ".*.tmp"  # what atomic_write names its temporary files: .<name>.<random>.tmp beside <name>
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporary files :func:`atomic_write` left in ``folder`` when its process died before the
+    rename (SIGKILL, power loss). Call it only while holding the folder's lock: another live writer's file
+    looks the same. Returns what was removed."""
+    removed = []
+    for path in sorted(Path(folder).glob(TEMPORARY_GLOB)):
+        if path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 

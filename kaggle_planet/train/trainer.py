@@ -247,7 +247,12 @@ class FoldRun:
         return f"{self.cfg.name} / {self.settings.name} / fold {self.fold}"
 
     def restore(self) -> FoldState:
-        """Resume from ``last.pt`` when present (weights, optimizer, scaler, EMA, state); else a fresh state."""
+        """Resume from ``last.pt`` when present (weights, optimizer, scaler, EMA, state); else a fresh state.
+        Temporary files a killed writer left in the fold folder are removed first (the fold's lock is held)."""
+        stale = artifacts.remove_stale_temporaries(self.last_path.parent) if self.ctx.main else []
+        if stale:
+            log.info("%s fold %d: removed %d temporary file(s) a stopped run left behind: %s", self.settings.name, self.fold,
+                     len(stale), ", ".join(p.name for p in stale))
         if self.last_path.is_file():
             t = self.trainer
             self.state = _restore(load_checkpoint(self.last_path), self.model, t.optimizer, t.scaler, t.ema)

@@ -296,3 +296,20 @@ def test_model_trained_waits_for_every_fold_before_on_model_done(demo_datasets, 
     mark_done(1)
     experiment._model_trained(cfg, "tiny", CPU, NoTracking(), done_hook)
     assert called == [("done", "tiny")]  # no scores.json: no summary
+
+
+def test_restore_removes_temporary_files_a_stopped_writer_left(fold_run, caplog):
+    """A run killed inside atomic_write (SIGKILL, power loss) leaves .<name>.<random>.tmp files; the next run
+    of the fold (holding its lock) removes them before resuming, and keeps everything else."""
+    run = fold_run()
+    folder = run.last_path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    stale = [folder / ".last.pt.k2j4x9.tmp", folder / ".history.csv.a81bq0.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    kept = folder / "notes.tmp"  # not the atomic_write pattern: not ours to remove
+    kept.write_text("user file")
+    with caplog.at_level(logging.INFO, logger="kaggle_planet"):
+        run.restore()
+    assert not any(p.exists() for p in stale) and kept.read_text() == "user file"
+    assert "removed 2 temporary file(s)" in caplog.text and ".last.pt.k2j4x9.tmp" in caplog.text
