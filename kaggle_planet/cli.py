@@ -43,6 +43,8 @@ def resolve_device(name: str | None = "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise KagglePlanetError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu or auto")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise KagglePlanetError("device 'mps' asked for, but MPS (Apple-silicon GPU, macOS only) is not available here; use --device cpu or auto")
     try:
         return torch.device(name)
     except RuntimeError:
@@ -83,7 +85,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def add_folds_args(p: argparse.ArgumentParser) -> None:
     _add_dataset_args(p)
     p.add_argument("--k", type=int, default=5, help="number of folds (default 5)")
-    p.add_argument("--seed", type=int, default=42, help="shuffle seed (default 42)")
+    p.add_argument("--seed", type=int, default=42, help="shuffle seed, 0 to 2^32-1 (default 42)")
     p.add_argument("--folds-dir", type=Path, default=Path("folds"), help="where fold files go (default ./folds)")
 
 
@@ -335,12 +337,20 @@ def add_download_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--files", nargs="+", help="only these competition files")
     p.add_argument("--all", dest="all_files", action="store_true", help="everything (Planet: includes the 32 GB of TIFs)")
     p.add_argument("--force", action="store_true", help="download and extract again even if present")
+    p.add_argument("--max-expansion", type=float, metavar="RATIO",
+                   help="refuse an archive that would expand to more than RATIO times the downloaded bytes, nested "
+                        "archives included (default 100; image archives are near 1, a zip bomb 1000)")
+    p.add_argument("--max-extract-gb", type=float, metavar="GB",
+                   help="refuse an archive that would extract more than GB gigabytes, nested archives included (default 200)")
 
 
 def cmd_download(args: argparse.Namespace) -> int:
+    from .kaggle.archives import Limits
     from .kaggle.client import download
 
-    paths = download(args.competition, args.data_dir, files=args.files, all_files=args.all_files, force=args.force)
+    limits = Limits.from_flags(args.max_expansion, args.max_extract_gb)
+    paths = download(args.competition, args.data_dir, files=args.files, all_files=args.all_files, force=args.force,
+                     limits=limits)
     for path in paths:
         print(f"ready: {path}")
     return 0
@@ -545,6 +555,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return args.run(args)
     except KagglePlanetError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system said no (a read-only folder, a full disk, a name too long): one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}; nothing after this step was written", file=sys.stderr)
         return 2
     except Terminated:
         print("terminated (SIGTERM): finished work is kept; re-run the same command to resume", file=sys.stderr)

@@ -7,6 +7,7 @@ a file here (an installed package run from another folder) means the shipped ``p
 """
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,11 +34,21 @@ def shipped_configs() -> dict[str, Path]:
     return {p.stem: p for p in sorted(configs_dir().glob(f"*{SUFFIX}"))}
 
 
+def is_config_source(path: Path) -> bool:
+    """A regular file, or a pipe / character device read once (``--config <(...)``, ``/dev/stdin``)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
 def resolve_config(arg: str | Path) -> Path:
-    """A config argument -> its file: an existing path as given, else a shipped config by name (``planet``,
-    ``planet.yaml`` or ``configs/planet.yaml``); otherwise one line listing the shipped names."""
+    """A config argument -> its file: an existing path as given (a pipe such as ``<(...)`` too), else a shipped
+    config by name (``planet``, ``planet.yaml`` or ``configs/planet.yaml``); otherwise one line listing the
+    shipped names."""
     path = Path(arg)
-    if path.is_file():
+    if is_config_source(path):
         return path
     name = path.name.removesuffix(SUFFIX)
     if len(path.parts) == 1 or path.parent == Path("configs"):

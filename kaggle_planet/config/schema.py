@@ -51,8 +51,10 @@ from ..core.params import ArgError, check_args, describe
 from ..core.tasks import AUTO_LOSS, resolve_loss  # noqa: F401 - AUTO_LOSS: the config's "auto" loss, read with the schema
 from ..data.cache import CACHE_MODES
 from ..data.competitions import COMPETITIONS, get_spec
+from ..data.folds import MAX_SEED  # a fold trains with seed + fold, checked at load
 from ..ensemble.blend import METHODS as _BLEND_TABLE  # torch-free; the blend table is the one list of methods
 from ..ensemble.decision import CHOICES as DECISION_CHOICES  # torch-free; "auto" + the decision table
+from .catalog import is_config_source
 from .describe import Doc, config_error, expected_phrase, problem_text, readme_values
 from .overrides import DuplicateKeyError, UniqueKeyLoader, apply_override, parse_override, read_config_text
 
@@ -72,8 +74,6 @@ AUTO_BLEND = {"f2_samples": "mean", "accuracy": "mean", "roc_auc": "rank"}
 IMAGEFOLDER_ONLY = ("train_dir", "test_dir")
 # Settings that may change between runs into one model folder (how to run, not what is trained).
 FREE_KEYS = frozenset({"num_workers", "cache", "tta", "device", "blend", "decision", "pseudo", "runs_dir", "compile", "log"})
-# numpy's (and scikit-learn's random_state) seed range; a fold trains with seed + fold, checked at load
-MAX_SEED = 2**32 - 1
 # Optimizers named in the error for an unknown one (timm knows ~100).
 COMMON_OPTIMIZERS = ("adamw", "sgd", "momentum", "lamb", "adan", "lion", "adabelief", "radam")
 
@@ -195,8 +195,17 @@ Number = Annotated[float, BeforeValidator(_float_spelling), Strict(), AllowInfNa
 Bool = Annotated[bool, Strict()]
 AutoBool = Union[Literal["auto"], Bool]
 Text = Annotated[str, Strict(), StringConstraints(pattern=r"\S"), Doc("string", "a non-empty string")]
+MAX_NAME = 100  # a folder name: file systems allow 255 bytes, and the folder path holds two names and more
+
+
+def _number_as_name(value: Any) -> Any:
+    # `--set name=2024` and `name: 2024` arrive as a YAML integer: the name is the text as written
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 Name = Annotated[
-    str, Strict(), StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"), Doc("name", "a folder-safe name (letters, digits, _ . -)")
+    str, BeforeValidator(_number_as_name), Strict(), StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=MAX_NAME),
+    Doc("name", f"a folder-safe name (letters, digits, _ . -) of at most {MAX_NAME} characters"),
 ]
 Device = Annotated[
     str, Strict(), StringConstraints(pattern=r"^(auto|cpu|cuda|cuda:\d+|mps)$"), Doc("auto | cpu | cuda | cuda:N", "auto, cpu, cuda or cuda:N")
@@ -575,7 +584,7 @@ def _check_recipe(
 def load_config(path: Path | str, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Read and validate a YAML experiment config; ``overrides`` are ``key.sub=value`` strings."""
     path = Path(path)
-    if not path.is_file():
+    if not is_config_source(path):
         raise KagglePlanetError(f"{path}: config file not found" + (" (it is a folder)" if path.is_dir() else ""))
     text = read_config_text(path)
     try:

@@ -281,7 +281,12 @@ def _index_folder(folder: Path) -> dict[str, Path]:
         return {}
     if problem:
         raise KagglePlanetError(f"{folder}: {problem}; expected a folder of images")
-    return {path.stem: path for path in list_folder(folder).images}
+    index: dict[str, Path] = {}
+    for path in sorted(list_folder(folder).images):
+        if path.stem in index:  # test_3.jpg and test_3.png: which one is the id's image is not ours to guess
+            raise KagglePlanetError(f"{folder}: two images for one id {path.stem!r}: {index[path.stem].name} and {path.name}; keep one")
+        index[path.stem] = path
+    return index
 
 
 def _require_folder(folder: Path, expected: str) -> None:
@@ -340,6 +345,7 @@ def _read_planet(data_dir: Path, options: dict[str, Any]) -> DatasetTable:
     if repeated.any():
         raise KagglePlanetError(f"{labels_path}: line {_line(frame, repeated)}: a tag is repeated in {frame['tags'][repeated].iloc[0]!r}")
     classes = sorted({tag for tags in tag_lists for tag in tags})
+    _refuse_reserved(classes, labels_path, "tag")
     _require_folder(data_dir / "train-jpg", "the folder of training images train-jpg/<image_name>.jpg")
     train = pd.DataFrame({"image_name": frame["image_name"]})
     train["file"] = [str(data_dir / "train-jpg" / f"{name}.jpg") for name in frame["image_name"]]
@@ -423,6 +429,25 @@ def _class_folders(root: Path, split: str) -> dict[str, list[Path]]:
     return folders
 
 
+# Columns of the toolkit's own tables and files beside the class columns: the image path of a training table,
+# the fold of an OOF file, the image-folder submission's label, predict-image's labels, Planet's tags, and every
+# competition's id column. A class of one of these names would overwrite it (or be overwritten).
+TOOLKIT_COLUMNS = ("file", "fold", "label", "labels", "tags")
+
+
+def reserved_columns() -> list[str]:
+    return sorted({*TOOLKIT_COLUMNS, *(spec.id_col for spec in COMPETITIONS.values())})
+
+
+def _refuse_reserved(classes: Sequence[str], where: Path, what: str) -> None:
+    """One line before anything is trained: a class named like one of the toolkit's own columns."""
+    reserved = reserved_columns()
+    clash = [c for c in classes if c in reserved]
+    if clash:
+        raise KagglePlanetError(f"{where}: {what} {clash[0]!r} has the name of one of the toolkit's own columns "
+                                f"({', '.join(reserved)}); rename it (for example {clash[0] + '_'!r})")
+
+
 def _descend_duplicate(folder: Path) -> Path:
     """Kaggle's Intel scenes zip nests ``seg_train/seg_train/<class>``: step into such a twin folder."""
     if path_problem(folder, "folder"):
@@ -446,6 +471,7 @@ def _read_imagefolder(data_dir: Path, options: dict[str, Any]) -> DatasetTable:
     if empty:
         raise KagglePlanetError(f"{train_root / empty[0]}: class folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
     classes = sorted(folders)
+    _refuse_reserved(classes, train_root, "class folder")
     train = _imagefolder_frame(data_dir, [(c, p) for c in classes for p in folders[c]], classes)
 
     test = pd.DataFrame({"file": pd.Series(dtype=str)})
@@ -577,7 +603,11 @@ def _image_problem(path: str, decode: bool) -> str | None:
         import cv2  # local: keeps `import kaggle_planet.data.competitions` light
 
         data = np.fromfile(path, dtype=np.uint8)
-        if cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_2) is None:
+        try:
+            image = cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_2)  # half scale: a quarter of the work
+        except cv2.error:  # a side of 1 pixel has no half-scale image (OpenCV's resize asserts): decode it whole
+            image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+        if image is None:
             return "unreadable (not a decodable image)"
     return problem
 

@@ -28,9 +28,14 @@ def fold_file_path(competition: str, k: int, seed: int, folds_dir: str | Path = 
     return Path(folds_dir) / f"{competition}_k{k}_s{seed}.csv"
 
 
-def _check_k(table: DatasetTable, k: int) -> None:
+MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seed range
+
+
+def _check_k(table: DatasetTable, k: int, seed: int = 0) -> None:
     if k < 2:
         raise KagglePlanetError(f"folds: k={k} is too small; expected k >= 2")
+    if not 0 <= seed <= MAX_SEED:
+        raise KagglePlanetError(f"folds: seed={seed} is out of range; expected an integer from 0 to {MAX_SEED}")
     counts = {c: int(n) for c, n in zip(table.classes, table.targets.sum(axis=0))}
     if table.task == "binary":
         positives = counts[table.classes[0]]
@@ -49,7 +54,7 @@ def assign_folds(table: DatasetTable, k: int, seed: int) -> np.ndarray:
     ``targets: (N, C) int 0/1``. Multi-label: ``MultilabelStratifiedKFold`` (iterative stratification);
     binary / multiclass: ``StratifiedKFold`` on the class index.
     """
-    _check_k(table, k)
+    _check_k(table, k, seed)
     targets = table.targets
     placeholder = np.zeros((len(targets), 1))
     if table.task == "multilabel":

@@ -358,7 +358,15 @@ SECTIONS: list[tuple[str, str, Callable[[ReportData], bool], Callable[[ReportDat
 
 
 def render_html(data: ReportData) -> str:
-    """The whole page: inline CSS, PNGs as data URIs, no external resources, every text escaped."""
+    """The whole page: inline CSS, PNGs as data URIs, no external resources, every text escaped. In the figures
+    every string is plain text too: a class named ``$5_to_$10`` is not a mathtext formula."""
+    from matplotlib import rc_context
+
+    with rc_context({"text.parse_math": False}):
+        return _page(data)
+
+
+def _page(data: ReportData) -> str:
     shown = [(sid, title, render) for sid, title, when, render in SECTIONS if when(data)]
     nav = "<nav>" + "".join(f'<a href="#{esc(sid)}">{esc(title)}</a>' for sid, title, _ in shown) + "</nav>"
     warn = "".join(f'<div class="warn">{esc(w)}</div>' for w in data.warnings)
