@@ -440,8 +440,10 @@ def add_predict_image_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_predict_image(args: argparse.Namespace) -> int:
     from .core.artifacts import write_csv
-    from .predict.images import format_image_predictions, image_predictions_frame, predict_images
+    from .predict.images import check_predictions_out, format_image_predictions, image_predictions_frame, predict_images
 
+    if args.out:
+        check_predictions_out(args.out)  # before any prediction: never onto a data, run or other file
     result = predict_images(args.run_dir, args.images, _device_for(args), tta=args.tta, fold=args.fold,
                             batch_size=args.batch_size, num_workers=args.workers)
     if args.out:

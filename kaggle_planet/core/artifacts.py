@@ -238,6 +238,34 @@ def enclosing_run(path: str | Path) -> Path | None:
     return None
 
 
+def check_output_file(out: str | Path, kind: str, suffix: str, is_own: Callable[[Path], bool]) -> Path:
+    """An ``--out`` file, checked before any work: never a folder, never inside a model or blend run folder
+    (checkpoints, prediction files, configs), always ending in ``suffix``, and an existing file only when
+    ``is_own(path)`` says this command wrote it (so a data folder's labels, a folds file, a log or a
+    checkpoint is never overwritten)."""
+    out = Path(out)
+    if out.is_dir():
+        raise KagglePlanetError(f"{out}: is a folder; --out names the {kind} file (ending in {suffix})")
+    inside = enclosing_run(out.parent)
+    if inside is not None:
+        raise KagglePlanetError(f"{out}: lies inside the run folder {inside}, whose files it could overwrite; write the {kind} elsewhere")
+    if out.suffix.lower() != suffix:
+        raise KagglePlanetError(f"{out}: the {kind} is a {suffix} file; give a path ending in {suffix}")
+    if out.exists() and not is_own(out):
+        raise KagglePlanetError(f"{out}: exists and is not a {kind} written by kaggle-planet, so it is not overwritten; "
+                                f"give a new path (or delete the file)")
+    return out
+
+
+def first_line(path: Path, limit: int = 4096) -> str:
+    """The first line of a text file ('' when unreadable): enough to recognise a file's own kind."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit).split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
 def wants_folder(out: str | Path) -> bool:
     """``--out`` written with a trailing slash, or naming an existing folder."""
     text = str(out)

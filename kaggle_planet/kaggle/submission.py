@@ -218,7 +218,22 @@ def resolve_submission_out(out: str | Path, run_dir: Path, data_dir: Path) -> Pa
     in_data = Path(data_dir).resolve() in [out.resolve().parent, *out.resolve().parent.parents]
     if in_data and out.exists() and not sidecar_path(out).is_file():  # a data file, not an earlier submission
         raise KagglePlanetError(f"{out}: is a file of the data folder {data_dir}; write submissions elsewhere, e.g. submissions/")
+    managed = _managed_csv(out)
+    if managed:
+        raise KagglePlanetError(f"{out}: is {managed}, which the toolkit reads; write the submission elsewhere, e.g. submissions/<name>.csv")
     return out
+
+
+def _managed_csv(path: Path) -> str | None:
+    """What an existing CSV the toolkit reads is, by its header: a folds file or the submissions log."""
+    if not path.is_file():
+        return None
+    header = artifacts.first_line(path).split(",")
+    if len(header) == 2 and header[1] == artifacts.FOLD_COL:
+        return "a folds file"
+    if header[: len(LOG_COLUMNS)] == LOG_COLUMNS:
+        return "the submissions log"
+    return None
 
 
 def write_run_submission(run_dir: Path, out_path: str | Path, decision_rule: str = "thresholds") -> Path:

@@ -264,6 +264,16 @@ def predict_images(
 # ----------------------------------------------------------------------------------- formatting
 
 
+def check_predictions_out(out: str | Path) -> Path:
+    """``predict-image --out``: a new .csv, or one that predict-image wrote before (its header begins with
+    ``file`` and ends with ``labels``); never a data folder's labels, a folds file or a run's file."""
+    def is_own(path: Path) -> bool:
+        header = artifacts.first_line(path).split(",")
+        return header[:1] == ["file"] and header[-1:] == ["labels"]
+
+    return artifacts.check_output_file(out, "predictions CSV", ".csv", is_own)
+
+
 def image_predictions_frame(result: ImagePredictions) -> pd.DataFrame:
     """One row per image: ``file``, one probability column per class (run order), ``labels`` (space-separated)."""
     frame = pd.DataFrame(result.probs, columns=result.classes)

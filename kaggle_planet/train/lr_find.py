@@ -115,8 +115,12 @@ def lr_find(cfg: Any, model_name: str | None, device: Any, start_lr: float = 1e-
     from .distributed import Dist
     from .trainer import build_trainer, prepare_fold
 
+    from ..core import artifacts
+
     check_sweep(start_lr, end_lr, num_steps)
     name = model_name or cfg.model_names[0]
+    out = artifacts.check_output_file(Path(out) if out else Path(f"lr-find-{cfg.name}-{name}.png"), "range-test plot", ".png",
+                                      lambda path: path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n")
     settings = cfg.resolved_model(name)
     table = load_dataset(cfg.competition, cfg.data_dir, cfg.options)
     folds = load_or_make_folds(table, cfg.folds.k, cfg.folds.seed)
@@ -147,7 +151,6 @@ def lr_find(cfg: Any, model_name: str | None, device: Any, start_lr: float = 1e-
         return total
 
     result = range_test(step, start_lr, end_lr, num_steps)
-    out = Path(out) if out else Path(f"lr-find-{cfg.name}-{name}.png")
     plot_range_test(result, out, f"{cfg.name} / {name} / fold 0")
     return result, out
 
