@@ -1,5 +1,6 @@
 """Reading a config file's text and ``--set`` overrides: UTF-8 only (other encodings named), YAML with every
-key once per mapping, ``KEY.SUB=VALUE`` parsed as YAML and written into the raw mapping."""
+key once per mapping and aliases that expand to at most ``MAX_ALIAS_NODES`` nodes, ``KEY.SUB=VALUE`` parsed
+as YAML and written into the raw mapping."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,7 +18,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not all(parts):
         raise KagglePlanetError(f"--set {text!r}: expected KEY=VALUE, e.g. models.0.epochs=2 or folds.k=5")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yaml.load(raw, Loader=UniqueKeyLoader) if raw.strip() else None  # a SafeLoader subclass
     except yaml.YAMLError:
         value = raw
     return parts, value
@@ -48,11 +49,55 @@ class DuplicateKeyError(yaml.constructor.ConstructorError):
     pass
 
 
+class AliasExpansionError(DuplicateKeyError):
+    """Aliases expand the document past ``MAX_ALIAS_NODES`` nodes, or an alias refers to a value that holds it.
+
+    A :class:`DuplicateKeyError` so that the config reader prints its problem as worded (not as invalid YAML).
+    """
+
+
+#: The most nodes a value may hold once its aliases are expanded (a config has a few hundred). PyYAML shares
+#: an aliased value instead of copying it, so a 400-byte file of nested anchors ("billion laughs") loads
+#: fast and then costs 9^9 steps to every walk over it: validating, copying, printing it in an error.
+MAX_ALIAS_NODES = 100_000
+
+
 class UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently).
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently),
+    aliases that expand a value past ``MAX_ALIAS_NODES`` nodes and aliases to a value that contains them.
 
     Keys brought in by a merge (``<<: *defaults``) may be overridden: that is what merges are for.
     """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._expanded: dict[int, int] = {}  # id(node) -> nodes it holds with its aliases expanded, once composed
+        self._aliases = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        is_alias = self.check_event(yaml.AliasEvent)
+        if is_alias:
+            event = self.peek_event()
+            target = self.anchors.get(event.anchor)
+            if target is not None and id(target) not in self._expanded:  # anchored, not yet complete: an ancestor
+                raise AliasExpansionError(None, None, f"alias *{event.anchor} refers to a value that contains it (a structure "
+                                          "holding itself); a config cannot be one", event.start_mark)
+            self._aliases += 1
+        node = super().compose_node(parent, index)
+        if not is_alias:
+            self._expanded[id(node)] = size = self._size(node)
+            if size > MAX_ALIAS_NODES and self._aliases:
+                raise AliasExpansionError(
+                    None, None, f"aliases expand this value to {size} nodes, more than the {MAX_ALIAS_NODES} a config may "
+                    f"hold ({self._aliases} aliases so far; a YAML alias bomb?); write the values out instead", node.start_mark)
+        return node
+
+    def _size(self, node: yaml.Node) -> int:
+        if isinstance(node, yaml.SequenceNode):
+            return 1 + sum(self._expanded[id(child)] for child in node.value)
+        if isinstance(node, yaml.MappingNode):
+            return 1 + sum(self._expanded[id(k)] + self._expanded[id(v)] for k, v in node.value)
+        return 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
