@@ -5,6 +5,10 @@ The real client (``kaggle`` + ``kagglesdk``) is pointed at it by patching
 HTTP Basic auth; downloads answer a 302 to ``/blobs/...`` which the client then GETs; submissions
 PUT their bytes to the ``createUrl`` handed out by ``StartSubmissionUpload``. Everything received is
 recorded in ``calls`` / ``uploads`` so tests assert on what the client really sent.
+
+``echo`` names requests (API methods, ``"blob"`` for a download's GET, ``"upload"`` for the submission PUT)
+answered with ``echo_status`` and an error body that repeats the whole request back, headers included (the
+``Authorization`` header with ``base64(user:key)`` or the bearer token), as a careless proxy or server does.
 """
 from __future__ import annotations
 
@@ -18,6 +22,23 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 SERVICES = ("/v1/competitions.CompetitionApiService/", "/v1/security.OAuthService/")
+USER = "tester"
+KEY = "k3y-5ecret-0123456789abcdef"  # the test account's key: must never show up in any output
+
+
+def secret_forms(user: str = USER, key: str = KEY) -> dict[str, str]:
+    """Every form of the credentials that must never be shown, by name."""
+    basic = base64.b64encode(f"{user}:{key}".encode()).decode()
+    return {"key": key, "base64(user:key)": basic, "base64(user:key) unpadded": basic.rstrip("="),
+            "base64(key)": base64.b64encode(key.encode()).decode().rstrip("="), "Authorization value": f"Basic {basic}"}
+
+
+def point_client_at(monkeypatch: Any, url: str) -> None:
+    """Send the real client's requests (production and local endpoints) to ``url``."""
+    from kagglesdk import kaggle_env
+
+    monkeypatch.setitem(kaggle_env._env_to_endpoint, kaggle_env.KaggleEnv.PROD, url)
+    monkeypatch.setitem(kaggle_env._env_to_endpoint, kaggle_env.KaggleEnv.LOCAL, url)
 
 
 @dataclass
@@ -31,6 +52,8 @@ class FakeKaggle:
     forbidden: set[str] = field(default_factory=set)  # methods answered with 403
     delay: dict[str, float] = field(default_factory=dict)  # method -> seconds to wait before answering
     upload_status: int = 200
+    echo: set[str] = field(default_factory=set)  # requests answered with an error that repeats the request
+    echo_status: int = 500
     token: str | None = None  # an access token accepted as "Bearer <token>" besides user:key
     calls: list[tuple[str, dict]] = field(default_factory=list)  # (method, JSON body) of every API call
     gets: list[str] = field(default_factory=list)
@@ -113,6 +136,16 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:  # keep test output clean
         pass
 
+    def _echo(self, raw: bytes = b"", json_body: bool = True) -> None:
+        """Answer with an error whose message repeats the request: line, every header, body."""
+        auth = self.headers.get("Authorization", "")
+        headers = "; ".join(f"{k}: {v}" for k, v in self.headers.items())
+        text = (f"internal error handling {self.command} {self.path}: Authorization: {auth} was not expected here "
+                f"({auth.partition(' ')[2]}); headers: {headers}; body: {raw[:500].decode(errors='replace')}")
+        if json_body:
+            return self._send(self.fake.echo_status, {"code": self.fake.echo_status, "message": text, "request": dict(self.headers)})
+        self._send(self.fake.echo_status, text.encode(), content_type="text/plain")
+
     def _send(self, status: int, payload: Any = None, content_type: str = "application/json", headers: dict | None = None) -> None:
         body = b"" if payload is None else payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(status)
@@ -153,6 +186,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Authorization") not in accepted:
             return self._send(401, {"code": 401, "message": "Unauthenticated"})
         time.sleep(fake.delay.get(method, 0))
+        if method in fake.echo:
+            return self._echo(raw)
         if method in fake.forbidden:
             return self._send(403, {"code": 403, "message": "You must accept this competition's rules before you'll be able to do this."})
         handler = getattr(fake, f"api_{method}", None)
@@ -166,6 +201,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
         self.fake.gets.append(path)
+        if "blob" in self.fake.echo:
+            return self._echo()
         data = self.fake.blob(path) if path.startswith("/blobs/") else None
         if data is None:
             return self._send(404, {"code": 404, "message": "no such blob"})
@@ -176,6 +213,8 @@ class _Handler(BaseHTTPRequestHandler):
         data = self._read_body()
         if not path.startswith("/upload/"):
             return self._send(404, {"code": 404, "message": "no such upload"})
+        if "upload" in self.fake.echo:
+            return self._echo(data, json_body=False)
         if self.fake.upload_status in (200, 201):
             self.fake.uploads[path.removeprefix("/upload/")] = data
         self._send(self.fake.upload_status, b"", content_type="text/plain")

@@ -16,7 +16,12 @@ The client's traps, and what this module does about each (shared/KAGGLE_CLIENT.m
 - The client sets no timeouts on its API calls: every API session gets ``HTTP_TIMEOUT``. The
   submission upload (a PUT on the client's own private session) and the client's own download
   retries (300 s) are out of reach and keep the client's behaviour.
-- Keys and tokens never appear in our errors or logs: every text that could carry one is scrubbed.
+- Keys and tokens never appear in our errors, logs or output: the credentials in use are registered with
+  :func:`kaggle_planet.core.errors.add_secret` before the first request, and every text that can carry client
+  or server words is scrubbed (:func:`scrub`: the key, ``base64(user:key)`` as HTTP Basic sends it, tokens,
+  ``Authorization`` header values): error lines (every :class:`KagglePlanetError` scrubs its message), every log
+  record of the process (:func:`kaggle_planet.core.errors.scrub_log_records`), what the client prints to stdout
+  (sent to the debug log) and stderr (passed through), and the server's texts in the submissions table.
 
 State kept in the data folder: ``<data_dir>/.kaggle-planet/done/<file>.json`` marks a competition
 file as extracted (so a second ``download`` skips it); downloads land in
@@ -40,7 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core.errors import KagglePlanetError
+from ..core.errors import KagglePlanetError, add_secret, scrub, scrub_log_records
 from ..data.competitions import COMPETITIONS, get_spec
 from . import archives
 
@@ -106,21 +111,49 @@ def _spec_name(competition: str, slug: str) -> str:
 # ---------------------------------------------------------------------------- the client
 
 
-def _secrets() -> list[str]:
-    """Key and token values that must never be shown (from the environment and the current client)."""
-    values = [os.environ.get(k, "") for k in ("KAGGLE_KEY", "KAGGLE_API_TOKEN")]
-    values += list(_CLIENT_SECRETS)
-    return [v for v in values if v and len(v) >= 4]
+def _remember_credentials(config_dir: str, config: str, values: dict | None = None) -> None:
+    """Register every key and token the client may send (environment, kaggle.json, access_token file, the
+    client's own config values) so that no message or log record shows them, in any encoding; and from
+    now on scrub every log record."""
+    scrub_log_records()
+    user = os.environ.get("KAGGLE_USERNAME")
+    add_secret(os.environ.get("KAGGLE_KEY"), user)
+    add_secret(os.environ.get("KAGGLE_API_TOKEN"))
+    token_file = os.path.join(config_dir, "access_token")
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        if os.path.isfile(token_file) and os.path.getsize(token_file) < 65536:
+            add_secret(Path(token_file).read_text().strip())
+    if os.path.isfile(config) and kaggle_json_problem(config) is None:
+        data = json.loads(Path(config).read_bytes().decode("utf-8-sig"))
+        add_secret(data["key"], data["username"])
+    values = values or {}
+    for name in ("key", "token", "api_token", "access_token"):
+        add_secret(values.get(name) if isinstance(values.get(name), str) else None, values.get("username"))
 
 
-_CLIENT_SECRETS: set[str] = set()
+class _ScrubbedStream(io.TextIOBase):
+    """A text stream passing writes on to ``stream`` with secrets masked (the client prints its retries'
+    errors to stderr); a terminal stays a terminal for progress bars."""
 
+    def __init__(self, stream: Any):
+        self._stream = stream
 
-def scrub(text: str) -> str:
-    """``text`` with every known key or token replaced by ``***``."""
-    for secret in _secrets():
-        text = text.replace(secret, "***")
-    return text
+    def write(self, text: str) -> int:
+        self._stream.write(scrub(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return bool(getattr(self._stream, "isatty", lambda: False)())
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._stream, "encoding", "utf-8")
 
 
 def _quiet() -> bool:
@@ -136,10 +169,11 @@ def _log_client_output(text: str) -> None:
 
 @contextlib.contextmanager
 def _captured_stdout() -> Iterator[None]:
-    """Run client code with its prints sent to our log instead of our stdout (tqdm bars use stderr)."""
+    """Run client code with its prints sent to our log instead of our stdout, and its stderr (tqdm bars,
+    retry messages) scrubbed of secrets."""
     buf = io.StringIO()
     try:
-        with contextlib.redirect_stdout(buf):
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(_ScrubbedStream(sys.stderr)):
             yield
     finally:
         _log_client_output(buf.getvalue())
@@ -244,12 +278,13 @@ def authenticated_api() -> Any:
     api = _api_class()()
     api.config_dir, api.config = _config_location()
     _check_kaggle_json(api.config_dir, api.config)
+    _remember_credentials(api.config_dir, api.config)
     try:
         with _client_errors("sign in"), _captured_stdout():
             api.authenticate()
     except SystemExit:
         raise KagglePlanetError(CREDENTIALS_HELP) from None
-    _CLIENT_SECRETS.update(v for k, v in api.config_values.items() if k in ("key", "token") and isinstance(v, str))
+    _remember_credentials(api.config_dir, api.config, getattr(api, "config_values", None))
     return api
 
 
@@ -350,16 +385,17 @@ def _already_there(data_dir: Path, key: str, name: str | None) -> list[Path] | N
     return None
 
 
-def _install(path: Path, data_dir: Path) -> list[Path]:
-    """Put one delivered file into ``data_dir``: archives are extracted (nested ones too)."""
+def _install(path: Path, data_dir: Path, limits: archives.Limits | None = None, slug: str = "") -> list[Path]:
+    """Put one delivered file into ``data_dir``: archives are extracted (nested ones too), all or nothing;
+    messages name it ``<slug>: <file>`` (the download folder it sat in is gone by the time they are read)."""
     if archives.archive_kind(path):
-        return archives.unpack(path, data_dir)
+        return archives.unpack(path, data_dir, limits=limits, label=f"{slug}: {path.name}" if slug else None)
     target = data_dir / path.name
     os.replace(path, target)
     return [target]
 
 
-def _fetch(api: Any, slug: str, data_dir: Path, name: str | None, force: bool) -> list[Path]:
+def _fetch(api: Any, slug: str, data_dir: Path, name: str | None, force: bool, limits: archives.Limits | None = None) -> list[Path]:
     """Download one competition file (``name``) or all of them (None) and extract into ``data_dir``."""
     key = name or f"{slug}.all"
     if not force:
@@ -383,14 +419,22 @@ def _fetch(api: Any, slug: str, data_dir: Path, name: str | None, force: bool) -
             raise KagglePlanetError(f"kaggle: {what}: the client reported success but wrote no file")
         produced: list[Path] = []
         for path in delivered:
-            produced += _install(path, data_dir)
+            produced += _install(path, data_dir, limits, slug)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # a failed download leaves no partial file behind
+        _remove_empty(work.parent, data_dir / STATE_DIR)
     top = sorted({data_dir / p.relative_to(data_dir).parts[0] for p in produced})
     marker = _marker(data_dir, key)
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"file": name, "slug": slug, "entries": [p.name for p in top]}, indent=1))
     return top
+
+
+def _remove_empty(*folders: Path) -> None:
+    """Remove each folder that is empty, in order (scratch folders a failed step leaves)."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def download(
@@ -399,6 +443,7 @@ def download(
     files: Sequence[str] | None = None,
     all_files: bool = False,
     force: bool = False,
+    limits: archives.Limits | None = None,
 ) -> list[Path]:
     """Download competition data into ``data_dir`` and extract it; returns the top-level paths provided.
 
@@ -407,23 +452,55 @@ def download(
     32 GB of TIF archives); else Planet's JPEG files (``DEFAULT_FILES``), one request per file, or
     everything for other competitions. A file already extracted (marker, or its folder / file present)
     is skipped unless ``force``.
+
+    Each competition file is installed all or nothing (see :func:`archives.unpack`), its archives expanding
+    at most as far as ``limits`` allow; when one fails, the files installed before it stay (and are skipped
+    by the next run), and folders this call created and left empty are removed.
     """
     slug = resolve_slug(competition)
     data_dir = Path(data_dir)
     if files and all_files:
         raise KagglePlanetError("download: pass either --files or --all, not both")
+    limits = limits or archives.Limits()
     wanted = list(files) if files else (None if all_files else DEFAULT_FILES.get(slug))
     api = authenticated_api()
+    created = [p for p in (data_dir, *data_dir.parents) if not p.exists()]  # deepest first
     data_dir.mkdir(parents=True, exist_ok=True)
-    if wanted is None:
-        return _fetch(api, slug, data_dir, None, force)
-    paths: list[Path] = []
-    for name in _match_files(wanted, list_files(slug, api), slug):
-        paths += [p for p in _fetch(api, slug, data_dir, name, force) if p not in paths]
-    return paths
+    try:
+        if wanted is None:
+            return _fetch(api, slug, data_dir, None, force, limits)
+        paths: list[Path] = []
+        for name in _match_files(wanted, list_files(slug, api), slug):
+            paths += [p for p in _fetch(api, slug, data_dir, name, force, limits) if p not in paths]
+        return paths
+    except BaseException:
+        _remove_empty(data_dir / STATE_DIR / "downloads", data_dir / STATE_DIR, *created)
+        raise
 
 
 # ------------------------------------------------------------------------------ submission
+
+
+def check_log_path(log: str | Path) -> None:
+    """Refuse a submissions log that could not be appended to after an upload: a folder, a path under a
+    file, a dangling link, a file or folder without write permission, or a log that does not read back."""
+    from .submission import read_submission_log
+
+    log = Path(log)
+    if log.is_dir():
+        raise KagglePlanetError(f"{log}: the submissions log is a folder; expected a CSV file path (--log PATH/log.csv); nothing was submitted")
+    if os.path.lexists(log) and not log.exists():
+        raise KagglePlanetError(f"{log}: the submissions log is a dangling symbolic link or a link loop; nothing was submitted")
+    folder = log.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if folder.exists() and not folder.is_dir():
+        raise KagglePlanetError(f"{log}: cannot write the submissions log there: {folder} is a file, not a folder; nothing was submitted")
+    if log.exists() and not os.access(log, os.W_OK):
+        raise KagglePlanetError(f"{log}: the submissions log is not writable; nothing was submitted")
+    if not log.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        raise KagglePlanetError(f"{log}: cannot create the submissions log: {folder} is not writable; nothing was submitted")
+    read_submission_log(log)  # a log that does not parse is refused now, not after the upload
 
 
 def submit(
@@ -432,11 +509,14 @@ def submit(
     message: str,
     data_dir: str | Path | None = None,
     options: dict | None = None,
+    log_path: str | Path | None = None,
 ) -> dict:
     """Submit ``file`` to ``competition``; returns ``{"ref": int, "message": str}``.
 
     With ``data_dir`` the file is first validated against the competition's sample submission
     (:func:`kaggle_planet.kaggle.submission.validate_submission_file`); nothing is uploaded if it fails.
+    With ``log_path`` (the submissions log the caller appends to afterwards) that path is checked first
+    (:func:`check_log_path`), so an upload never happens when its log row could not be written.
     A failed upload, which the client reports only through its return value, raises.
     """
     file = Path(file)
@@ -444,6 +524,8 @@ def submit(
         raise KagglePlanetError(f"{file}: submission file not found")
     if not message or not message.strip():
         raise KagglePlanetError("submit: the message (-m) is empty; describe what this submission is")
+    if log_path is not None:
+        check_log_path(log_path)
     slug = resolve_slug(competition)
     if data_dir is not None:
         from .submission import validate_submission_file
@@ -498,12 +580,12 @@ def submissions_frame(submissions: Sequence[Any]) -> pd.DataFrame:
         {
             "ref": [int(s.ref) for s in submissions],
             "date": pd.to_datetime([s.date for s in submissions], utc=True),
-            "file_name": [s.file_name or "" for s in submissions],
-            "description": [s.description or "" for s in submissions],
+            "file_name": [scrub(s.file_name or "") for s in submissions],
+            "description": [scrub(s.description or "") for s in submissions],
             "status": [getattr(s.status, "name", str(s.status)) for s in submissions],
             "public_score": [_score(s.public_score) for s in submissions],
             "private_score": [_score(s.private_score) for s in submissions],
-            "error": [s.error_description or "" for s in submissions],
+            "error": [scrub(s.error_description or "") for s in submissions],  # the server's words
         },
         columns=SUBMISSION_COLUMNS,
     )

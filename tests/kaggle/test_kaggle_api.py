@@ -1,10 +1,10 @@
-"""kaggle_api against the REAL kaggle client, talking to a fake Kaggle on 127.0.0.1 (tests/kaggle_server.py)."""
+"""kaggle_api against the REAL kaggle client, talking to a fake Kaggle on 127.0.0.1 (tests/kaggle_server.py;
+the fixtures ``fake``, ``clean_env`` and ``no_outside_network`` are in conftest.py)."""
 from __future__ import annotations
 
 import hashlib
 import io
 import os
-import socket
 import subprocess
 import sys
 import tarfile
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import py7zr
 import pytest
-from kaggle_server import FakeKaggle
+from kaggle_server import KEY, USER
 
 from kaggle_planet.cli import main
 from kaggle_planet.core.errors import KagglePlanetError
@@ -23,52 +23,7 @@ from kaggle_planet.data.competitions import check_dataset
 from kaggle_planet.kaggle import client as kaggle_api
 
 PLANET = "planet-understanding-the-amazon-from-space"
-USER = "tester"
-KEY = "k3y-5ecret-0123456789abcdef"  # must never show up in any output
 JPEG_FILES = ["train_v2.csv", "sample_submission_v2.csv", "train-jpg.tar.7z", "test-jpg.tar.7z", "test-jpg-additional.tar.7z"]
-
-
-# ---------------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def no_outside_network(monkeypatch):
-    """Any attempt to resolve a host other than the loopback fails the test loudly."""
-    real = socket.getaddrinfo
-
-    def loopback_only(host, *args, **kwargs):
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            raise AssertionError(f"test tried to reach {host!r}")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
-
-
-@pytest.fixture
-def clean_env(monkeypatch, tmp_path, no_outside_network):
-    """A home folder with no Kaggle credentials at all."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for var in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_CONFIG_DIR", "KAGGLE_API_ENVIRONMENT",
-                "XDG_CONFIG_HOME", "KAGGLE_KERNEL_RUN_TYPE"):
-        monkeypatch.delenv(var, raising=False)
-    return home
-
-
-@pytest.fixture
-def fake(clean_env, monkeypatch):
-    """A running fake Kaggle, the real client pointed at it, credentials in the environment."""
-    from kagglesdk import kaggle_env
-
-    server = FakeKaggle(USER, KEY)
-    url = server.start()
-    monkeypatch.setitem(kaggle_env._env_to_endpoint, kaggle_env.KaggleEnv.PROD, url)
-    monkeypatch.setitem(kaggle_env._env_to_endpoint, kaggle_env.KaggleEnv.LOCAL, url)
-    monkeypatch.setenv("KAGGLE_USERNAME", USER)
-    monkeypatch.setenv("KAGGLE_KEY", KEY)
-    yield server
-    server.stop()
 
 
 # ------------------------------------------------------------------------- Planet archives
