@@ -10,6 +10,11 @@ A *run folder* holds one model's (or one blend's) predictions:
 - ``test.csv``: id column, one float column per class; every test id exactly once;
 - ``scores.json``: OOF scores.
 
+``run.json`` also records what the predictions were made from (``fingerprints``: labels, classes, folds,
+the fold models or the blend's members and method; :mod:`kaggle_planet.core.fingerprints`) and the sha256
+of the files it describes (``files``): :func:`load_run` refuses a folder whose files are not those, so a
+folder left half rewritten is never read as one run.
+
 Everything is written atomically (temporary file in the same folder, then ``os.replace``) so a killed
 process never leaves half a file. This module uses numpy/pandas only.
 """
@@ -28,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import fingerprints as fp
 from .errors import KagglePlanetError
 
 RUN_INFO = "run.json"
@@ -199,6 +205,9 @@ class RunInfo:
     kind: str = "model"  # "model" | "blend"
     members: list[str] = field(default_factory=list)  # blends: the run folders combined
     extra: dict[str, Any] = field(default_factory=dict)  # free-form provenance (config, commands)
+    # what the predictions were made from (core.fingerprints: classes, labels, folds, models or members, method)
+    fingerprints: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # sha256 of the files described (labels, oof, test): checked on load
 
 
 def write_run_info(run_dir: str | Path, info: RunInfo) -> Path:
@@ -370,6 +379,31 @@ def write_labels(run_dir: str | Path, ids: Sequence[str], targets: np.ndarray, i
     return write_csv(Path(run_dir) / LABELS, frame)
 
 
+def labels_record(run_dir: str | Path, id_col: str) -> dict[str, Any] | None:
+    """The fingerprints (classes, labels) of a folder's ``labels.csv``, or None without one: what a model
+    folder trained before fingerprints were kept was last trained on."""
+    path = Path(run_dir) / LABELS
+    if not path.is_file():
+        return None
+    try:
+        classes = [str(c) for c in pd.read_csv(path, nrows=0).columns if c != id_col]
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise KagglePlanetError(f"{path}: not a readable CSV ({exc})") from None
+    frame = read_predictions(path, id_col, classes)
+    return {"classes": classes, "n_train": len(frame),
+            "labels": fp.labels_digest(frame[id_col].tolist(), frame[classes].to_numpy())}
+
+
+def labels_difference(run_dir: str | Path, id_col: str, classes: Sequence[str], ids: Sequence[str], targets: np.ndarray) -> str | None:
+    """The first id whose targets in the folder's ``labels.csv`` differ from ``targets``, or None (no
+    readable labels.csv with these classes)."""
+    try:
+        old = read_predictions(Path(run_dir) / LABELS, id_col, classes)
+    except KagglePlanetError:
+        return None
+    return fp.first_label_difference(old[id_col].tolist(), old[list(classes)].to_numpy(), ids, targets, classes, id_col)
+
+
 @dataclass
 class Run:
     """One run folder loaded: predictions with labels aligned to the OOF rows."""
@@ -409,4 +443,28 @@ def load_run(run_dir: str | Path) -> Run:
             "every training id must appear once in both"
         )
     y_true = by_id.loc[oof[info.id_col], list(info.classes)].to_numpy().astype(np.int64)
+    check_run_files(run_dir, info)
     return Run(run_dir, info, oof, test, y_true)
+
+
+DESCRIBED_FILES = (LABELS, OOF, TEST)  # what a run.json's ``files`` covers (a blend's blend.json: fingerprints.state)
+
+
+def rebuild_command(run_dir: str | Path, info: RunInfo) -> str:
+    """The command that writes a run folder's prediction files again."""
+    if info.kind == "blend":
+        method = info.extra.get("method", "METHOD")
+        return shlex.join(["kaggle-planet", "blend", *info.members, "--method", str(method), "--out", str(run_dir)])
+    return shlex.join(["kaggle-planet", "predict", str(run_dir)])
+
+
+def check_run_files(run_dir: str | Path, info: RunInfo) -> None:
+    """Refuse a run folder whose files are not the ones its run.json describes (``files``; run.json written
+    before it recorded them: not checked): a file edited since, or a stage stopped while rewriting the folder."""
+    stale = fp.stale_files(run_dir, info.files)
+    if stale:
+        raise KagglePlanetError(
+            f"{Path(run_dir) / stale[0]}: not the file {RUN_INFO} describes (changed since it was written, or the stage "
+            f"that rewrites the folder stopped half-way); old and new are not mixed: write the folder again with "
+            f"{rebuild_command(run_dir, info)}"
+        )
