@@ -5,6 +5,12 @@ its own validation images (``oof.csv``: every training id once, with its fold) a
 (``test.csv``: mean over the fold models). TTA averages PROBABILITIES: the model is wrapped so it
 outputs sigmoid/softmax before ttach's mean (``TTA`` lists the transform sets). Also writes
 ``labels.csv``, ``run.json`` and ``scores.json`` (OOF score, per fold), all atomically.
+
+Before predicting, the fold models' record (``fingerprints.json``, written by training) is compared with the
+data folder's labels, classes and folds file now, and each ``best.pt``'s class list with the data's: fold
+models trained on other ones are refused in one line (never an OOF scored "out of fold" by models that
+trained on those images, nor class columns shifted). ``run.json`` records what the predictions came from
+(:mod:`kaggle_planet.core.fingerprints`).
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ import ttach
 from torch import nn
 
 from ..config.schema import ModelSettings, config_to_dict, load_config
-from ..core import artifacts
+from ..core import artifacts, fingerprints
 from ..core.artifacts import BEST, CONFIG, DONE, fold_dir, load_checkpoint, missing_folds
 from ..core.errors import KagglePlanetError
 from ..core.metrics import summarize_scores
@@ -49,11 +55,13 @@ def with_tta(model: nn.Module, tta: str) -> nn.Module:
     return model if transforms is None else ttach.ClassificationTTAWrapper(model, transforms, merge_mode="mean")
 
 
-def load_fold_model(model_dir: Path, fold: int, device: torch.device) -> tuple[nn.Module, ModelSettings]:
+def load_fold_model(model_dir: Path, fold: int, device: torch.device,
+                    classes: Sequence[str] | None = None) -> tuple[nn.Module, ModelSettings]:
     """Fold ``fold``'s best model in eval mode on ``device``, returning PROBABILITIES ((B,3,S,S) -> (B,C)).
 
     The weights come from ``fold<k>/best.pt`` (loaded with ``weights_only=True``); no pretrained
-    weights are fetched. Returns the model and the settings it was trained with.
+    weights are fetched. Returns the model and the settings it was trained with. ``classes``: the class
+    list its outputs must be (the data's); a model trained on another one is refused.
     """
     from ..recipe import models
 
@@ -61,6 +69,10 @@ def load_fold_model(model_dir: Path, fold: int, device: torch.device) -> tuple[n
     if not path.is_file():
         raise KagglePlanetError(f"{path}: no trained model for fold {fold} (train it first: kaggle-planet train CONFIG --folds {fold})")
     payload = load_checkpoint(path)
+    if classes is not None and list(payload.get("classes", [])) != list(classes):
+        raise KagglePlanetError(
+            f"{path}: trained on {fingerprints.class_change(payload.get('classes', []), classes)}; {retrain_advice(model_dir)}"
+        )
     settings = ModelSettings.from_dict(payload["settings"])
     net = models.create_model(settings.backbone, len(payload["classes"]), pretrained=False, drop_rate=settings.drop_rate)
     net.load_state_dict(payload["model"])
@@ -132,10 +144,18 @@ def predict_run(model_dir: Path, device: torch.device, tta: str | None = None) -
             f"{model_dir}: folds {missing} of {cfg.folds.k} are not trained yet (no {DONE}); "
             f"train them first, e.g. kaggle-planet train CONFIG --models {settings.name} --folds {','.join(map(str, missing))}"
         )
-    from ..data.folds import load_or_make_folds
+    from ..data.folds import fold_file_path, load_or_make_folds
 
+    recorded = fingerprints.read_record(model_dir)
+    folds_file = str(fold_file_path(cfg.competition, cfg.folds.k, cfg.folds.seed))
+    if recorded is not None and recorded.get("folds_file") not in (None, folds_file):
+        raise KagglePlanetError(  # before a folds file is made for a config edited by hand
+            f"{model_dir}: its fold models were trained on the folds of {recorded['folds_file']}, its config now names "
+            f"{folds_file} (folds.k or folds.seed changed); {retrain_advice(model_dir)}"
+        )
     table = load_dataset(cfg.competition, cfg.data_dir, cfg.options)
     folds = load_or_make_folds(table, cfg.folds.k, cfg.folds.seed)
+    inputs = check_fold_models(model_dir, cfg, table, folds)
     n_classes = len(table.classes)
     oof = np.full((len(table.train), n_classes), np.nan)
     test = np.zeros((len(table.test), n_classes))
@@ -143,7 +163,7 @@ def predict_run(model_dir: Path, device: torch.device, tta: str | None = None) -
     commands: list[str] = []
     universe = table.all_files()  # one image cache over every image, whichever fold predicts it
     for fold in range(cfg.folds.k):
-        model, fold_settings = load_fold_model(model_dir, fold, device)
+        model, fold_settings = load_fold_model(model_dir, fold, device, table.classes)
         fold_settings.num_workers, fold_settings.cache = settings.num_workers, settings.cache
         rows = np.flatnonzero(folds == fold)
         log.info("%s fold %d: predicting %d OOF + %d test images (tta %s)", settings.name, fold, len(rows), len(table.test), tta)
@@ -162,21 +182,68 @@ def predict_run(model_dir: Path, device: torch.device, tta: str | None = None) -
         commands.append(artifacts.command_line())
     if _process_group()[0] != 0:  # under torchrun only rank 0 writes
         return model_dir
-    return write_run(model_dir, cfg, table, folds, oof, test, tta, commands, fold_tests)
+    return write_run(model_dir, cfg, table, folds, oof, test, tta, commands, fold_tests, inputs)
+
+
+def retrain_advice(model_dir: Path) -> str:
+    return (f"restore what changed, or delete {model_dir} and train it again "
+            f"(kaggle-planet train {model_dir / CONFIG}, or your experiment config)")
+
+
+def check_fold_models(model_dir: Path, cfg, table, folds: np.ndarray) -> dict:
+    """The fingerprints of what the predictions are made from (labels, classes, folds now); refused in one
+    line when the fold models' record (``fingerprints.json``; for a folder trained before it existed, its
+    labels.csv) says they were trained on other ones."""
+    from ..data.folds import fold_file_path
+
+    current = fingerprints.data_fingerprints(table.train[table.id_col].tolist(), table.targets, table.classes, folds,
+                                             fold_file_path(cfg.competition, cfg.folds.k, cfg.folds.seed))
+    recorded = fingerprints.read_record(model_dir)
+    if recorded is None:
+        recorded = artifacts.labels_record(model_dir, table.id_col) or {}
+    change = fingerprints.data_change(recorded, current, lambda: artifacts.labels_difference(
+        model_dir, table.id_col, table.classes, table.train[table.id_col].tolist(), table.targets))
+    if change:
+        raise KagglePlanetError(f"{model_dir}: its fold models were {change}; {retrain_advice(model_dir)}")
+    return current
+
+
+def model_digests(model_dir: Path, k: int) -> dict[str, str]:
+    """sha256 of every fold's best.pt: which fold models predictions came from."""
+    return {str(f): fingerprints.file_sha256(fold_dir(model_dir, f) / BEST) for f in range(k)}
 
 
 def predictions_current(model_dir: Path, k: int, tta: str) -> bool:
-    """True when the model's prediction files exist, were made with ``tta`` and are newer than every fold's
-    best.pt (so re-running a finished training does not predict again)."""
+    """True when the model's prediction files exist, were made with ``tta`` from these fold models and the
+    inputs they were trained on, are the files run.json describes, and are newer than every fold's best.pt
+    (so re-running a finished training does not predict again). Stale ones are predicted again, with a log
+    line saying why."""
     files = [model_dir / name for name in (artifacts.OOF, artifacts.TEST, artifacts.RUN_INFO, artifacts.SCORES)]
     if not all(f.is_file() for f in files):
         return False
     try:
         made_with = artifacts.read_json(model_dir / artifacts.SCORES).get("tta")
+        info = artifacts.read_run_info(model_dir)
+        record = fingerprints.read_record(model_dir)
     except KagglePlanetError:
         return False
     newest_model = max((fold_dir(model_dir, f) / BEST).stat().st_mtime for f in range(k))
-    return made_with == tta and min(f.stat().st_mtime for f in files) >= newest_model
+    made_from, changed = info.fingerprints, fingerprints.stale_files(model_dir, info.files)
+    why = None
+    if made_with != tta:
+        why = f"made with tta {made_with}, the config says {tta}"
+    elif min(f.stat().st_mtime for f in files) < newest_model:
+        why = "older than a fold's best.pt"
+    elif changed:
+        why = f"not all the files {artifacts.RUN_INFO} describes ({', '.join(changed)} changed)"
+    elif made_from.get("models") is not None and made_from["models"] != model_digests(model_dir, k):
+        why = "made by other fold models"
+    elif made_from and record is not None and (change := fingerprints.data_change(made_from, record)):
+        why = f"made from other inputs than the fold models were trained on ({change})"
+    if why:
+        log.info("%s: the predictions there were %s; predicting again", model_dir, why)
+        return False
+    return True
 
 
 def predict_model(cfg, model_name: str, ctx) -> None:
@@ -229,7 +296,7 @@ def predict_runs(path: str | Path, device: torch.device, tta: str | None = None)
 
 
 def write_run(model_dir: Path, cfg, table, folds: np.ndarray, oof: np.ndarray, test: np.ndarray, tta: str, commands: list[str],
-              fold_tests: list[np.ndarray] = ()) -> Path:
+              fold_tests: list[np.ndarray] = (), inputs: dict | None = None) -> Path:
     ids = table.train[table.id_col].tolist()
     settings = cfg.resolved_model(cfg.models[0])
     for fold, probs in enumerate(fold_tests):
@@ -258,8 +325,10 @@ def write_run(model_dir: Path, cfg, table, folds: np.ndarray, oof: np.ndarray, t
             "pretrained": settings.pretrained,
             "model": settings.name,
         },
+        fingerprints={**(inputs or {}), "models": model_digests(model_dir, cfg.folds.k), "tta": tta},
+        files=fingerprints.file_digests(model_dir, artifacts.DESCRIBED_FILES),
     )
-    artifacts.write_run_info(model_dir, info)
+    artifacts.write_run_info(model_dir, info)  # last: its files digests describe what was just written
     per_fold = ", ".join(f"{k}: {v:.4f}" for k, v in scores["per_fold"].items())
     log.info("%s: OOF %s %.4f (folds %s; tta %s) -> %s", settings.name, cfg.metric, scores["oof"], per_fold, tta, model_dir)
     return model_dir

@@ -25,9 +25,11 @@ import torch
 import torch.distributed as dist
 
 from ..config.schema import ExperimentConfig, load_config, save_config, settings_differences, single_model_config
-from ..core import artifacts, locks
+from ..core import artifacts, fingerprints, locks
 from ..core.artifacts import (
+    BEST,
     CONFIG,
+    DONE,
     LAST,
     fold_dir,
     is_fold_done,
@@ -42,21 +44,80 @@ from .trainer import ExtraTrain, train_fold
 log = logging.getLogger(__name__)
 
 
-def prepare_model_dir(cfg: ExperimentConfig, model_name: str, table: DatasetTable) -> Path:
-    """Create the model folder with its config.yaml and labels.csv; refuse a folder trained differently."""
+def _model_folder_bound(model_dir: Path, k: int, own_fold: int | None = None) -> bool:
+    """Whether any fold of the folder holds weights or a training (finished, stopped or running; the lock of
+    ``own_fold``, which this process holds, left out): its settings and inputs are then fixed."""
+    return any((fold_dir(model_dir, f) / name).is_file() for f in range(k) for name in (DONE, BEST, LAST, locks.LOCK)
+               if not (f == own_fold and name == locks.LOCK))
+
+
+def model_inputs(cfg: ExperimentConfig, table: DatasetTable, fold_ids: np.ndarray) -> dict:
+    """The fingerprints of what a model folder's fold models train on: labels, classes, folds."""
+    from ..data.folds import fold_file_path
+
+    return fingerprints.data_fingerprints(table.train[table.id_col].tolist(), table.targets, table.classes, fold_ids,
+                                          fold_file_path(cfg.competition, cfg.folds.k, cfg.folds.seed))
+
+
+def _labels_detail(model_dir: Path, table: DatasetTable) -> str | None:
+    """The first training id whose labels differ from the folder's labels.csv (what its models trained on)."""
+    return artifacts.labels_difference(model_dir, table.id_col, table.classes, table.train[table.id_col].tolist(), table.targets)
+
+
+def check_model_dir(cfg: ExperimentConfig, model_name: str, table: DatasetTable, fold_ids: np.ndarray) -> None:
+    """Refuse, before anything is written or reused, a model folder whose folds were trained with other
+    settings (config.yaml) or on other labels, classes or folds (fingerprints.json; a folder trained before
+    it existed: its labels.csv). Read-only: every torchrun rank runs it and stops alike."""
     model_dir = cfg.model_dir(model_name)
+    if not _model_folder_bound(model_dir, cfg.folds.k):
+        return
+    advice = f"use another experiment name (or model name) or delete {model_dir}"
     path = model_dir / CONFIG
-    if path.is_file() and any(is_fold_done(model_dir, f) or (fold_dir(model_dir, f) / LAST).is_file() for f in range(cfg.folds.k)):
-        old = load_config(path)
-        diff = settings_differences(old, cfg, model_name)
+    if path.is_file():
+        diff = settings_differences(load_config(path), cfg, model_name)
         if diff:
             key, before, after = diff[0]
             raise KagglePlanetError(
-                f"{path}: this model folder was trained with {key}={before!r}, the config now says "
-                f"{after!r}; use another experiment name (or model name) or delete {model_dir}"
+                f"{path}: this model folder was trained with {key}={before!r}, the config now says {after!r}; {advice}"
             )
-    save_config(single_model_config(cfg, model_name), path)
+    current = model_inputs(cfg, table, fold_ids)
+    recorded = fingerprints.read_record(model_dir)
+    if recorded is None:  # trained before fingerprints were kept: its labels.csv says what it was trained on last
+        recorded = artifacts.labels_record(model_dir, table.id_col)
+        if recorded is None:
+            return
+    change = fingerprints.data_change(recorded, current, lambda: _labels_detail(model_dir, table))
+    if change:
+        raise KagglePlanetError(f"{model_dir}: {change}; {advice}")
+
+
+def record_model_inputs(cfg: ExperimentConfig, model_name: str, table: DatasetTable, fold_ids: np.ndarray,
+                        fold: int | None = None) -> None:
+    """Write the model folder's fingerprints.json when fold ``fold`` starts training (under its lock), after
+    checking again that no other process recorded other inputs for folds it trains meanwhile."""
+    model_dir = cfg.model_dir(model_name)
+    current = model_inputs(cfg, table, fold_ids)
+    recorded = fingerprints.read_record(model_dir)
+    if recorded == current:
+        return
+    if recorded is not None and _model_folder_bound(model_dir, cfg.folds.k, own_fold=fold):
+        change = fingerprints.data_change(recorded, current, lambda: _labels_detail(model_dir, table))
+        if change:
+            raise KagglePlanetError(f"{model_dir}: {change}; use another experiment name (or model name) or delete {model_dir}")
+    artifacts.write_json(model_dir / fingerprints.FINGERPRINTS, current)
+
+
+def prepare_model_dir(cfg: ExperimentConfig, model_name: str, table: DatasetTable, fold_ids: np.ndarray) -> Path:
+    """Create the model folder with its config.yaml and labels.csv; refuse a folder trained differently
+    (:func:`check_model_dir`) before writing anything. A folder trained before fingerprints were kept gets
+    its fingerprints.json now (its labels checked against labels.csv; its folds assumed to be today's)."""
+    model_dir = cfg.model_dir(model_name)
+    check_model_dir(cfg, model_name, table, fold_ids)
+    save_config(single_model_config(cfg, model_name), model_dir / CONFIG)
     artifacts.write_labels(model_dir, table.train[table.id_col].tolist(), table.targets, table.id_col, table.classes)
+    if fingerprints.read_record(model_dir) is None and any(is_fold_done(model_dir, f) for f in range(cfg.folds.k)):
+        log.info("%s: trained before its inputs were recorded; recording today's labels, classes and folds", model_dir)
+        record_model_inputs(cfg, model_name, table, fold_ids)
     return model_dir
 
 
@@ -147,6 +208,8 @@ def _train_models(cfg: ExperimentConfig, device: torch.device, models: list[str]
     table = load_dataset(cfg.competition, cfg.data_dir, cfg.options)
     check_weights(cfg, names)
     fold_ids = _fold_ids(cfg, table, ctx)
+    for name in names:  # every model folder checked before any trains (read-only: every rank stops alike)
+        check_model_dir(cfg, name, table, fold_ids)
     dirs = []
     for name in names:
         dirs.append(_train_model_folds(cfg, name, table, fold_ids, fold_list, ctx, extra, tracking, wait))
@@ -174,7 +237,7 @@ def _train_model_folds(cfg: ExperimentConfig, name: str, table: DatasetTable, fo
     settings = cfg.resolved_model(name)
     model_dir = cfg.model_dir(name)
     if ctx.main:
-        prepare_model_dir(cfg, name, table)
+        prepare_model_dir(cfg, name, table, fold_ids)
     ctx.barrier()
     for fold in fold_list:
         if is_fold_done(model_dir, fold):
@@ -185,6 +248,7 @@ def _train_model_folds(cfg: ExperimentConfig, name: str, table: DatasetTable, fo
                 log.info("%s fold %d: done by another process meanwhile, skipping", name, fold)
                 continue
             if ctx.main:  # opened with the first fold that trains: a re-run with nothing to train adds no tracker runs
+                record_model_inputs(cfg, name, table, fold_ids, fold)
                 tracking.start_model(name, model_dir)
             train_fold(cfg, settings, table, fold_ids, fold, model_dir, ctx, extra, tracking)
     return model_dir
