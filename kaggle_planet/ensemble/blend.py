@@ -35,7 +35,9 @@ fold's rows; the test prediction applies the state fitted on every OOF row (save
   of rounds (the 3rd place's gradient-boosted second level). Needs the ``lgbm`` extra.
 
 Multiclass outputs of ``gmean``, ``rank``, ``ridge``, ``ridge2`` are renormalised so each row sums to
-one. This module uses numpy, pandas, scipy and scikit-learn only (LightGBM when ``lgbm`` is asked for).
+one. The blend's ``run.json`` records its members' file digests and the method (``fingerprints``);
+re-blending into a folder removes the ``thresholds.json`` / ``decision.json`` fitted on the previous
+blend, and a saved state is applied to new rows only while the members are the ones it was fitted on. This module uses numpy, pandas, scipy and scikit-learn only (LightGBM when ``lgbm`` is asked for).
 """
 from __future__ import annotations
 
@@ -53,9 +55,11 @@ from scipy.optimize import minimize
 from scipy.stats import rankdata
 from sklearn.linear_model import Ridge
 
-from ..core import artifacts, metrics
+from ..core import artifacts, fingerprints, metrics
 from ..core.errors import KagglePlanetError
 from ..data.competitions import get_spec
+from .decision import DECISION
+from .thresholds import FITS, THRESHOLDS, fit_entry
 
 log = logging.getLogger(__name__)
 
@@ -641,14 +645,79 @@ def blend_runs(run_dirs: list[Path], method: str, out_dir: Path) -> dict[str, An
             "commands": [artifacts.command_line()],
         },
     )
+    info.fingerprints = _blend_fingerprints(run_dirs, infos, data, oof_ids, method)
+    # an earlier blend's run.json stays until the end, so a blend stopped half-way leaves files that are not
+    # the ones it describes: whoever loads the folder then refuses it (artifacts.check_run_files)
     artifacts.write_labels(out_dir, oof_ids, data.y_true, ref.id_col, classes)
     artifacts.write_predictions(out_dir / artifacts.OOF, oof_ids, result.oof, ref.id_col, classes, data.folds)
+    _remove_stale_fits(out_dir)
     artifacts.write_predictions(out_dir / artifacts.TEST, test_ids, result.test, ref.id_col, classes)
     artifacts.write_json(out_dir / STATE, {"method": method, "state": result.state})
     artifacts.write_json(out_dir / artifacts.SCORES, scores)
+    info.files = fingerprints.file_digests(out_dir, artifacts.DESCRIBED_FILES)
+    info.fingerprints["state"] = fingerprints.file_sha256(out_dir / STATE)
     artifacts.write_run_info(out_dir, info)  # last: a folder with run.json is complete
     log.info("blend %s of %d runs -> %s: OOF %s %.5f (gain %+.5f)", method, len(infos), out_dir, metric, scores["oof"], scores["gain_over_best"])
     return scores
+
+
+def member_digests(run_dir: Path, info: artifacts.RunInfo) -> dict[str, str]:
+    """The digests of a member's prediction files: those its run.json records, else computed now."""
+    return dict(info.files) or fingerprints.file_digests(run_dir, artifacts.DESCRIBED_FILES)
+
+
+def _blend_fingerprints(run_dirs: list[Path], infos: list[artifacts.RunInfo], data: BlendInput, oof_ids: list[str],
+                        method: str) -> dict[str, Any]:
+    """What a blend is made from: its members' labels, classes and folds (the same for all), each member's
+    prediction files and the method."""
+    made = fingerprints.data_fingerprints(oof_ids, data.y_true, infos[0].classes, data.folds,
+                                          infos[0].fingerprints.get("folds_file"))
+    made.update(members={str(d): member_digests(d, info) for d, info in zip(run_dirs, infos)}, method=method)
+    return made
+
+
+def _remove_stale_fits(out_dir: Path) -> None:
+    """Remove the thresholds / decisions fitted on a previous blend in this folder (they would describe
+    another blend); kept when they were fitted on the very same OOF rows and labels."""
+    digest = fingerprints.run_inputs_digest(out_dir)
+    for name in (THRESHOLDS, DECISION):
+        path = out_dir / name
+        if not path.is_file():
+            continue
+        try:
+            entry = fit_entry(out_dir, name)
+        except KagglePlanetError:
+            entry = None
+        if entry is None or entry.get("inputs_sha256") != digest:
+            path.unlink()
+            log.info("%s: removed %s, fitted on %s; kaggle-planet thresholds %s fits it again", out_dir, name,
+                     (entry or {}).get("fitted_on") or "the previous predictions of this folder", out_dir)
+    if not any((out_dir / name).is_file() for name in (THRESHOLDS, DECISION)):
+        (out_dir / FITS).unlink(missing_ok=True)
+
+
+def _find_member(blend_dir: Path, member: str) -> Path | None:
+    """Where a member run lies now: as recorded, beside the blend, or inside it (as predict-image looks)."""
+    path = Path(member)
+    for candidate in (path, Path(blend_dir).parent / path.name, Path(blend_dir) / path):
+        if (candidate / artifacts.RUN_INFO).is_file():
+            return candidate
+    return None
+
+
+def check_members_current(blend_dir: Path, info: artifacts.RunInfo) -> None:
+    """Refuse applying a blend whose members' prediction files changed since it was fitted (re-predicted with
+    another TTA, retrained): its state (weights, coefficients, trees) was fitted on the old ones. Members
+    that cannot be found are left to whoever reads them."""
+    for member, digests in info.fingerprints.get("members", {}).items():
+        found = _find_member(blend_dir, member)
+        stale = fingerprints.stale_files(found, digests) if found is not None else []
+        if stale:
+            raise KagglePlanetError(
+                f"{found / stale[0]}: changed since the blend {blend_dir} was fitted on it (the member was predicted or "
+                f"trained again), so the blend's state is for other predictions; blend again: "
+                f"{artifacts.rebuild_command(blend_dir, info)}"
+            )
 
 
 def read_state(blend_dir: Path, info: artifacts.RunInfo, method: str) -> dict[str, Any]:
@@ -671,14 +740,22 @@ def apply_saved_blend(blend_dir: Path, info: artifacts.RunInfo, method: str, sta
     """Blend members' probabilities of new rows ``stack (M, N, C)`` exactly as the blend folder's test
     rows were blended; ``reference`` gives the members' test predictions (rank places rows among them)."""
     blender = get_blender(method)
+    check_members_current(blend_dir, info)
     state = read_state(blend_dir, info, method) if blender.fit is not None else {}
     try:
-        return blender.apply(stack, state, Rows(info.task, reference))
+        blended = blender.apply(stack, state, Rows(info.task, reference))
     except (KeyError, ValueError, TypeError) as exc:
         raise KagglePlanetError(
             f"{Path(blend_dir) / STATE}: the saved {method} state does not fit {len(stack)} member(s) x {stack.shape[-1]} "
             f"classes ({type(exc).__name__}: {exc}); re-run kaggle-planet blend for {blend_dir}"
         ) from None
+    path = Path(blend_dir) / STATE
+    if blender.fit is not None and path.is_file() and info.fingerprints.get("state") not in (None, fingerprints.file_sha256(path)):
+        raise KagglePlanetError(
+            f"{path}: not the state {artifacts.RUN_INFO} describes (changed since, or a blend stopped half-way); "
+            f"blend again with {artifacts.rebuild_command(blend_dir, info)}"
+        )
+    return blended
 
 
 def _check_output(result: BlendOutput, data: BlendInput, method: str) -> None:

@@ -20,12 +20,13 @@ chosen tags, at least one per image, as the Planet submission requires) and its 
 
 :func:`evaluate_decisions` scores every rule honestly on OOF rows (each fold decided with a state
 fitted on the other folds) and :func:`fit_run_decisions` writes that to ``decision.json`` beside
-``thresholds.json``; ``auto`` is the rule with the best honest F2. This module uses numpy and
+``thresholds.json``, with the digest of the OOF rows and labels it was fitted on (``inputs_sha256``; what
+they were in ``fitted_on.json``): a decision.json fitted on other predictions is fitted again, saying
+so. ``auto`` is the rule with the best honest F2. This module uses numpy and
 scikit-learn only.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from ..core import artifacts
+from ..core import artifacts, fingerprints
 from ..core.errors import KagglePlanetError
 from ..core.metrics import BETA2, f2_samples, logit
-from .thresholds import search_thresholds
+from .thresholds import record_fit, search_thresholds, stale_fit
 
 log = logging.getLogger(__name__)
 
@@ -231,13 +232,6 @@ def evaluate_decisions(y_true: np.ndarray, probs: np.ndarray, folds: np.ndarray)
     return {"rules": rules, AUTO: best}
 
 
-def _inputs_digest(run_dir: Path) -> str:
-    digest = hashlib.sha256()
-    for name in (artifacts.OOF, artifacts.LABELS):
-        digest.update((run_dir / name).read_bytes())
-    return digest.hexdigest()
-
-
 def fit_run_decisions(run_dir: str | Path, reuse: bool = True) -> dict[str, Any]:
     """Evaluate every rule on a multilabel run's OOF predictions and write ``decision.json``.
 
@@ -251,15 +245,19 @@ def fit_run_decisions(run_dir: str | Path, reuse: bool = True) -> dict[str, Any]
         raise KagglePlanetError(
             f"{run_dir / artifacts.RUN_INFO}: decision rules apply to multilabel (F2) runs only; this run's task is {info.task!r}"
         )
-    digest = _inputs_digest(run_dir)
+    digest = fingerprints.run_inputs_digest(run_dir)
     if reuse and path.is_file():
         saved = artifacts.read_json(path)
         if isinstance(saved, dict) and saved.get("inputs_sha256") == digest and saved.get("classes") == list(info.classes) \
                 and set(saved.get("rules", {})) == set(DECISIONS):
             return saved
+        stale = stale_fit(run_dir, DECISION)
+        if stale:
+            log.info("%s; fitting the decision rules again", stale)
     run = artifacts.load_run(run_dir)
     result = {"classes": list(info.classes), "inputs_sha256": digest, **evaluate_decisions(run.y_true, run.oof_probs, run.folds)}
     artifacts.write_json(path, result)
+    record_fit(run_dir, DECISION, info)
     log.info("%s: honest F2 %s -> auto picks %s", run_dir,
              ", ".join(f"{n} {r['honest_f2']:.5f}" for n, r in result["rules"].items()), result[AUTO])
     return result

@@ -16,6 +16,11 @@ Sorting the class's probabilities once (descending) and cumulatively summing tho
 changes gives the total F2 at every distinct cut in O(N) after an O(N log N) sort, instead of
 re-scoring the whole matrix at each grid point. The chosen threshold is the midpoint between the
 last probability included and the next distinct one, so it does not sit on a training value.
+
+What ``thresholds.json`` (and ``decision.json``) was fitted on is recorded beside it in ``fitted_on.json``
+(``inputs_sha256``: the run's ``oof.csv`` + ``labels.csv``; ``fitted_on``: a model's predictions or a blend
+and its method); thresholds fitted on other predictions (the folder re-blended with another method,
+re-predicted) are never used: :func:`read_run_thresholds` refuses them and the submission fits them again.
 """
 from __future__ import annotations
 
@@ -26,13 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from ..core import artifacts
+from ..core import artifacts, fingerprints
 from ..core.errors import KagglePlanetError
 from ..core.metrics import BETA2, f2_at, f2_per_sample
 
 log = logging.getLogger(__name__)
 
 THRESHOLDS = "thresholds.json"
+FITS = "fitted_on.json"  # what each fit on the run's OOF rows (thresholds.json, decision.json) was fitted on
 # an accepted move must beat the current mean F2 by more than float noise, so passes terminate
 _MIN_GAIN = 1e-12
 
@@ -168,17 +174,72 @@ def fit_run_thresholds(run_dir: str | Path) -> dict[str, Any]:
         "passes": fit.passes,
     }
     artifacts.write_json(run_dir / THRESHOLDS, result)
+    record_fit(run_dir, THRESHOLDS, run.info)  # after the file: a fit stopped between the two is refitted, never trusted
     log.info("%s: F2 %.5f at 0.2 -> %.5f tuned (held-out %.5f)", run_dir, result["f2_at_0.2"], fit.f2, mean)
     return result
 
 
+def fitted_on(info: artifacts.RunInfo) -> str:
+    """What a fit on a run's OOF rows was fitted on, in words: ``blend (ridge)``, ``model tiny predictions (tta d4)``."""
+    if info.kind == "blend":
+        return f"blend ({info.extra.get('method', '?')})"
+    name = info.extra.get("model")
+    return f"model {name} predictions" + (f" (tta {info.extra['tta']})" if info.extra.get("tta") else "") if name else "model predictions"
+
+
+def fit_entry(run_dir: Path, name: str) -> dict[str, Any] | None:
+    """What the fit saved as ``run_dir/name`` was fitted on: its entry in ``fitted_on.json``, else (decision.json
+    written before that file) its own ``inputs_sha256``; None when unknown."""
+    path = Path(run_dir) / FITS
+    record = artifacts.read_json(path) if path.is_file() else {}
+    entry = record.get(name) if isinstance(record, dict) else None
+    if entry is None and (Path(run_dir) / name).is_file():
+        saved = artifacts.read_json(Path(run_dir) / name)
+        if isinstance(saved, dict) and "inputs_sha256" in saved:
+            entry = {"inputs_sha256": saved["inputs_sha256"]}
+    return entry if isinstance(entry, dict) else None
+
+
+def record_fit(run_dir: Path, name: str, info: artifacts.RunInfo) -> None:
+    """Record in ``fitted_on.json`` that ``name`` was just fitted on the run's current OOF rows and labels."""
+    path = Path(run_dir) / FITS
+    record = artifacts.read_json(path) if path.is_file() else {}
+    record = record if isinstance(record, dict) else {}
+    record[name] = {"inputs_sha256": fingerprints.run_inputs_digest(run_dir), "fitted_on": fitted_on(info)}
+    artifacts.write_json(path, record)
+
+
+def stale_fit(run_dir: Path, name: str) -> str | None:
+    """Why the fit saved as ``run_dir/name`` (thresholds.json, decision.json) does not belong to the run's
+    current OOF rows and labels, or None when it does (or when what it was fitted on is unknown: saved
+    before fits were recorded)."""
+    run_dir = Path(run_dir)
+    entry = fit_entry(run_dir, name)
+    if entry is None or entry.get("inputs_sha256") == fingerprints.run_inputs_digest(run_dir):
+        return None
+    now = fitted_on(artifacts.read_run_info(run_dir))
+    was = entry.get("fitted_on") or "other predictions"
+    return (f"{run_dir / name}: fitted on {was}, but {run_dir}'s oof.csv/labels.csv changed since"
+            + (f" (now {now})" if now != was else " (made again)"))
+
+
+def thresholds_stale(run_dir: str | Path) -> str | None:
+    """Why the run's ``thresholds.json`` was fitted on other predictions than its oof.csv/labels.csv now, or None."""
+    run_dir = Path(run_dir)
+    return stale_fit(run_dir, THRESHOLDS) if (run_dir / THRESHOLDS).is_file() else None
+
+
 def read_run_thresholds(run_dir: str | Path) -> np.ndarray | None:
-    """The run's thresholds in its class order, or None when ``thresholds.json`` is absent."""
+    """The run's thresholds in its class order, or None when ``thresholds.json`` is absent; refused when
+    they were fitted on other predictions than the run's oof.csv/labels.csv (:func:`thresholds_stale`)."""
     run_dir = Path(run_dir)
     path = run_dir / THRESHOLDS
     if not path.is_file():
         return None
     data = artifacts.read_json(path)
+    stale = stale_fit(run_dir, THRESHOLDS)
+    if stale:
+        raise KagglePlanetError(f"{stale}; fit them again: kaggle-planet thresholds {run_dir}")
     classes = artifacts.read_run_info(run_dir).classes
     if not isinstance(data, dict) or data.get("classes") != list(classes) or len(data.get("thresholds", [])) != len(classes):
         raise KagglePlanetError(f"{path}: classes/thresholds do not match run.json's classes {list(classes)}; re-run `kaggle-planet thresholds {run_dir}`")

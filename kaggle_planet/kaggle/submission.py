@@ -11,8 +11,11 @@ submission's ids in the same order (image folders: the test folder's ids in read
 expected columns, valid tags / probabilities in [0, 1], no missing values. A sidecar
 ``<out>.json`` (e.g. ``submissions/planet.csv.json``) records the inputs with their sha256, the config,
 the OOF score, the honest score and the decision rule, so a leaderboard number can be traced back to
-its run. ``kaggle-planet submit`` appends each upload to ``submissions/log.csv`` (:func:`log_submission`)
-and ``kaggle-planet scores`` fills in its public / private scores (:func:`update_log_scores`).
+its run. The thresholds and decision rules used are the ones fitted on the run's current OOF rows: a
+``thresholds.json`` / ``decision.json`` fitted on other predictions (the folder re-blended with another
+method) is fitted again first, saying so, never used. ``kaggle-planet submit`` appends each upload to
+``submissions/log.csv`` (:func:`log_submission`) and ``kaggle-planet scores`` fills in its public /
+private scores (:func:`update_log_scores`).
 """
 from __future__ import annotations
 
@@ -26,11 +29,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core import artifacts, metrics
+from ..core import artifacts, fingerprints, metrics
 from ..core.errors import KagglePlanetError
 from ..data.competitions import DatasetTable, csv_line, get_spec, load_dataset, read_string_csv
 from ..ensemble import decision
-from ..ensemble.thresholds import THRESHOLDS, fit_run_thresholds, read_run_thresholds
+from ..ensemble.thresholds import FITS, THRESHOLDS, fit_entry, fit_run_thresholds, read_run_thresholds, thresholds_stale
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +161,10 @@ def _sha256(path: Path) -> str:
 
 
 def _run_thresholds(run_dir: Path) -> np.ndarray:
+    stale = thresholds_stale(run_dir)
+    if stale:
+        log.info("%s; fitting thresholds on the current OOF predictions first", stale)
+        fit_run_thresholds(run_dir)
     thr = read_run_thresholds(run_dir)
     if thr is None:
         log.info("%s has no %s: fitting thresholds on its OOF predictions first", run_dir, THRESHOLDS)
@@ -191,7 +198,8 @@ def _decide_tags(run: artifacts.Run, probs: np.ndarray, rule: str) -> tuple[np.n
         thr = _run_thresholds(run.path)
         fitted = artifacts.read_json(run.path / THRESHOLDS)
         record.update(thresholds=dict(zip(run.info.classes, thr.tolist())), oof_f2_tuned=fitted.get("f2_tuned"),
-                      oof_f2_heldout=fitted.get("f2_heldout"), honest_score=fitted.get("f2_heldout"))
+                      oof_f2_heldout=fitted.get("f2_heldout"), honest_score=fitted.get("f2_heldout"),
+                      fitted_on=(fit_entry(run.path, THRESHOLDS) or {}).get("fitted_on"))
         return decision.decide("thresholds", probs, {"thresholds": thr.tolist()}), record
     chosen_rule = evaluation["rules"][used]
     record.update(oof_f2=chosen_rule["oof_f2"], honest_score=chosen_rule["honest_f2"])
@@ -260,6 +268,10 @@ def write_run_submission(run_dir: Path, out_path: str | Path, decision_rule: str
         )
     if table.test.empty:
         raise KagglePlanetError(f"{table.data_dir}: no test images (the test folder is optional for {info.competition}); nothing to submit")
+    made_from = info.fingerprints.get("labels")
+    if made_from is not None and made_from != fingerprints.labels_digest(table.train[table.id_col].tolist(), table.targets):
+        log.warning("%s was made from other training labels than %s holds now: the submission and its sidecar's scores "
+                    "are that run's (trained and scored on the old labels)", run_dir, table.data_dir)
     _, ids = expected_frame(info.competition, table)
     probs = _aligned_test_probs(run, ids, table)
     record: dict[str, Any] = {}
@@ -277,7 +289,7 @@ def write_run_submission(run_dir: Path, out_path: str | Path, decision_rule: str
 
 
 def _sidecar(run: artifacts.Run, out_path: Path, record: dict[str, Any]) -> dict[str, Any]:
-    names = [artifacts.RUN_INFO, artifacts.LABELS, artifacts.OOF, artifacts.TEST, artifacts.SCORES, THRESHOLDS, decision.DECISION]
+    names = [artifacts.RUN_INFO, artifacts.LABELS, artifacts.OOF, artifacts.TEST, artifacts.SCORES, THRESHOLDS, decision.DECISION, FITS]
     files = {name: {"path": str(run.path / name), "sha256": _sha256(run.path / name)} for name in names if (run.path / name).is_file()}
     metric = get_spec(run.info.competition).metric
     scores_path = run.path / artifacts.SCORES
@@ -297,6 +309,8 @@ def _sidecar(run: artifacts.Run, out_path: Path, record: dict[str, Any]) -> dict
         "metric": metric,
         "oof_score": oof_score,
         "oof_scores_json": scores.get("oof"),
+        "fingerprints": run.info.fingerprints,
+        "inputs_sha256": fingerprints.run_inputs_digest(run.path),
         # models' and blends' OOF predictions are out of fold, so their score is the honest one; F2
         # replaces it with the honest F2 of the decision rule used (fitted on K-1 folds)
         "honest_score": oof_score,
