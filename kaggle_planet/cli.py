@@ -373,7 +373,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from .kaggle.client import submit
     from .kaggle.submission import log_submission
 
-    result = submit(args.file, args.competition, args.message, data_dir=args.data_dir)
+    result = submit(args.file, args.competition, args.message, data_dir=args.data_dir, log_path=args.log)  # the log checked before the upload
     print(f"submitted {args.file} (ref {result['ref']}): {result['message']}")
     log_submission(args.log, args.file, args.competition, args.message, result["ref"])
     print(f"logged in {args.log}")

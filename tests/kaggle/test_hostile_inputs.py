@@ -415,7 +415,6 @@ def test_submit_checks_the_log_before_uploading(case, ws: Path, fake, submission
     assert snapshot(ws.parent) == before
 
 
-@pytest.mark.xfail(strict=True, reason="cmd_submit in cli.py must pass log_path=args.log to client.submit (outside this change)")
 def test_submit_command_with_a_folder_as_log_uploads_nothing(ws: Path, fake, submission_file, capfd):
     (ws / "logdir").mkdir()
     before = snapshot(ws.parent)
