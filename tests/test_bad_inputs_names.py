@@ -229,3 +229,14 @@ def test_two_test_images_for_one_id_are_refused_naming_both(dataset_copy, capsys
     code, _, err = run_cli(capsys, "check", "--competition", "invasive", "--data-dir", root)
     line = one_error_line(err)
     assert code == 2 and f"{first.stem}.jpg" in line and f"{first.stem}.png" in line and "one id" in line
+
+
+def test_download_data_dir_naming_a_file_is_refused_before_any_request(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-credentials"))  # a request would fail differently
+    target = tmp_path / "planet.zip"
+    target.write_bytes(b"not a folder")
+    before = snapshot(tmp_path)
+    code, _, err = run_cli(capsys, "download", "planet", "--data-dir", target)
+    line = one_error_line(err)
+    assert code == 2 and str(target) in line and "is a file, not a folder" in line
+    assert snapshot(tmp_path) == before

@@ -47,6 +47,7 @@ import pandas as pd
 
 from ..core.errors import KagglePlanetError, add_secret, scrub, scrub_log_records
 from ..data.competitions import COMPETITIONS, get_spec
+from ..data.files import path_problem
 from . import archives
 
 log = logging.getLogger(__name__)
@@ -462,6 +463,9 @@ def download(
     if files and all_files:
         raise KagglePlanetError("download: pass either --files or --all, not both")
     limits = limits or archives.Limits()
+    problem = path_problem(data_dir, "folder")
+    if problem and problem != "not found":  # before any request: a file (or a link loop) where the folder goes
+        raise KagglePlanetError(f"{data_dir}: --data-dir {problem}; expected a folder (new or existing) for the competition's files")
     wanted = list(files) if files else (None if all_files else DEFAULT_FILES.get(slug))
     api = authenticated_api()
     created = [p for p in (data_dir, *data_dir.parents) if not p.exists()]  # deepest first
