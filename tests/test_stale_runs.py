@@ -127,6 +127,17 @@ def test_training_on_refuses_a_model_folder_trained_on_other_inputs(work, capsys
     assert snapshot(work) == before  # nothing written: no labels.csv, no new blend, no submission
 
 
+def test_the_same_labels_in_another_row_order_are_the_same_inputs(work, capsys, caplog):
+    frame = pd.read_csv(LABELS, dtype=str)
+    frame.iloc[::-1].to_csv(LABELS, index=False)
+    kept = {name: Path("runs/e/a", name).read_bytes() for name in ("labels.csv", "oof.csv", "run.json", "fingerprints.json")}
+    with caplog.at_level(logging.INFO, logger="kaggle_planet.predict.tta"):
+        assert run_cli(capsys, "run", "e.yaml")[0] == 0
+    assert "a: predictions are up to date" in caplog.text and "predicting again" not in caplog.text  # nothing redone
+    assert {name: Path("runs/e/a", name).read_bytes() for name in kept} == kept
+    artifacts.load_run("runs/e/a")
+
+
 def test_training_on_refuses_a_changed_result_key(work, capsys):
     before = snapshot(work)
     code, _, err = run_cli(capsys, "run", "e.yaml", "--set", "models.1.lr=0.1")

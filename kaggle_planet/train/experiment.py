@@ -114,7 +114,10 @@ def prepare_model_dir(cfg: ExperimentConfig, model_name: str, table: DatasetTabl
     model_dir = cfg.model_dir(model_name)
     check_model_dir(cfg, model_name, table, fold_ids)
     save_config(single_model_config(cfg, model_name), model_dir / CONFIG)
-    artifacts.write_labels(model_dir, table.train[table.id_col].tolist(), table.targets, table.id_col, table.classes)
+    if not (model_dir / artifacts.LABELS).is_file() or not _model_folder_bound(model_dir, cfg.folds.k):
+        # a trained folder's labels.csv holds the same labels (checked), maybe in another row order: kept, so
+        # that the predictions' run.json still describes it
+        artifacts.write_labels(model_dir, table.train[table.id_col].tolist(), table.targets, table.id_col, table.classes)
     if fingerprints.read_record(model_dir) is None and any(is_fold_done(model_dir, f) for f in range(cfg.folds.k)):
         log.info("%s: trained before its inputs were recorded; recording today's labels, classes and folds", model_dir)
         record_model_inputs(cfg, model_name, table, fold_ids)
