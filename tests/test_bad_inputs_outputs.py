@@ -3,8 +3,10 @@ refusal comes before any work, as one ``error:`` line naming the path and what i
 of the workspace as it was."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,31 @@ def test_an_earlier_own_output_is_replaced(workspace, capsys):
     assert main(["submission", str(w["run"]), "--out", str(out)]) == 0
     assert out.read_bytes() == first
     os.remove(out)
+
+
+def test_a_run_refused_by_the_lock_leaves_the_running_models_config_alone(demo_datasets, tmp_path, monkeypatch, capsys):
+    """The second process learns from the lock that fold 1 is being trained: it writes nothing into the model
+    folder (not even config.yaml with its own num_workers) before it is refused."""
+    import subprocess
+    import sys
+
+    from kaggle_planet.core import locks
+
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "e", "competition": "invasive", "data_dir": str(demo_datasets["invasive"]),
+                                   "folds": {"k": 2, "seed": 3}, "image_size": 32, "epochs": 1, "batch_size": 16,
+                                   "num_workers": 0, "models": [{"backbone": "test_resnet", "name": "tiny"}]}))
+    assert main(["train", str(cfg), "--device", "cpu", "--folds", "0"]) == 0
+    model = tmp_path / "runs" / "e" / "tiny"
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        lock = model / "fold1" / locks.LOCK
+        lock.parent.mkdir(exist_ok=True)
+        lock.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started": "now", "command": "train"}))
+        capsys.readouterr()
+        line = refused(capsys, model, "train", cfg, "--device", "cpu", "--set", "num_workers=1")
+        assert f"being trained by pid {holder.pid}" in line
+    finally:
+        holder.kill()
+        holder.wait()

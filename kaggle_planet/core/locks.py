@@ -92,6 +92,14 @@ def _stale(path: Path, holder: dict[str, Any] | None) -> str | None:
     return None if pid_alive(holder["pid"]) else f"its process {holder['pid']} is gone"
 
 
+def held_by_another(path: Path) -> dict[str, Any] | None:
+    """The record of the live process (not this one) holding the lock at ``path``; None when free or stale."""
+    if not path.exists():
+        return None
+    holder = _read_holder(path)
+    return holder if holder is not None and _stale(path, holder) is None else None
+
+
 def try_acquire(path: Path) -> dict[str, Any] | None:
     """Take the lock at ``path``: None when taken, else the holder record of whoever has it
     (stale locks are taken over on the way)."""

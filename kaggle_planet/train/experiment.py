@@ -113,6 +113,11 @@ def prepare_model_dir(cfg: ExperimentConfig, model_name: str, table: DatasetTabl
     its fingerprints.json now (its labels checked against labels.csv; its folds assumed to be today's)."""
     model_dir = cfg.model_dir(model_name)
     check_model_dir(cfg, model_name, table, fold_ids)
+    holders = [h for h in (locks.held_by_another(fold_dir(model_dir, f) / locks.LOCK) for f in range(cfg.folds.k)) if h]
+    if holders:  # the running trainer owns the folder's files: its config.yaml is not rewritten under it
+        log.info("%s: %s is training a fold here; config.yaml and labels.csv are left as they are",
+                 model_dir, locks.describe_holder(holders[0]))
+        return model_dir
     save_config(single_model_config(cfg, model_name), model_dir / CONFIG)
     if not (model_dir / artifacts.LABELS).is_file() or not _model_folder_bound(model_dir, cfg.folds.k):
         # a trained folder's labels.csv holds the same labels (checked), maybe in another row order: kept, so
