@@ -109,13 +109,12 @@ def lr_find(cfg: Any, model_name: str | None, device: Any, start_lr: float = 1e-
             num_steps: int = 200, out: str | Path | None = None) -> tuple[RangeTest, Path]:
     """The range test for ``model_name`` (default: the config's first model) on fold 0; writes the plot
     to ``out`` (default ``lr-find-<experiment>-<model>.png`` in the working directory)."""
+    from ..core import artifacts
     from ..data.competitions import load_dataset
     from ..data.folds import load_or_make_folds
     from ..recipe.engine import optimizer_step, set_train_mode
     from .distributed import Dist
     from .trainer import build_trainer, prepare_fold
-
-    from ..core import artifacts
 
     check_sweep(start_lr, end_lr, num_steps)
     name = model_name or cfg.model_names[0]
