@@ -16,28 +16,16 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from cli_cases import one_error_line, run_cli
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from runfactory import noisy_probs, write_run
 
-from kaggle_planet.cli import main
 from kaggle_planet.config.catalog import resolve_config
 from kaggle_planet.config.schema import MAX_NAME, config_from_dict, load_config
 from kaggle_planet.data.competitions import load_dataset, reserved_columns
 
 RESERVED = ["fold", "image_name", "path", "file", "label", "labels", "tags", "name"]
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error_line(err: str) -> str:
-    lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

@@ -696,8 +696,9 @@ def _remove_stale_fits(out_dir: Path) -> None:
         (out_dir / FITS).unlink(missing_ok=True)
 
 
-def _find_member(blend_dir: Path, member: str) -> Path | None:
-    """Where a member run lies now: as recorded, beside the blend, or inside it (as predict-image looks)."""
+def find_member(blend_dir: Path, member: str) -> Path | None:
+    """Where a blend's member run lies now: as recorded (absolute or relative to the working directory), beside
+    the blend, or inside it; None when none of these holds a run. Every reader of a blend looks it up here."""
     path = Path(member)
     for candidate in (path, Path(blend_dir).parent / path.name, Path(blend_dir) / path):
         if (candidate / artifacts.RUN_INFO).is_file():
@@ -710,7 +711,7 @@ def check_members_current(blend_dir: Path, info: artifacts.RunInfo) -> None:
     another TTA, retrained): its state (weights, coefficients, trees) was fitted on the old ones. Members
     that cannot be found are left to whoever reads them."""
     for member, digests in info.fingerprints.get("members", {}).items():
-        found = _find_member(blend_dir, member)
+        found = find_member(blend_dir, member)
         stale = fingerprints.stale_files(found, digests) if found is not None else []
         if stale:
             raise KagglePlanetError(

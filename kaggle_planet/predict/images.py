@@ -29,7 +29,7 @@ from ..core.errors import KagglePlanetError
 from ..core.metrics import DEFAULT_THRESHOLD
 from ..data.competitions import get_spec
 from ..data.files import image_file_problem, path_problem
-from ..ensemble.blend import apply_saved_blend, get_blender
+from ..ensemble.blend import apply_saved_blend, find_member, get_blender
 
 log = logging.getLogger(__name__)
 
@@ -155,10 +155,9 @@ def blend_method(run_dir: Path, info: artifacts.RunInfo) -> str:
 
 
 def _resolve_member(blend_dir: Path, member: str) -> Path:
-    path = Path(member)
-    for candidate in (path, blend_dir.parent / path.name, blend_dir / path):
-        if (candidate / artifacts.RUN_INFO).is_file():
-            return candidate
+    found = find_member(blend_dir, member)
+    if found is not None:
+        return found
     raise KagglePlanetError(f"{blend_dir / artifacts.RUN_INFO}: member {member} not found (nor beside the blend in {blend_dir.parent})")
 
 

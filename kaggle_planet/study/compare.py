@@ -73,15 +73,6 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
     return found
 
 
-def resolve_member(blend_dir: Path, member: str) -> Path | None:
-    """A blend member's folder: as written (absolute or relative to the cwd), else beside the blend."""
-    path = Path(member)
-    for candidate in (path, Path(blend_dir).parent / path.name, Path(blend_dir) / path):
-        if (candidate / artifacts.RUN_INFO).is_file():
-            return candidate
-    return None
-
-
 def display_names(paths: list[Path]) -> list[str]:
     """``<experiment>/<run>`` for each run folder; the full path where that would be ambiguous."""
     short = [f"{p.parent.name}/{p.name}" if p.parent.name else p.name for p in paths]
@@ -193,7 +184,7 @@ def drop_one_ablation(blend_dir: Path, info: artifacts.RunInfo, names: dict[Path
         method = artifacts.read_json(stored_path).get("method")
     if not method:
         raise KagglePlanetError(f"{blend_dir / artifacts.RUN_INFO}: blend without a recorded method (extra.method)")
-    members = [resolve_member(blend_dir, m) for m in info.members]
+    members = [blend.find_member(blend_dir, m) for m in info.members]
     missing = [m for m, p in zip(info.members, members) if p is None]
     if missing:
         raise KagglePlanetError(f"{blend_dir / artifacts.RUN_INFO}: member {missing[0]} not found (nor beside the blend)")

@@ -34,7 +34,8 @@ from ..core import artifacts, metrics
 from ..core.artifacts import HISTORY, HISTORY_COLUMNS
 from ..core.errors import KagglePlanetError
 from ..data.competitions import get_spec
-from .compare import Comparison, build_comparison, oof_correlation, resolve_member
+from ..ensemble.blend import find_member
+from .compare import Comparison, build_comparison, oof_correlation
 from .render import render_html
 from .views import GRID, ReportData, RunView
 
@@ -99,7 +100,7 @@ def load_view(run_dir: Path, name: str | None = None) -> RunView:
 def _member_views(blend_dir: Path, info: artifacts.RunInfo, problems: list[str]) -> list[RunView]:
     views = []
     for member in info.members:
-        path = resolve_member(blend_dir, member)
+        path = find_member(blend_dir, member)
         if path is None:
             problems.append(f"blend member {member} not found (looked beside {blend_dir}); it is left out of the model sections")
         else:
@@ -172,7 +173,7 @@ def blend_gains(blends: Sequence[RunView], by_path: dict[Path, RunView], metric:
     """Per blend: its OOF score, its best member's and the gain, recomputed and as stored."""
     rows = []
     for blend in blends:
-        members = [by_path.get(_key(p)) for p in (resolve_member(blend.path, m) for m in blend.run.info.members) if p]
+        members = [by_path.get(_key(p)) for p in (find_member(blend.path, m) for m in blend.run.info.members) if p]
         members = [m for m in members if m is not None]
         stored_members = (blend.stored_scores or {}).get("members") or {}
         if members:
