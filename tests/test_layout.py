@@ -187,3 +187,27 @@ def test_public_face_resolves_every_name_lazily():
         import kaggle_planet
 
         kaggle_planet.train_fold  # noqa: B018 - internal names are not on the public face
+
+
+def test_every_import_in_the_package_resolves_those_inside_functions_too():
+    """A name moved to another module must not leave a lazy (function-level) import behind that fails only
+    when that code path runs."""
+    import importlib
+
+    broken = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for target, line, _ in imports(path):
+            if not target.startswith("kaggle_planet"):
+                continue
+            owner, _, name = target.rpartition(".")
+            try:
+                module = importlib.import_module(owner)
+            except ImportError:
+                module = None
+            if module is not None and hasattr(module, name):
+                continue
+            try:
+                importlib.import_module(target)
+            except ImportError:
+                broken.append(f"{module_name(path)}:{line} imports {target}, which does not exist")
+    assert not broken, "\n".join(broken)

@@ -29,7 +29,8 @@ from ..core.errors import KagglePlanetError
 from ..core.metrics import DEFAULT_THRESHOLD
 from ..data.competitions import get_spec
 from ..data.files import image_file_problem, path_problem
-from ..ensemble.blend import apply_saved_blend, find_member, get_blender
+from ..ensemble.blend import apply_saved_blend, get_blender
+from ..ensemble.members import find_member
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 
 def expand_images(images: Sequence[str | Path]) -> list[Path]:
     """Files as given; a folder stands for its image files (``IMAGE_SUFFIXES``, not recursive), in natural order."""
-    from ..ensemble.blend import natural_key
+    from ..ensemble.members import natural_key
 
     paths: list[Path] = []
     for path in map(Path, images):

@@ -31,6 +31,7 @@ from ..core import artifacts, metrics
 from ..core.errors import KagglePlanetError
 from ..data.competitions import get_spec
 from ..ensemble import blend
+from ..ensemble import members as member_runs
 from ..ensemble.thresholds import heldout_f2
 
 log = logging.getLogger(__name__)
@@ -84,15 +85,15 @@ def check_same_folds(named: list[tuple[str, artifacts.Run]]) -> None:
     ref_name, ref = named[0]
     ref_folds = pd.Series(ref.folds, index=ref.oof[ref.info.id_col])
     for _, run in named[1:]:
-        blend.check_compatible(ref, run)
+        member_runs.check_compatible(ref, run)
         folds = pd.Series(run.folds, index=run.oof[run.info.id_col])
         a, b = ref.path / artifacts.OOF, run.path / artifacts.OOF
         if set(folds.index) != set(ref_folds.index):
-            first = sorted(set(folds.index) ^ set(ref_folds.index), key=blend.natural_key)[0]
+            first = sorted(set(folds.index) ^ set(ref_folds.index), key=member_runs.natural_key)[0]
             raise KagglePlanetError(f"{a} and {b}: training ids differ (first difference: {first!r}); compare runs of one data set")
         differ = folds.loc[ref_folds.index].to_numpy() != ref_folds.to_numpy()
         if differ.any():
-            first = sorted(ref_folds.index[differ], key=blend.natural_key)[0]
+            first = sorted(ref_folds.index[differ], key=member_runs.natural_key)[0]
             raise KagglePlanetError(
                 f"{a} and {b}: folds differ (first difference: {first!r} is in fold {ref_folds[first]} vs {folds[first]}); "
                 "compare runs made with the same folds"
@@ -184,11 +185,11 @@ def drop_one_ablation(blend_dir: Path, info: artifacts.RunInfo, names: dict[Path
         method = artifacts.read_json(stored_path).get("method")
     if not method:
         raise KagglePlanetError(f"{blend_dir / artifacts.RUN_INFO}: blend without a recorded method (extra.method)")
-    members = [blend.find_member(blend_dir, m) for m in info.members]
+    members = [member_runs.find_member(blend_dir, m) for m in info.members]
     missing = [m for m, p in zip(info.members, members) if p is None]
     if missing:
         raise KagglePlanetError(f"{blend_dir / artifacts.RUN_INFO}: member {missing[0]} not found (nor beside the blend)")
-    _, data, _, _ = blend.load_members(members)
+    _, data, _, _ = member_runs.load_members(members)
 
     def scores(subset: blend.BlendInput) -> tuple[float, float]:
         oof = blend.blend_predictions(subset, method).oof

@@ -34,7 +34,7 @@ from ..core import artifacts, metrics
 from ..core.artifacts import HISTORY, HISTORY_COLUMNS
 from ..core.errors import KagglePlanetError
 from ..data.competitions import get_spec
-from ..ensemble.blend import find_member
+from ..ensemble.members import find_member
 from .compare import Comparison, build_comparison, oof_correlation
 from .render import render_html
 from .views import GRID, ReportData, RunView
