@@ -11,6 +11,7 @@ same run is the floor any file-based blend pays: ``pandas.read_csv`` of the same
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import tempfile
 import time
@@ -48,6 +49,10 @@ def main() -> int:
         print(f"baseline: pandas.read_csv of the {3 * len(dirs)} input files   {floor:6.2f} s")
         print(f"{'method':<10} {'seconds':>8} {'x read floor':>13} {'OOF F2@0.2':>11} {'gain':>9}")
         for method in args.methods:
+            needs = BLENDERS[method].requires
+            if needs and importlib.util.find_spec(needs) is None:
+                print(f"{method:<10} skipped: needs {needs}, not installed here")
+                continue
             start = time.perf_counter()
             scores = blend_runs(dirs, method, root / f"blend_{method}")
             seconds = time.perf_counter() - start
