@@ -228,3 +228,53 @@ def test_download_data_dir_naming_a_file_is_refused_before_any_request(tmp_path,
     line = one_error_line(err)
     assert code == 2 and str(target) in line and "is a file, not a folder" in line
     assert snapshot(tmp_path) == before
+
+
+PLANET_CANDIDATES = [*RESERVED, "$5_to_$10", "<script>", "naïve", "a/b", "slash_and_dash-", "ok_tag", "UPPER", "x" * 40]
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(st.sampled_from(PLANET_CANDIDATES) | st.text(st.characters(blacklist_characters=" ,\n\r\"\0", blacklist_categories=("Cs",)),
+                                                                     min_size=1, max_size=10),
+                      min_size=1, max_size=2, unique=True))
+@example(names=["bare_ground_2", "my_tag"])  # valid tags: every later stage runs
+@example(names=["labels"])  # a reserved word: refused in check
+def test_any_planet_tags_work_through_every_stage_or_are_refused_in_check(names, demo_datasets, tmp_path_factory, capsys):
+    """New tags given to some Planet images: check refuses them in one line (the tag format, a reserved word)
+    or blend, thresholds, submission and the report all work and the report shows every tag as text."""
+    work = tmp_path_factory.mktemp("tags")
+    root = Path(shutil.copytree(demo_datasets["planet"], work / "data"))
+    labels = root / "train_v2.csv"
+    rows = labels.read_text().splitlines()
+    for i, name in enumerate(names):  # each new tag on a third of the images, so every fold holds some
+        rows = [rows[0]] + [f"{row} {name}" if (j + i) % 3 == 0 else row for j, row in enumerate(rows[1:])]
+    labels.write_text("\n".join(rows) + "\n")
+    code, _, err = run_cli(capsys, "check", "--competition", "planet", "--data-dir", root)
+    if code != 0:
+        line = one_error_line(err)
+        assert code == 2 and "train_v2.csv" in line
+        if any(n in reserved_columns() for n in names):
+            assert "toolkit's own columns" in line or "not in the expected format" in line
+        return
+    table = load_dataset("planet", root)
+    assert set(names) <= set(table.classes)
+    rng = np.random.default_rng(0)
+    runs = work / "runs" / "exp"
+    for seed, name in enumerate(("m1", "m2")):
+        oof = noisy_probs(table.targets, np.random.default_rng(seed), skill=0.8)
+        write_run(runs / name, "planet", table.classes, table.train["image_name"].tolist(), table.targets, oof,
+                  np.arange(len(table.train)) % 3, table.test["image_name"].tolist(), rng.random((len(table.test), len(table.classes))),
+                  data_dir=root, options=table.options)
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        for argv in (("blend", runs / "m1", runs / "m2", "--method", "mean", "--out", runs / "blend"),
+                     ("thresholds", runs / "blend"),
+                     ("submission", runs / "blend", "--out", work / "submissions" / "s.csv"),
+                     ("report", runs, "--out", work / "report.html")):
+            code, _, err = run_cli(capsys, *argv)
+            assert code == 0, (argv[0], err)
+    finally:
+        os.chdir(cwd)
+    page = (work / "report.html").read_text()
+    assert all(html.escape(n) in page or html.escape(n, quote=False) in page for n in names)
