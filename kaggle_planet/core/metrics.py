@@ -18,7 +18,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import log_loss, roc_auc_score
 
 from .errors import KagglePlanetError
 
@@ -72,6 +71,8 @@ def roc_auc(y_true: np.ndarray, probs: np.ndarray) -> float:
     if y0.min() == y0.max():
         log.warning("ROC AUC undefined with only one class present in %d labels; reporting 0.5", len(y0))
         return 0.5
+    from sklearn.metrics import roc_auc_score  # on use: importing the metrics table stays light
+
     return float(roc_auc_score(y0, p[:, 0]))
 
 
@@ -89,6 +90,8 @@ def f2_default(y_true: np.ndarray, probs: np.ndarray) -> float:
 
 def binary_log_loss(y_true: np.ndarray, probs: np.ndarray) -> float:
     y, p = _check(y_true, probs)
+    from sklearn.metrics import log_loss
+
     return float(log_loss(y[:, 0], np.clip(p[:, 0], 1e-15, 1 - 1e-15), labels=[0, 1]))
 
 

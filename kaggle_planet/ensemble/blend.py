@@ -49,9 +49,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.stats import rankdata
-from sklearn.linear_model import Ridge
 
 from ..core import artifacts, fingerprints, metrics
 from ..core.errors import KagglePlanetError
@@ -155,6 +152,8 @@ def _scaled_ranks(stack: np.ndarray) -> np.ndarray:
     n = stack.shape[1]
     if n == 1:
         return np.full(stack.shape, 0.5)
+    from scipy.stats import rankdata  # scipy and scikit-learn on use: `kaggle-planet --help` reads this table
+
     return (rankdata(stack, axis=1) - 1.0) / (n - 1.0)
 
 
@@ -210,6 +209,8 @@ def _log_loss_and_grad(weights: np.ndarray, stack: np.ndarray, y: np.ndarray, ta
 
 def fit_weights(stack: np.ndarray, y: np.ndarray, task: str) -> np.ndarray:
     """Non-negative weights ``(M,)`` summing to one that minimise the OOF log loss of ``sum w_m p_m``."""
+    from scipy.optimize import minimize
+
     m = stack.shape[0]
     start = np.full(m, 1.0 / m)
     if m == 1:
@@ -295,6 +296,8 @@ def fit_hillclimb(data: BlendInput) -> dict[str, Any]:
 
 
 def fit_ridge(data: BlendInput) -> dict[str, Any]:
+    from sklearn.linear_model import Ridge
+
     # one multi-target Ridge solves each class's ridge independently with the same features
     full = Ridge(alpha=RIDGE_ALPHA).fit(_features(data.oof), data.y_true.astype(np.float64))
     return {"alpha": RIDGE_ALPHA, "ridge_coef": full.coef_.tolist(), "ridge_intercept": full.intercept_.tolist()}
@@ -315,6 +318,8 @@ def _ridge2_level1(stack: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -
 
 
 def fit_ridge2(data: BlendInput) -> dict[str, Any]:
+    from sklearn.linear_model import Ridge
+
     y = data.y_true.astype(np.float64)
     level1 = [Ridge(alpha=RIDGE_ALPHA).fit(p, y) for p in data.oof]
     coef1 = np.stack([r.coef_.reshape(y.shape[1], -1) for r in level1])  # (M, C, C)
