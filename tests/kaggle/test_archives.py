@@ -1,13 +1,13 @@
 """archives.extract / unpack: every format round-trips, every unsafe member is refused, nothing leaks."""
 from __future__ import annotations
 
-import io
 import tarfile
 import zipfile
 from pathlib import Path
 
 import py7zr
 import pytest
+from archive_files import tar_bytes
 
 from kaggle_planet.core.errors import KagglePlanetError
 from kaggle_planet.kaggle.archives import archive_kind, extract, strip_archive_suffix, unpack
@@ -28,13 +28,7 @@ def write_zip(path: Path, members: dict[str, bytes]) -> Path:
 
 
 def write_tar(path: Path, members: dict[str, bytes], links: list[tarfile.TarInfo] = (), mode: str = "w") -> Path:
-    with tarfile.open(path, mode) as tf:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-        for link in links:
-            tf.addfile(link)
+    path.write_bytes(tar_bytes(members, mode, tuple(links)))
     return path
 
 

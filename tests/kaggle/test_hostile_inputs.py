@@ -23,6 +23,7 @@ from pathlib import Path
 
 import py7zr
 import pytest
+from archive_files import tar_bytes
 from kaggle_server import KEY, USER, secret_forms
 
 from kaggle_planet.cli import main
@@ -42,18 +43,6 @@ def zip_bytes(members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> 
     with zipfile.ZipFile(out, "w", compression=method) as zf:
         for name, data in members.items():
             zf.writestr(name, data)
-    return out.getvalue()
-
-
-def tar_bytes(members: dict[str, bytes], mode: str = "w", links: tuple[tarfile.TarInfo, ...] = ()) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode=mode) as tf:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-        for link in links:
-            tf.addfile(link)
     return out.getvalue()
 
 
