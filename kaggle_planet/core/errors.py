@@ -5,8 +5,8 @@ Secrets: the Kaggle client registers the credentials it uses (:func:`add_secret`
 each of them, and their base64 forms (``base64(user:key)`` as HTTP Basic sends it, ``base64(key)``), with
 ``***``. Whatever is registered, it also blanks the values of ``Authorization:`` headers, ``Basic`` / ``Bearer``
 credentials, ``access_token`` / ``api_key`` style fields and the signatures of signed URLs.
-:class:`ScrubbingFilter` applies :func:`scrub` to log records; :func:`scrub_log_records` installs it for
-every record the process makes.
+:func:`scrub_record` applies :func:`scrub` to a log record; :func:`scrub_log_records` does so for every record
+the process makes, through the log-record factory.
 """
 from __future__ import annotations
 
@@ -126,14 +126,6 @@ class KagglePlanetError(Exception):
         if args and isinstance(args[0], str):
             args = (bounded(args[0]), *args[1:])
         super().__init__(*args)
-
-
-class ScrubbingFilter(logging.Filter):
-    """Masks secrets in a log record: its message (arguments merged in), its traceback and stack text."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        scrub_record(record)
-        return True
 
 
 def scrub_record(record: logging.LogRecord) -> logging.LogRecord:

@@ -19,7 +19,6 @@ private scores (:func:`update_log_scores`).
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -31,6 +30,7 @@ import pandas as pd
 
 from ..core import artifacts, fingerprints, metrics
 from ..core.errors import KagglePlanetError
+from ..core.fingerprints import file_sha256
 from ..data.competitions import DatasetTable, csv_line, get_spec, load_dataset, read_string_csv
 from ..ensemble import decision
 from ..ensemble.thresholds import FITS, THRESHOLDS, fit_entry, fit_run_thresholds, read_run_thresholds, thresholds_stale
@@ -150,14 +150,6 @@ def validate_submission_file(path: Path, competition: str, data_dir: Path, optio
 
 
 # -------------------------------------------------------------------------------------- writing
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _run_thresholds(run_dir: Path) -> np.ndarray:
@@ -290,14 +282,14 @@ def write_run_submission(run_dir: Path, out_path: str | Path, decision_rule: str
 
 def _sidecar(run: artifacts.Run, out_path: Path, record: dict[str, Any]) -> dict[str, Any]:
     names = [artifacts.RUN_INFO, artifacts.LABELS, artifacts.OOF, artifacts.TEST, artifacts.SCORES, THRESHOLDS, decision.DECISION, FITS]
-    files = {name: {"path": str(run.path / name), "sha256": _sha256(run.path / name)} for name in names if (run.path / name).is_file()}
+    files = {name: {"path": str(run.path / name), "sha256": file_sha256(run.path / name)} for name in names if (run.path / name).is_file()}
     metric = get_spec(run.info.competition).metric
     scores_path = run.path / artifacts.SCORES
     scores = artifacts.read_json(scores_path) if scores_path.is_file() else {}
     oof_score = metrics.score(metric, run.y_true, run.oof_probs)
     sidecar: dict[str, Any] = {
         "submission": str(out_path),
-        "sha256": _sha256(out_path),
+        "sha256": file_sha256(out_path),
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "competition": run.info.competition,
         "run_dir": str(run.path),
@@ -363,7 +355,7 @@ def log_submission(log_path: str | Path, file: str | Path, competition: str, mes
     """Append one upload to the submissions log: file, sha256, message, run, decision, OOF and honest
     score (from the file's sidecar when it describes these exact bytes). Returns the row."""
     log_path, file = Path(log_path), Path(file)
-    sha = _sha256(file)
+    sha = file_sha256(file)
     side_path = sidecar_path(file)
     sidecar = artifacts.read_json(side_path) if side_path.is_file() else {}
     if sidecar and sidecar.get("sha256") != sha:
