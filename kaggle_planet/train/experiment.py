@@ -64,6 +64,17 @@ def _labels_detail(model_dir: Path, table: DatasetTable) -> str | None:
     return artifacts.labels_difference(model_dir, table.id_col, table.classes, table.train[table.id_col].tolist(), table.targets)
 
 
+def _advice(model_dir: Path) -> str:
+    return f"use another experiment name (or model name) or delete {model_dir}"
+
+
+def _refuse_data_change(model_dir: Path, recorded: dict, current: dict, table: DatasetTable) -> None:
+    """One line naming what changed between the inputs a folder's folds trained on and today's, if anything."""
+    change = fingerprints.data_change(recorded, current, lambda: _labels_detail(model_dir, table))
+    if change:
+        raise KagglePlanetError(f"{model_dir}: {change}; {_advice(model_dir)}")
+
+
 def check_model_dir(cfg: ExperimentConfig, model_name: str, table: DatasetTable, fold_ids: np.ndarray) -> None:
     """Refuse, before anything is written or reused, a model folder whose folds were trained with other
     settings (config.yaml) or on other labels, classes or folds (fingerprints.json; a folder trained before
@@ -71,14 +82,13 @@ def check_model_dir(cfg: ExperimentConfig, model_name: str, table: DatasetTable,
     model_dir = cfg.model_dir(model_name)
     if not _model_folder_bound(model_dir, cfg.folds.k):
         return
-    advice = f"use another experiment name (or model name) or delete {model_dir}"
     path = model_dir / CONFIG
     if path.is_file():
         diff = settings_differences(load_config(path), cfg, model_name)
         if diff:
             key, before, after = diff[0]
             raise KagglePlanetError(
-                f"{path}: this model folder was trained with {key}={before!r}, the config now says {after!r}; {advice}"
+                f"{path}: this model folder was trained with {key}={before!r}, the config now says {after!r}; {_advice(model_dir)}"
             )
     current = model_inputs(cfg, table, fold_ids)
     recorded = fingerprints.read_record(model_dir)
@@ -86,9 +96,7 @@ def check_model_dir(cfg: ExperimentConfig, model_name: str, table: DatasetTable,
         recorded = artifacts.labels_record(model_dir, table.id_col)
         if recorded is None:
             return
-    change = fingerprints.data_change(recorded, current, lambda: _labels_detail(model_dir, table))
-    if change:
-        raise KagglePlanetError(f"{model_dir}: {change}; {advice}")
+    _refuse_data_change(model_dir, recorded, current, table)
 
 
 def record_model_inputs(cfg: ExperimentConfig, model_name: str, table: DatasetTable, fold_ids: np.ndarray,
@@ -101,9 +109,7 @@ def record_model_inputs(cfg: ExperimentConfig, model_name: str, table: DatasetTa
     if recorded == current:
         return
     if recorded is not None and _model_folder_bound(model_dir, cfg.folds.k, own_fold=fold):
-        change = fingerprints.data_change(recorded, current, lambda: _labels_detail(model_dir, table))
-        if change:
-            raise KagglePlanetError(f"{model_dir}: {change}; use another experiment name (or model name) or delete {model_dir}")
+        _refuse_data_change(model_dir, recorded, current, table)
     artifacts.write_json(model_dir / fingerprints.FINGERPRINTS, current)
 
 
