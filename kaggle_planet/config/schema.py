@@ -52,6 +52,7 @@ from ..core.tasks import AUTO_LOSS, resolve_loss  # noqa: F401 - AUTO_LOSS: the 
 from ..data.cache import CACHE_MODES
 from ..data.competitions import COMPETITIONS, get_spec
 from ..data.folds import MAX_SEED  # a fold trains with seed + fold, checked at load
+from ..data.layout import LAYOUT_KEYS, layout_problem
 from ..ensemble.blend import METHODS as _BLEND_TABLE  # torch-free; the blend table is the one list of methods
 from ..ensemble.decision import CHOICES as DECISION_CHOICES  # torch-free; "auto" + the decision table
 from .catalog import is_config_source
@@ -213,7 +214,7 @@ Device = Annotated[
 AugmentPipeline = Annotated[
     str, Strict(), AfterValidator(_augment_pipeline), Doc("pipeline file", "a path to an albumentations pipeline (.yaml, .yml, .json) saved with A.save")
 ]
-Pretrained = Annotated[Union[Bool, Text], Doc("false | true | path", "false, true or a weights file path")]
+Pretrained = Annotated[Bool | Text, Doc("false | true | path", "false, true or a weights file path")]
 Backbone = Annotated[Text, AfterValidator(_backbone_name), Doc("timm model name", "a timm model name")]
 Optimizer = Annotated[Text, AfterValidator(_optimizer_name), Doc("timm optimizer name", "an optimizer name")]
 Scheduler = Annotated[Text, AfterValidator(_table_name(schedulers)), Doc(lambda: " | ".join(schedulers()), "a scheduler name")]
@@ -225,7 +226,7 @@ Trackers = Annotated[
     list[Annotated[str, Strict()]], BeforeValidator(_name_list), AfterValidator(_tracker_names),
     Doc(lambda: "list of " + " | ".join(trackers()), "a list of tracker names"),
 ]
-PosWeight = Annotated[Union[Literal["auto"], PositiveNumber, None], BeforeValidator(_none_word)]
+PosWeight = Annotated[Literal["auto"] | PositiveNumber | None, BeforeValidator(_none_word)]
 
 
 # ---------------------------------------------------------------------------------------- models
@@ -295,7 +296,7 @@ def _mix(value: Any) -> dict[str, float] | None:
     return MixSettings.model_validate(value).model_dump()
 
 
-Mix = Annotated[Union[dict[str, float], None], BeforeValidator(_mix), Doc("{alpha, prob} | none", None)]
+Mix = Annotated[dict[str, float] | None, BeforeValidator(_mix), Doc("{alpha, prob} | none", None)]
 
 
 class TrainSettings(_Keys):
@@ -303,14 +304,14 @@ class TrainSettings(_Keys):
 
     # the bound keeps a typo (224000) from allocating batches of tens of GB before any message
     image_size: Int = Field(224, ge=8, le=4096, description="square input side in pixels")
-    augment: Union[Augment, AugmentPipeline] = Field("light", description="training augmentation preset, or an albumentations pipeline file saved with A.save")
+    augment: Augment | AugmentPipeline = Field("light", description="training augmentation preset, or an albumentations pipeline file saved with A.save")
     tta: Tta = Field("d4", description="test-time augmentation for OOF/test predictions (probabilities averaged)")
     epochs: Int = Field(10, ge=1, description="training epochs per fold (including freeze_epochs)")
     batch_size: Int = Field(32, ge=1, description="images per step (per process under torchrun)")
     lr: Number = Field(2e-3, gt=0, description="peak learning rate (after warmup)")
     optimizer: Optimizer = Field("adamw", description="any optimizer name timm.optim.create_optimizer_v2 accepts (adamw, sgd, lamb, adan, lion, ...)")
     weight_decay: Number = Field(0.01, ge=0, description="weight decay (never on norm layers and biases)")
-    layer_decay: Annotated[Union[Number, None], BeforeValidator(_none_word)] = Field(
+    layer_decay: Annotated[Number | None, BeforeValidator(_none_word)] = Field(
         None, gt=0, le=1, description="layer-wise lr decay (timm): each layer group towards the stem gets lr x this per step; none: off"
     )
     head_lr_scale: Number = Field(1.0, gt=0, description="the classifier's lr is lr x this")
@@ -329,7 +330,7 @@ class TrainSettings(_Keys):
     mix_switch_prob: Number = Field(0.5, ge=0, le=1, description="with both mixup and cutmix set: chance a batch uses cutmix")
     mix_off_epochs: Int = Field(0, ge=0, description="no mixing in the last N epochs")
     grad_accum: Int = Field(1, ge=1, description="batches per optimizer step (effective batch = batch_size x grad_accum)")
-    clip_grad: Annotated[Union[Number, None], BeforeValidator(_none_word)] = Field(
+    clip_grad: Annotated[Number | None, BeforeValidator(_none_word)] = Field(
         None, gt=0, description="clip the gradient norm to this; none: off"
     )
     drop_path_rate: Number = Field(0.0, ge=0, lt=1, description="stochastic depth rate of the backbone (timm drop_path_rate)")
@@ -413,12 +414,13 @@ class ExperimentConfig(_Keys):
     data_dir: Text = Field(description="the competition's data folder (relative to the working directory); `--set data_dir=...` to point elsewhere")
     models: list[ModelConfig] = Field(description="the backbones to train; each entry: the keys models.* below")
     folds: FoldsConfig = Field(default_factory=FoldsConfig)
-    pseudo: Annotated[Union[PseudoConfig, None], BeforeValidator(_none_word)] = Field(None, description="pseudo-labelling (Invasive 1st place): confident test images join the next round's training; none: off")
+    pseudo: Annotated[PseudoConfig | None, BeforeValidator(_none_word)] = Field(None, description="pseudo-labelling (Invasive 1st place): confident test images join the next round's training; none: off")
     device: Device = Field("auto", description="where to train and predict; auto: CUDA when available (the --device flag wins)")
     blend: Blend = Field("auto", description="ensemble method of the run/blend stage; auto: mean for F2 and accuracy, rank for AUC")
     decision: Decision = Field("thresholds", description="multilabel (F2) only: how the submission picks tags; auto: the rule with the best honest OOF F2")
-    train_dir: Annotated[Union[Text, None], BeforeValidator(_none_word)] = Field(None, description="imagefolder only: training folder inside data_dir (default seg_train)")
-    test_dir: Annotated[Union[Text, None], BeforeValidator(_none_word)] = Field(None, description="imagefolder only: test folder inside data_dir (default seg_test)")
+    layout: Annotated[dict[str, Any] | None, BeforeValidator(_none_word)] = Field(None, description="csv-layout competitions (csv and the named presets): where the labels, images and test ids are, the target, groups, metric and submission format; the layout.* keys below (a preset fills them in, any can be set)")
+    train_dir: Annotated[Text | None, BeforeValidator(_none_word)] = Field(None, description="imagefolder only: training folder inside data_dir (default seg_train)")
+    test_dir: Annotated[Text | None, BeforeValidator(_none_word)] = Field(None, description="imagefolder only: test folder inside data_dir (default seg_test)")
     runs_dir: Text = Field("runs", description="where run folders go")
     log: Trackers = Field(default_factory=lambda: ["csv"], description="experiment trackers, e.g. [csv, tensorboard, wandb] (see Tracking runs in docs/training.md)")
     train: TrainSettings = Field(default_factory=TrainSettings)
@@ -443,6 +445,7 @@ class ExperimentConfig(_Keys):
     def _check_across_keys(self) -> ExperimentConfig:
         self._check_model_names()
         self._check_imagefolder_keys()
+        self._check_layout()
         self._complete_recipes()
         return self
 
@@ -464,6 +467,26 @@ class ExperimentConfig(_Keys):
             for key in IMAGEFOLDER_ONLY:
                 if getattr(self, key) is not None:
                     raise _invalid((key,), f"only valid for competition imagefolder, not {self.competition}", getattr(self, key))
+
+    def _check_layout(self) -> None:
+        """``layout:`` only for csv-layout competitions; each key checked by the layout table, then the whole
+        (task, metric, sample submission format) by resolving the competition's entry with it."""
+        spec = COMPETITIONS[self.competition]
+        if self.layout is None:
+            return
+        if not spec.is_layout:
+            layouts = ", ".join(name for name, entry in COMPETITIONS.items() if entry.is_layout)
+            raise _invalid(("layout",), f"only valid for csv-layout competitions ({layouts}), not {self.competition}", self.layout)
+        for key, value in self.layout.items():
+            value = None if value == "none" and LAYOUT_KEYS.get(key) is not None and LAYOUT_KEYS[key].kind in ("name", "list") else value
+            self.layout[key] = value
+            problem = layout_problem(str(key), value)
+            if problem:
+                raise _invalid(("layout", key), problem, value)
+        try:
+            spec.with_options(self.layout)
+        except KagglePlanetError as exc:
+            raise _invalid(("layout",), str(exc).removeprefix("layout."), self.layout) from None
 
     def _complete_recipes(self) -> None:
         """Check the top level's recipe, then each model's, storing the completed ``*_args``."""
@@ -491,7 +514,10 @@ class ExperimentConfig(_Keys):
 
     @property
     def options(self) -> dict[str, Any]:
-        """Competition options (image folders' train_dir/test_dir) as competitions.load_dataset takes them."""
+        """Competition options as competitions.load_dataset takes them: image folders' train_dir/test_dir, a csv
+        layout's keys."""
+        if self.layout is not None:
+            return dict(self.layout)
         return {k: getattr(self, k) for k in IMAGEFOLDER_ONLY if getattr(self, k) is not None}
 
     @property
@@ -504,11 +530,11 @@ class ExperimentConfig(_Keys):
     @property
     def task(self) -> str:
         """The competition's task kind: multilabel | binary | multiclass."""
-        return get_spec(self.competition).task
+        return get_spec(self.competition, self.options).task
 
     @property
     def metric(self) -> str:
-        return get_spec(self.competition).metric
+        return get_spec(self.competition, self.options).metric
 
     @property
     def blend_method(self) -> str:
@@ -588,7 +614,7 @@ def load_config(path: Path | str, overrides: Sequence[str] = ()) -> ExperimentCo
         raise KagglePlanetError(f"{path}: config file not found" + (" (it is a folder)" if path.is_dir() else ""))
     text = read_config_text(path)
     try:
-        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark is not None else ""
@@ -699,6 +725,9 @@ def key_table() -> list[tuple[str, str, str, str]]:
             rows.append(("models", "list", "required", ExperimentConfig.model_fields[name].description or ""))
         elif name == "folds":
             rows += [_row(f"folds.{k}", FoldsConfig, k) for k in FoldsConfig.model_fields]
+        elif name == "layout":
+            rows.append(("layout", "mapping | none", "(none)", ExperimentConfig.model_fields[name].description or ""))
+            rows += [(f"layout.{k}", _layout_values(k), "(none)" if e.default is None else str(e.default), e.help) for k, e in LAYOUT_KEYS.items()]
         elif name == "pseudo":
             rows.append(("pseudo", "{rounds, confidence} | none", "(none)", ExperimentConfig.model_fields[name].description or ""))
             rows += [_row(f"pseudo.{k}", PseudoConfig, k) for k in PseudoConfig.model_fields]
@@ -713,8 +742,18 @@ def key_table() -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def _layout_values(key: str) -> str:
+    from ..data.layout import SUBMISSION_FORMATS, TARGETS, TASKS
+
+    choices = {"target": list(TARGETS), "task": ["auto", *TASKS], "submission": ["auto", *SUBMISSION_FORMATS]}
+    if key in choices:
+        return " | ".join(choices[key])
+    entry = LAYOUT_KEYS[key]
+    return {"list": "list | none", "name": "text | none"}.get(entry.kind, "text")
+
+
 def key_table_markdown() -> str:
     lines = ["| key | values | default | meaning |", "|---|---|---|---|"]
-    cell = lambda text: text.replace("|", "\\|")  # noqa: E731 - pipes inside a cell must be escaped
+    cell = lambda text: text.replace("|", "\\|")
     lines += [f"| `{k}` | {cell(v)} | {cell(d)} | {cell(h)} |" for k, v, d, h in key_table()]
     return "\n".join(lines)

@@ -6,9 +6,7 @@ metric and formats its submission. The class vocabulary always comes from the da
 """
 from __future__ import annotations
 
-import csv
 import logging
-import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,50 +19,29 @@ import pandas as pd
 
 from ..core.errors import KagglePlanetError
 from .files import image_file_problem, path_problem
+from .layout import LAYOUT_KEYS, check_labels, check_probabilities, read_layout
+from .tables import (  # noqa: F401 - re-exported: the readers' helpers are part of this module's face
+    IMAGE_EXTENSIONS,
+    TOOLKIT_COLUMNS,
+    DatasetTable,
+    FolderListing,
+    _check_ids,
+    _index_folder,
+    _line,
+    _require_folder,
+    _warn_ignored,
+    csv_line,
+    list_folder,
+    option_folder,
+    read_csv,
+    read_string_csv,
+    refuse_reserved,
+)
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 PLANET_WEATHER = ("clear", "cloudy", "haze", "partly_cloudy")
 _TAGS_RE = re.compile(r"^[a-z0-9_]+( [a-z0-9_]+)*$")
-
-
-@dataclass
-class DatasetTable:
-    """A competition's data folder, read and validated.
-
-    ``train``: ``id_col``, ``file`` (absolute image path) and one 0/1 int column per class (multiclass:
-    one-hot). ``test``: ``id_col`` and ``file`` in submission order; image folders whose test split has
-    class subfolders also carry 0/1 class columns there (``test_labelled``), used only for reporting.
-    """
-
-    competition: str
-    task: str
-    id_col: str
-    classes: list[str]
-    data_dir: Path
-    train: pd.DataFrame
-    test: pd.DataFrame
-    sample_submission: pd.DataFrame | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    test_labelled: bool = False
-
-    def all_files(self) -> np.ndarray:
-        """Every image of the dataset, training then test (one loader cache serves them all)."""
-        return np.concatenate([self.train["file"].to_numpy(dtype=str), self.test["file"].to_numpy(dtype=str)])
-
-    @property
-    def targets(self) -> np.ndarray:
-        """(N, C) int 0/1 training targets, rows in ``train`` order."""
-        return self.train[self.classes].to_numpy(dtype=np.int64)
-
-    @property
-    def test_targets(self) -> np.ndarray | None:
-        return self.test[self.classes].to_numpy(dtype=np.int64) if self.test_labelled else None
-
-    @property
-    def spec(self) -> CompetitionSpec:
-        return get_spec(self.competition)
 
 
 @dataclass(frozen=True)
@@ -76,9 +53,34 @@ class CompetitionSpec:
     description: str
     slug: str | None  # the Kaggle competition slug, None for generic layouts
     reader: Callable[[Path, dict[str, Any]], DatasetTable]
-    formatter: Callable[[Sequence[str], np.ndarray, Sequence[str], np.ndarray | None], pd.DataFrame]
+    # (ids, probs (M, C), classes, thresholds or None, the expected header or None) -> the submission frame
+    formatter: Callable[..., pd.DataFrame]
+    # (submission frame, table, source) -> None: the values checked (ids and columns are checked for every competition)
+    validator: Callable[[pd.DataFrame, DatasetTable, str], None]
     default_options: dict[str, Any] = field(default_factory=dict)
     folder_options: tuple[str, ...] = ()  # options that name a folder inside the data folder
+    layout: dict[str, Any] | None = None  # csv-layout entries: their layout keys (the user's layout: block is laid over them)
+    facts: str = ""  # what the docs' preset table says about the competition
+
+    @property
+    def is_layout(self) -> bool:
+        """Read by the generic csv layout (:mod:`kaggle_planet.data.layout`) from layout keys."""
+        return self.layout is not None
+
+    def with_options(self, options: dict[str, Any] | None) -> CompetitionSpec:
+        """This entry completed by ``options``: a csv-layout entry takes its task, id column, metric and
+        submission format from its layout keys laid over by ``options``; other entries are returned as they are."""
+        if self.layout is None:
+            return self
+        from dataclasses import replace
+        from functools import partial
+
+        from .layout import check_layout_submission, format_layout_submission, resolve_layout
+
+        resolved = resolve_layout(self.resolve_options(options))
+        return replace(self, task=resolved.task, id_col=resolved.id_column, metric=resolved.metric,
+                       formatter=partial(format_layout_submission, resolved),
+                       validator=partial(check_layout_submission, resolved))
 
     def load(self, data_dir: str | Path, options: dict[str, Any] | None = None, *, check_images: bool = True) -> DatasetTable:
         """Read ``data_dir``; raise :class:`KagglePlanetError` on the first problem found.
@@ -110,7 +112,10 @@ class CompetitionSpec:
         unknown = sorted(set(options) - set(self.default_options))
         if unknown:
             valid = sorted(self.default_options) or ["(none)"]
-            raise KagglePlanetError(f"competition {self.name!r}: unknown option(s) {unknown}; valid: {valid}")
+            what = "layout key(s)" if self.layout is not None else "option(s)"
+            raise KagglePlanetError(f"competition {self.name!r}: unknown {what} {unknown}; valid: {valid}")
+        if self.layout is not None:  # a layout key set to none means "none" (labels: none), not "the default"
+            return {**self.default_options, **options}
         return {**self.default_options, **{k: v for k, v in options.items() if v is not None}}
 
     def format_submission(
@@ -119,180 +124,18 @@ class CompetitionSpec:
         probs: np.ndarray,
         classes: Sequence[str],
         thresholds: np.ndarray | None = None,
+        columns: Sequence[str] | None = None,
     ) -> pd.DataFrame:
-        """Submission rows for ``probs: (M, C) float in [0, 1]`` (thresholds only used by multilabel)."""
-        return self.formatter(ids, np.asarray(probs, dtype=np.float64), list(classes), thresholds)
+        """Submission rows for ``probs: (M, C) float in [0, 1]`` (thresholds only used by multilabel); ``columns``:
+        the header the submission must have (the sample submission's), for entries whose format follows it."""
+        return self.formatter(ids, np.asarray(probs, dtype=np.float64), list(classes), thresholds, columns)
 
-
-# ----------------------------------------------------------------------------------------- reading
-
-
-def read_string_csv(path: Path, what: str, expected: str = "a CSV file") -> pd.DataFrame:
-    """Every cell as text (no NaN guessing); a missing or unparsable file is a one-line error.
-
-    Header cells are stripped of spaces like the data cells; ``frame.attrs["lines"]`` holds each row's
-    physical line number in the file (blank lines and quoted line breaks counted), see :func:`csv_line`.
-    """
-    path = Path(path)
-    problem = path_problem(path)
-    if problem == "not found":
-        raise KagglePlanetError(f"{path}: {what} not found (expected {expected})")
-    if problem:
-        raise KagglePlanetError(f"{path}: {what} {problem} (expected {expected})")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise KagglePlanetError(f"{path}: not a readable CSV ({str(exc).strip()})".replace("\n", " ")) from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    twice = frame.columns[frame.columns.duplicated()]
-    if len(twice):
-        raise KagglePlanetError(f"{path}: line 1: column {twice[0]!r} appears twice in the header")
-    lines = _record_lines(path)
-    if lines is not None and len(lines) == len(frame):
-        frame.attrs["lines"] = lines
-    return frame
-
-
-def _record_lines(path: Path) -> np.ndarray | None:
-    """The physical line on which each data record of a CSV starts, skipping blank lines as pandas does
-    (None when the file cannot be read as text: pandas' own error is reported instead)."""
-    starts, end = [], 0
-    try:
-        with open(path, newline="", encoding="utf-8", errors="replace") as handle:
-            reader = csv.reader(handle)
-            for row in reader:
-                if row and (len(row) > 1 or row[0].strip()):
-                    starts.append(end + 1)
-                end = reader.line_num
-    except csv.Error:
-        return None
-    return np.asarray(starts[1:], dtype=np.int64)  # the first record is the header
-
-
-def csv_line(frame: pd.DataFrame, row: int) -> int:
-    """The physical line number of ``frame``'s row ``row`` (0-based) as read by :func:`read_string_csv`;
-    one past the last row for a row that is missing; row + 2 for frames not read from a file."""
-    lines = frame.attrs.get("lines")
-    if lines is None:
-        return row + 2  # header is line 1
-    return int(lines[row]) if row < len(lines) else (int(lines[-1]) + 1 if len(lines) else 2)
-
-
-def read_csv(path: Path, columns: Sequence[str], what: str) -> pd.DataFrame:
-    """Read a CSV of strings and check its columns; errors name the file and what was expected."""
-    frame = read_string_csv(path, what, f"a CSV with columns {','.join(columns)}")
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise KagglePlanetError(
-            f"{path}: missing column {missing[0]!r}; expected columns {','.join(columns)}, found {','.join(map(str, frame.columns))}"
-        )
-    if frame.empty:
-        raise KagglePlanetError(f"{path}: no data rows")
-    lines = frame.attrs.get("lines")
-    frame = frame[list(columns)].copy()
-    for col in columns:
-        frame[col] = frame[col].str.strip()
-    if lines is not None:
-        frame.attrs["lines"] = lines
-    return frame
-
-
-def _check_ids(frame: pd.DataFrame, id_col: str, path: Path) -> None:
-    empty = frame[id_col] == ""
-    if empty.any():
-        raise KagglePlanetError(f"{path}: line {_line(frame, empty)}: empty {id_col}")
-    dup = frame[id_col].duplicated()
-    if dup.any():
-        first = frame[id_col][dup].iloc[0]
-        lines = [csv_line(frame, i) for i in np.flatnonzero((frame[id_col] == first).to_numpy())[:2]]
-        raise KagglePlanetError(f"{path}: line {lines[1]}: duplicate {id_col} {first!r} (first on line {lines[0]}); ids must be unique")
-
-
-def _line(frame: pd.DataFrame, mask: pd.Series) -> int:
-    """The file's line number of the first True in ``mask`` (a row mask of ``frame``)."""
-    return csv_line(frame, int(np.flatnonzero(mask.to_numpy())[0]))
-
-
-@dataclass
-class FolderListing:
-    """What one folder holds: images (regular files with an image extension), sub-folders, and the
-    entries left out (hidden names, other files), each sorted by name."""
-
-    images: list[Path] = field(default_factory=list)
-    folders: list[Path] = field(default_factory=list)
-    ignored: list[Path] = field(default_factory=list)
-
-
-def list_folder(folder: Path) -> FolderListing:
-    """List ``folder`` following symbolic links. An entry named like an image that is not an image file
-    (a folder, a dangling link, a link loop, a pipe) or any other link that cannot be followed is an
-    error naming it: never skipped unseen, never an OSError."""
-    try:
-        with os.scandir(folder) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except OSError as exc:
-        raise KagglePlanetError(f"{folder}: cannot list this folder ({exc.strerror})") from None
-    listing = FolderListing()
-    for entry in entries:
-        name, path = entry.name, Path(folder) / entry.name
-        if name.startswith("."):  # .DS_Store, ._x.jpg (AppleDouble), .ipynb_checkpoints, editor locks
-            listing.ignored.append(path)
-            continue
-        is_image = os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-        problem = _entry_problem(entry, path)
-        if problem is None:
-            (listing.images if is_image else listing.ignored).append(path)
-        elif problem == "is a folder, not a file":
-            if is_image:
-                raise KagglePlanetError(f"{path}: a folder named like an image; expected an image file (rename or remove it)")
-            listing.folders.append(path)
-        elif is_image or "link" in problem:
-            raise KagglePlanetError(f"{path}: {problem}; expected {'an image file' if is_image else 'a file or folder'} (fix or remove it)")
-        else:
-            listing.ignored.append(path)
-    return listing
-
-
-def _entry_problem(entry: os.DirEntry, path: Path) -> str | None:
-    """:func:`path_problem` of a listed entry; a plain file or folder is told from the listing itself
-    (no system call per file: the Planet test folders hold 61k images)."""
-    try:
-        if not entry.is_symlink():
-            if entry.is_file(follow_symlinks=False):
-                return None
-            if entry.is_dir(follow_symlinks=False):
-                return "is a folder, not a file"
-    except OSError:
-        pass
-    return path_problem(path, "file")
-
-
-def _warn_ignored(where: Path, ignored: list[Path]) -> None:
-    if ignored:
-        examples = ", ".join(p.relative_to(where).as_posix() for p in ignored[:3]) + (", ..." if len(ignored) > 3 else "")
-        log.warning("%s: ignored %d entr%s that are not images (%s): %s", where, len(ignored), "y" if len(ignored) == 1 else "ies",
-                    ", ".join(IMAGE_EXTENSIONS), examples)
-
-
-def _index_folder(folder: Path) -> dict[str, Path]:
-    """Map file stem -> path for the images directly in ``folder`` (empty when it does not exist)."""
-    problem = path_problem(folder, "folder")
-    if problem == "not found":
-        return {}
-    if problem:
-        raise KagglePlanetError(f"{folder}: {problem}; expected a folder of images")
-    index: dict[str, Path] = {}
-    for path in sorted(list_folder(folder).images):
-        if path.stem in index:  # test_3.jpg and test_3.png: which one is the id's image is not ours to guess
-            raise KagglePlanetError(f"{folder}: two images for one id {path.stem!r}: {index[path.stem].name} and {path.name}; keep one")
-        index[path.stem] = path
-    return index
-
-
-def _require_folder(folder: Path, expected: str) -> None:
-    problem = path_problem(folder, "folder")
-    if problem:
-        raise KagglePlanetError(f"{folder}: {problem}; expected {expected}")
+    def submission_columns(self, table: DatasetTable) -> list[str]:
+        """The header a submission for ``table`` has: the sample submission's, else the entry's own format."""
+        if table.sample_submission is not None:
+            return [str(c) for c in table.sample_submission.columns]
+        empty = self.format_submission([], np.zeros((0, len(table.classes))), table.classes)
+        return [str(c) for c in empty.columns]
 
 
 def _check_both_labels(table: DatasetTable) -> None:
@@ -303,24 +146,6 @@ def _check_both_labels(table: DatasetTable) -> None:
             f"{table.data_dir}: all {len(values)} training images have {table.classes[0]}={int(values[0])}; "
             f"a binary task needs images of both labels (0 and 1)"
         )
-
-
-def option_folder(data_dir: Path, key: str, value: str) -> Path:
-    """``data_dir / value`` for a folder option; an absolute path is accepted when it lies inside the data
-    folder (image ids are paths relative to it), anything outside it is refused naming ``key``."""
-    path = Path(value)
-    if path.is_absolute():
-        for base, target in ((lambda: data_dir, lambda: path), (lambda: data_dir.resolve(), lambda: path.resolve())):
-            try:
-                return data_dir / target().relative_to(base())
-            except (ValueError, OSError, RuntimeError):  # RuntimeError: resolve() met a link loop
-                continue
-    elif os.path.normpath(value).split(os.sep)[0] != "..":
-        return data_dir / path
-    raise KagglePlanetError(
-        f"{key} {value!r}: lies outside the data folder {data_dir}; expected a folder inside it "
-        f"(a relative name such as seg_train, or an absolute path under the data folder)"
-    )
 
 
 def _read_sample_submission(path: Path, id_col: str, target_col: str) -> pd.DataFrame:
@@ -429,23 +254,16 @@ def _class_folders(root: Path, split: str) -> dict[str, list[Path]]:
     return folders
 
 
-# Columns of the toolkit's own tables and files beside the class columns: the image path of a training table,
-# the fold of an OOF file, the image-folder submission's label, predict-image's labels, Planet's tags, and every
-# competition's id column. A class of one of these names would overwrite it (or be overwritten).
-TOOLKIT_COLUMNS = ("file", "fold", "label", "labels", "tags")
 
 
 def reserved_columns() -> list[str]:
-    return sorted({*TOOLKIT_COLUMNS, *(spec.id_col for spec in COMPETITIONS.values())})
+    """:data:`TOOLKIT_COLUMNS` and every built-in competition's id column (a csv layout refuses its own id and group columns)."""
+    return sorted({*TOOLKIT_COLUMNS, *(spec.id_col for spec in COMPETITIONS.values() if not spec.is_layout)})
 
 
 def _refuse_reserved(classes: Sequence[str], where: Path, what: str) -> None:
     """One line before anything is trained: a class named like one of the toolkit's own columns."""
-    reserved = reserved_columns()
-    clash = [c for c in classes if c in reserved]
-    if clash:
-        raise KagglePlanetError(f"{where}: {what} {clash[0]!r} has the name of one of the toolkit's own columns "
-                                f"({', '.join(reserved)}); rename it (for example {clash[0] + '_'!r})")
+    refuse_reserved(classes, where, what, reserved_columns())
 
 
 def _descend_duplicate(folder: Path) -> Path:
@@ -519,7 +337,8 @@ def _imagefolder_frame(data_dir: Path, files: list[tuple[str, Path]], classes: l
 # ------------------------------------------------------------------------------------ submissions
 
 
-def _planet_submission(ids: Sequence[str], probs: np.ndarray, classes: Sequence[str], thresholds: np.ndarray | None) -> pd.DataFrame:
+def _planet_submission(ids: Sequence[str], probs: np.ndarray, classes: Sequence[str], thresholds: np.ndarray | None,
+                       columns: Sequence[str] | None = None) -> pd.DataFrame:
     thr = np.full(len(classes), 0.2) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     chosen = probs > thr
     # every image gets at least one tag: the most probable one when none passes its threshold
@@ -530,14 +349,35 @@ def _planet_submission(ids: Sequence[str], probs: np.ndarray, classes: Sequence[
     return pd.DataFrame({"image_name": list(ids), "tags": tags})
 
 
-def _invasive_submission(ids: Sequence[str], probs: np.ndarray, classes: Sequence[str], thresholds: np.ndarray | None) -> pd.DataFrame:
+def _invasive_submission(ids: Sequence[str], probs: np.ndarray, classes: Sequence[str], thresholds: np.ndarray | None,
+                         columns: Sequence[str] | None = None) -> pd.DataFrame:
     return pd.DataFrame({"name": list(ids), "invasive": probs[:, 0]})
 
 
-def _imagefolder_submission(ids: Sequence[str], probs: np.ndarray, classes: Sequence[str], thresholds: np.ndarray | None) -> pd.DataFrame:
+def _imagefolder_submission(ids: Sequence[str], probs: np.ndarray, classes: Sequence[str], thresholds: np.ndarray | None,
+                            columns: Sequence[str] | None = None) -> pd.DataFrame:
     frame = pd.DataFrame({"path": list(ids), "label": np.asarray(classes)[probs.argmax(axis=1)]})
     frame[list(classes)] = probs
     return frame
+
+
+def _check_planet(frame: pd.DataFrame, table: DatasetTable, source: str) -> None:
+    known = set(table.classes)
+    for row, tags in enumerate(frame["tags"].tolist()):
+        words = str(tags).split() if isinstance(tags, str) else []
+        unknown = [w for w in words if w not in known]
+        if not words or unknown or len(set(words)) != len(words):
+            what = "no tags" if not words else f"unknown tag {unknown[0]!r}" if unknown else "a repeated tag"
+            raise KagglePlanetError(f"{source}: line {csv_line(frame, row)}: {what} in {tags!r}; expected space-separated tags from {sorted(known)}")
+
+
+def _check_invasive(frame: pd.DataFrame, table: DatasetTable, source: str) -> None:
+    check_probabilities(frame, ["invasive"], source)
+
+
+def _check_imagefolder(frame: pd.DataFrame, table: DatasetTable, source: str) -> None:
+    check_labels(frame, "label", table.classes, source)
+    check_probabilities(frame, table.classes, source)
 
 
 COMPETITIONS: dict[str, CompetitionSpec] = {
@@ -550,6 +390,7 @@ COMPETITIONS: dict[str, CompetitionSpec] = {
         slug="planet-understanding-the-amazon-from-space",
         reader=_read_planet,
         formatter=_planet_submission,
+        validator=_check_planet,
     ),
     "invasive": CompetitionSpec(
         name="invasive",
@@ -560,6 +401,7 @@ COMPETITIONS: dict[str, CompetitionSpec] = {
         slug="invasive-species-monitoring",
         reader=_read_invasive,
         formatter=_invasive_submission,
+        validator=_check_invasive,
     ),
     "imagefolder": CompetitionSpec(
         name="imagefolder",
@@ -570,17 +412,93 @@ COMPETITIONS: dict[str, CompetitionSpec] = {
         slug=None,
         reader=_read_imagefolder,
         formatter=_imagefolder_submission,
+        validator=_check_imagefolder,
         default_options={"train_dir": "seg_train", "test_dir": "seg_test"},
         folder_options=("train_dir", "test_dir"),
     ),
 }
 
 
-def get_spec(name: str) -> CompetitionSpec:
+def _layout_entry(name: str, description: str, slug: str | None, layout: dict[str, Any], facts: str = "") -> CompetitionSpec:
+    """A row read by the generic csv layout: ``layout`` fills in the keys (the rest keep the layout defaults;
+    a config's ``layout:`` block can set any of them). Task, metric and id column come from the keys."""
+    keys = {key: entry.default for key, entry in LAYOUT_KEYS.items()}
+    keys.update(layout)
+    spec = CompetitionSpec(name=name, task="", id_col="", metric="", description=description, slug=slug,
+                           reader=lambda data_dir, options: read_layout(name, data_dir, options),
+                           formatter=_layout_formatter_unset, validator=_layout_formatter_unset,
+                           default_options=keys, layout=dict(layout), facts=facts)
+    return spec.with_options(None)
+
+
+def _layout_formatter_unset(*args: Any, **kwargs: Any) -> Any:  # replaced by with_options; never called
+    raise AssertionError("a csv-layout entry's formatter is set by CompetitionSpec.with_options")
+
+
+# Named presets: real competitions as rows of the same table, on the csv layout's machinery. Their facts
+# come from ../shared/COMPETITIONS.md; where a detail is uncertain it stays a layout key the user can set.
+PRESETS: tuple[CompetitionSpec, ...] = (
+    _layout_entry(
+        "csv", "any image competition shaped as a labels CSV + image folder + sample submission (set the layout: block)", None, {},
+        "the generic layout: every key of the layout table applies"),
+    _layout_entry(
+        "cassava-leaf-disease-classification", "Cassava Leaf Disease Classification (5 classes, accuracy; code competition)",
+        "cassava-leaf-disease-classification",
+        {"id_column": "image_id", "label_column": "label", "train_images": "train_images", "test_images": "test_images",
+         "file_pattern": "{id}", "task": "multiclass", "metric": "accuracy"},
+        "train.csv image_id,label (0-4; ids carry .jpg), train_images/, test_images/; submission image_id,label"),
+    _layout_entry(
+        "plant-pathology-2020-fgvc7", "Plant Pathology 2020 FGVC7 (4 one-hot classes, mean column-wise ROC AUC)",
+        "plant-pathology-2020-fgvc7",
+        {"id_column": "image_id", "target": "columns", "target_columns": ["healthy", "multiple_diseases", "rust", "scab"],
+         "train_images": "images", "test_images": "images", "file_pattern": "{id}.jpg", "task": "multiclass", "metric": "mean_column_auc"},
+        "train.csv image_id + healthy,multiple_diseases,rust,scab (one-hot), images/Train_<i>.jpg and images/Test_<i>.jpg; "
+        "submission image_id + the four probabilities"),
+    _layout_entry(
+        "plant-pathology-2021-fgvc8", "Plant Pathology 2021 FGVC8 (multi-label, mean F1; code competition)",
+        "plant-pathology-2021-fgvc8",
+        {"id_column": "image", "target": "tags", "label_column": "labels", "train_images": "train_images", "test_images": "test_images",
+         "file_pattern": "{id}", "metric": "f1_samples"},
+        "train.csv image,labels (space-separated, e.g. scab frog_eye_leaf_spot; ids carry .jpg); submission image,labels; "
+        "the averaging of the F1 is not certain: layout.metric (f1_samples) can be set to f1_micro or f1_macro"),
+    _layout_entry(
+        "dog-breed-identification", "Dog Breed Identification (120 breeds, multi-class log loss)", "dog-breed-identification",
+        {"labels": "labels.csv", "id_column": "id", "label_column": "breed", "task": "multiclass", "metric": "log_loss"},
+        "labels.csv id,breed, train/<id>.jpg, test/<id>.jpg; submission id + one probability per breed (the sample's column order)"),
+    _layout_entry(
+        "aerial-cactus-identification", "Aerial Cactus Identification (binary, ROC AUC; kernels-only)", "aerial-cactus-identification",
+        {"id_column": "id", "label_column": "has_cactus", "file_pattern": "{id}", "task": "binary", "metric": "roc_auc"},
+        "train.csv id,has_cactus (ids carry .jpg; 32x32 images), train/, test/; submission id,has_cactus (probability)"),
+    _layout_entry(
+        "histopathologic-cancer-detection", "Histopathologic Cancer Detection (binary, ROC AUC; 96x96 TIFF)",
+        "histopathologic-cancer-detection",
+        {"labels": "train_labels.csv", "id_column": "id", "label_column": "label", "class_name": "cancer", "file_pattern": "{id}.tif",
+         "task": "binary", "metric": "roc_auc"},
+        "train_labels.csv id,label, train/<id>.tif, test/<id>.tif; submission id,label (probability of cancer)"),
+    _layout_entry(
+        "dogs-vs-cats-redux-kernels-edition", "Dogs vs. Cats Redux: Kernels Edition (binary, log loss)", "dogs-vs-cats-redux-kernels-edition",
+        {"labels": None, "filename_label": r"^(?P<label>cat|dog)\.", "id_column": "id", "label_column": "label", "positive": "dog",
+         "class_name": "dog", "task": "binary", "metric": "log_loss"},
+        "no labels CSV: train/cat.<n>.jpg, train/dog.<n>.jpg; test/<n>.jpg; submission id,label (probability of dog)"),
+    _layout_entry(
+        "siim-isic-melanoma-classification", "SIIM-ISIC Melanoma Classification (binary, ROC AUC; folds grouped by patient)",
+        "siim-isic-melanoma-classification",
+        {"id_column": "image_name", "label_column": "target", "group_column": "patient_id", "train_images": "jpeg/train",
+         "test_images": "jpeg/test", "task": "binary", "metric": "roc_auc"},
+        "train.csv image_name,patient_id,...,target, jpeg/train/<image_name>.jpg, jpeg/test/; test.csv; submission image_name,target; "
+        "folds grouped by patient_id"),
+)
+COMPETITIONS.update({spec.name: spec for spec in PRESETS})
+
+
+def get_spec(name: str, options: dict[str, Any] | None = None) -> CompetitionSpec:
+    """The table's entry ``name``; ``options`` (a run's or config's competition options) complete the entries
+    whose task, metric and id column come from a ``layout:`` block (the generic ``csv`` competition)."""
     try:
-        return COMPETITIONS[name]
+        spec = COMPETITIONS[name]
     except KeyError:
         raise KagglePlanetError(f"unknown competition {name!r}; valid: {', '.join(COMPETITIONS)}") from None
+    return spec.with_options(options) if options else spec
 
 
 def load_dataset(name: str, data_dir: str | Path, options: dict[str, Any] | None = None, *, check_images: bool = True) -> DatasetTable:
@@ -646,7 +564,7 @@ class CheckReport:
         counts = t.train[t.classes].sum().astype(int)
         width = max(len(c) for c in t.classes)
         lines = [
-            f"competition: {t.competition} ({t.spec.description})",
+            f"competition: {t.competition} ({get_spec(t.competition, t.options).description})",
             f"data folder: {t.data_dir}",
             f"train images: {len(t.train)}    classes: {len(t.classes)}    test images: {len(t.test)}",
             "per-class training counts:" if t.task != "binary" else "training label counts:",

@@ -20,8 +20,7 @@ private scores (:func:`update_log_scores`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +47,10 @@ def sidecar_path(out_path: str | Path) -> Path:
 
 
 def expected_frame(competition: str, table: DatasetTable) -> tuple[list[str], list[str]]:
-    """(columns, ids in order) a submission for ``table`` must have."""
-    spec = get_spec(competition)
-    if table.sample_submission is not None:
-        sample = table.sample_submission
-        return list(sample.columns), sample[spec.id_col].astype(str).tolist()
-    # no official format (image folders): path, label and one probability per class, test order
-    return [spec.id_col, "label", *table.classes], table.test[spec.id_col].astype(str).tolist()
+    """(columns, ids in order) a submission for ``table`` must have: the sample submission's header and ids,
+    else (image folders, a csv layout listing its test ids in a test CSV) the entry's own format in test order."""
+    spec = get_spec(competition, table.options)
+    return spec.submission_columns(table), table.test[spec.id_col].astype(str).tolist()
 
 
 def _where(source: str, frame: pd.DataFrame, row: int) -> str:
@@ -89,57 +85,19 @@ def _check_ids(frame: pd.DataFrame, id_col: str, ids: list[str], source: str) ->
         raise KagglePlanetError(f"{_where(source, frame, len(ids))}: extra row {id_col} {got[len(ids)]!r} ({len(got)} rows, expected {len(ids)})")
 
 
-def _check_probabilities(frame: pd.DataFrame, columns: list[str], source: str) -> None:
-    for col in columns:
-        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(values) | (values < 0.0) | (values > 1.0)
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise KagglePlanetError(f"{_where(source, frame, row)}: {col} {frame[col].iloc[row]!r} is not a probability in [0, 1]")
-
-
-def _check_planet(frame: pd.DataFrame, table: DatasetTable, source: str) -> None:
-    known = set(table.classes)
-    for row, tags in enumerate(frame["tags"].tolist()):
-        words = str(tags).split() if isinstance(tags, str) else []
-        unknown = [w for w in words if w not in known]
-        if not words or unknown or len(set(words)) != len(words):
-            what = "no tags" if not words else f"unknown tag {unknown[0]!r}" if unknown else "a repeated tag"
-            raise KagglePlanetError(f"{_where(source, frame, row)}: {what} in {tags!r}; expected space-separated tags from {sorted(known)}")
-
-
-def _check_invasive(frame: pd.DataFrame, table: DatasetTable, source: str) -> None:
-    _check_probabilities(frame, ["invasive"], source)
-
-
-def _check_imagefolder(frame: pd.DataFrame, table: DatasetTable, source: str) -> None:
-    bad = ~frame["label"].astype(str).isin(table.classes)
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise KagglePlanetError(f"{_where(source, frame, row)}: label {frame['label'].iloc[row]!r} is not one of {table.classes}")
-    _check_probabilities(frame, table.classes, source)
-
-
-VALUE_CHECKS: dict[str, Callable[[pd.DataFrame, DatasetTable, str], None]] = {
-    "planet": _check_planet,
-    "invasive": _check_invasive,
-    "imagefolder": _check_imagefolder,
-}
-
-
 def validate_submission(frame: pd.DataFrame, competition: str, table: DatasetTable, source: str) -> None:
     """Raise a one-line :class:`KagglePlanetError` naming ``source`` and the first bad line, if any.
 
     Checks the columns, the ids (same as the sample submission, same order, no missing or extra row)
     and the values (Planet tags from the class list, probabilities in [0, 1], no missing values).
     """
-    spec = get_spec(competition)
+    spec = get_spec(competition, table.options)
     columns, ids = expected_frame(competition, table)
     if not ids:
         raise KagglePlanetError(f"{source}: the dataset in {table.data_dir} has no test images to submit")
     _check_columns(frame, columns, source)
     _check_ids(frame, spec.id_col, ids, source)
-    VALUE_CHECKS[spec.name](frame, table, source)
+    spec.validator(frame, table, source)
 
 
 def validate_submission_file(path: Path, competition: str, data_dir: Path, options: dict | None = None) -> None:
@@ -251,7 +209,7 @@ def write_run_submission(run_dir: Path, out_path: str | Path, decision_rule: str
         raise KagglePlanetError(
             f"{run_dir / artifacts.RUN_INFO}: decision {decision_rule!r} applies to multilabel (F2) runs only; this run's task is {info.task!r}"
         )
-    spec = get_spec(info.competition)
+    spec = get_spec(info.competition, info.options)
     table = load_dataset(info.competition, info.data_dir, info.options, check_images=False)
     out_path = resolve_submission_out(out_path, run_dir, table.data_dir)
     if list(table.classes) != list(info.classes):
@@ -264,15 +222,15 @@ def write_run_submission(run_dir: Path, out_path: str | Path, decision_rule: str
     if made_from is not None and made_from != fingerprints.labels_digest(table.train[table.id_col].tolist(), table.targets):
         log.warning("%s was made from other training labels than %s holds now: the submission and its sidecar's scores "
                     "are that run's (trained and scored on the old labels)", run_dir, table.data_dir)
-    _, ids = expected_frame(info.competition, table)
+    columns, ids = expected_frame(info.competition, table)
     probs = _aligned_test_probs(run, ids, table)
     record: dict[str, Any] = {}
     if info.task == "multilabel":
         chosen, record = _decide_tags(run, probs, decision_rule)
         # every row holds at least one chosen tag, so the formatter's threshold rule reproduces it exactly
-        frame = spec.format_submission(ids, chosen.astype(np.float64), info.classes, np.full(len(info.classes), 0.5))
+        frame = spec.format_submission(ids, chosen.astype(np.float64), info.classes, np.full(len(info.classes), 0.5), columns)
     else:
-        frame = spec.format_submission(ids, probs, info.classes, None)
+        frame = spec.format_submission(ids, probs, info.classes, None, columns)
     validate_submission(frame, info.competition, table, str(out_path))
     artifacts.write_csv(out_path, frame, float_format="%.8g")
     artifacts.write_json(sidecar_path(out_path), _sidecar(run, out_path, record))
@@ -283,14 +241,14 @@ def write_run_submission(run_dir: Path, out_path: str | Path, decision_rule: str
 def _sidecar(run: artifacts.Run, out_path: Path, record: dict[str, Any]) -> dict[str, Any]:
     names = [artifacts.RUN_INFO, artifacts.LABELS, artifacts.OOF, artifacts.TEST, artifacts.SCORES, THRESHOLDS, decision.DECISION, FITS]
     files = {name: {"path": str(run.path / name), "sha256": file_sha256(run.path / name)} for name in names if (run.path / name).is_file()}
-    metric = get_spec(run.info.competition).metric
+    metric = get_spec(run.info.competition, run.info.options).metric
     scores_path = run.path / artifacts.SCORES
     scores = artifacts.read_json(scores_path) if scores_path.is_file() else {}
     oof_score = metrics.score(metric, run.y_true, run.oof_probs)
     sidecar: dict[str, Any] = {
         "submission": str(out_path),
         "sha256": file_sha256(out_path),
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "competition": run.info.competition,
         "run_dir": str(run.path),
         "kind": run.info.kind,
@@ -362,7 +320,7 @@ def log_submission(log_path: str | Path, file: str | Path, competition: str, mes
         log.warning("%s describes another version of %s (sha256 differs); run, OOF and honest score left empty", side_path, file)
         sidecar = {}
     row = {
-        "submitted_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "submitted_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "ref": str(ref),
         "competition": competition_name(sidecar.get("competition") or competition),
         "file": str(file),

@@ -86,8 +86,13 @@ def test_submission_formats(demo_datasets):
 
 
 def test_each_spec_names_its_metric():
+    # the metrics of ../shared/COMPETITIONS.md, written out here
     assert {n: s.metric for n, s in COMPETITIONS.items()} == {
-        "planet": "f2_samples", "invasive": "roc_auc", "imagefolder": "accuracy"}
+        "planet": "f2_samples", "invasive": "roc_auc", "imagefolder": "accuracy", "csv": "accuracy",
+        "cassava-leaf-disease-classification": "accuracy", "plant-pathology-2020-fgvc7": "mean_column_auc",
+        "plant-pathology-2021-fgvc8": "f1_samples", "dog-breed-identification": "log_loss", "aerial-cactus-identification": "roc_auc",
+        "histopathologic-cancer-detection": "roc_auc", "dogs-vs-cats-redux-kernels-edition": "log_loss",
+        "siim-isic-melanoma-classification": "roc_auc"}
 
 
 def test_check_summary_counts(demo_datasets):

@@ -134,7 +134,7 @@ def test_refused_frame_is_never_written(tmp_path, demo_datasets, monkeypatch):
     out = tmp_path / "inv.csv"
     out.write_text("previous\n")
     # a broken formatter (rows reversed) must be caught by validation before the file is replaced
-    monkeypatch.setattr(submission, "get_spec", lambda name: _ReversingSpec(name))
+    monkeypatch.setattr(submission, "get_spec", lambda name, options=None: _ReversingSpec(name))
     with pytest.raises(KagglePlanetError, match="where the sample submission has"):
         submission.write_run_submission(run, out)
     assert out.read_text() == "previous\n"
@@ -149,5 +149,5 @@ class _ReversingSpec:
     def __getattr__(self, attr):
         return getattr(self._spec, attr)
 
-    def format_submission(self, ids, probs, classes, thresholds=None):
-        return self._spec.format_submission(ids, probs, classes, thresholds).iloc[::-1].reset_index(drop=True)
+    def format_submission(self, ids, probs, classes, thresholds=None, columns=None):
+        return self._spec.format_submission(ids, probs, classes, thresholds, columns).iloc[::-1].reset_index(drop=True)
