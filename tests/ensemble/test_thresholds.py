@@ -1,4 +1,5 @@
-"""Threshold search: exactness against brute force with scikit-learn's F2 as the reference."""
+"""Threshold search: exactness against brute force with scikit-learn's F-beta (F2 over samples for Planet; any
+beta over samples, micro or macro) as the reference."""
 from __future__ import annotations
 
 import itertools
@@ -12,6 +13,8 @@ from sklearn.metrics import fbeta_score
 from kaggle_planet.core import artifacts, metrics
 from kaggle_planet.core.errors import KagglePlanetError
 from kaggle_planet.ensemble import thresholds
+
+GENERIC_KEYS = ["metric", "beta", "average", "default_threshold", "score_at_0.5", "score_default", "score_tuned", "score_heldout"]
 
 
 def sk_f2_at(y: np.ndarray, probs: np.ndarray, thr) -> float:
@@ -119,8 +122,12 @@ def test_fit_run_thresholds_writes_schema(tmp_path):
     result = thresholds.fit_run_thresholds(run)
     saved = artifacts.read_json(run / "thresholds.json")
     assert saved == result
-    assert set(saved) == {"classes", "thresholds", "f2_at_0.5", "f2_at_0.2", "f2_tuned", "f2_heldout", "heldout_per_fold", "passes"}
+    f2_keys = ["classes", "thresholds", "f2_at_0.5", "f2_at_0.2", "f2_tuned", "f2_heldout", "heldout_per_fold", "passes"]
+    assert list(saved) == f2_keys + GENERIC_KEYS  # today's F2 keys first, in their order, then the generic ones
     assert saved["classes"] == classes
+    assert (saved["metric"], saved["beta"], saved["average"], saved["default_threshold"]) == ("f2_samples", 2.0, "samples", 0.2)
+    for generic, f2 in [("score_at_0.5", "f2_at_0.5"), ("score_default", "f2_at_0.2"), ("score_tuned", "f2_tuned"), ("score_heldout", "f2_heldout")]:
+        assert saved[generic] == saved[f2]
     loaded = artifacts.load_run(run)  # the probabilities as written (8 significant digits)
     assert sk_f2_at(loaded.y_true, loaded.oof_probs, saved["thresholds"]) == pytest.approx(saved["f2_tuned"], abs=1e-12)
     assert saved["f2_tuned"] >= saved["f2_at_0.2"]
@@ -135,3 +142,175 @@ def test_fit_run_thresholds_refuses_non_multilabel_runs(tmp_path):
     with pytest.raises(KagglePlanetError, match="multilabel") as err:
         thresholds.fit_run_thresholds(run)
     assert "\n" not in str(err.value)
+
+
+# ------------------------------------------------------------------- any F-beta: samples, micro, macro
+
+FBETAS = [(beta, average) for beta in (0.5, 1.0, 2.0, 3.0) for average in thresholds.AVERAGES]
+
+
+def sk_fbeta_at(y, probs, thr, beta, average) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(fbeta_score(y, (probs > np.asarray(thr)).astype(int), beta=beta, average=average))
+
+
+def random_case(seed: int, n: int = 200, c: int = 5):
+    """Noisy, informative probabilities with ties, exact 0 / 1 and a class that is never true."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, c)) < rng.uniform(0.05, 0.6, c)).astype(int)
+    y[:, -1] = 0
+    probs = np.clip(0.6 * y + 0.7 * rng.random((n, c)) - 0.15, 0.0, 1.0).round(2)
+    return y, probs
+
+
+@pytest.mark.parametrize("beta, average", FBETAS)
+def test_fbeta_score_equals_scikit_learn(beta, average):
+    for seed in range(4):
+        y, probs = random_case(seed, n=60)
+        chosen = probs > 0.4
+        chosen[:3] = False  # rows with no prediction (and the last class has no labels at all)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reference = fbeta_score(y, chosen.astype(int), beta=beta, average=average)
+        assert thresholds.fbeta_score(y, chosen, beta, average) == pytest.approx(reference, abs=1e-12)
+    y, probs, _ = planet_oof(300, seed=1)  # F2 over samples: the very same numbers as core.metrics' F2
+    assert thresholds.fbeta_at(y, probs, 0.2) == metrics.f2_at(y, probs, 0.2)
+
+
+@pytest.mark.parametrize("beta, average", FBETAS)
+def test_fitted_thresholds_score_what_scikit_learn_says_and_never_below_the_defaults(beta, average):
+    for seed in range(3):
+        y, probs = random_case(seed)
+        start = thresholds.default_threshold(beta, average)
+        fit = thresholds.search_thresholds(y, probs, start, beta=beta, average=average)
+        assert fit.score == pytest.approx(sk_fbeta_at(y, probs, fit.thresholds, beta, average), abs=1e-12)
+        assert fit.start_score == pytest.approx(sk_fbeta_at(y, probs, start, beta, average), abs=1e-12)
+        assert np.all((fit.thresholds >= 0) & (fit.thresholds <= 1))
+        for default in (start, 0.5, 0.2):
+            assert fit.score >= sk_fbeta_at(y, probs, default, beta, average) - 1e-12
+
+
+@pytest.mark.parametrize("beta", [0.5, 1.0, 2.0])
+def test_macro_search_is_the_exact_optimum_of_each_class(beta):
+    # macro F-beta is a mean of per-class scores, each depending on its own threshold only
+    y, probs = random_case(4, n=80, c=4)
+    fit = thresholds.search_thresholds(y, probs, 0.5, beta=beta, average="macro")
+    best = []
+    for j in range(y.shape[1]):
+        candidates = np.r_[0.0, np.unique(probs[:, j]), 1.0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scikit-learn's per-class scores of the whole matrix (average=None)
+            best.append(max(fbeta_score(y, (probs > t).astype(int), beta=beta, average=None)[j] for t in candidates))
+    assert fit.score == pytest.approx(np.mean(best), abs=1e-12)
+    assert fit.passes <= 2  # the first pass finds every class's optimum; the second confirms it
+
+
+@pytest.mark.parametrize("beta, average", [(1.0, "micro"), (0.5, "micro"), (1.0, "samples"), (3.0, "samples")])
+def test_micro_and_samples_results_are_coordinate_optima_and_the_brute_force_best(beta, average):
+    for seed in range(4):
+        y, probs = small_case(seed, n=12, c=3)
+        fit = thresholds.search_thresholds(y, probs, 0.5, beta=beta, average=average)
+        assert fit.score == pytest.approx(sk_fbeta_at(y, probs, fit.thresholds, beta, average), abs=1e-12)
+        # fbeta_at (equal to scikit-learn above) keeps the brute force fast
+        candidates = [np.r_[0.0, np.unique(probs[:, j])] for j in range(probs.shape[1])]
+        brute = max(thresholds.fbeta_at(y, probs, np.array(t), beta, average) for t in itertools.product(*candidates))
+        # coupled classes: coordinate ascent guarantees a coordinate optimum only; on these small cases (as for
+        # F2 above) it is the global one
+        assert fit.score == pytest.approx(brute, abs=1e-12)
+        for j, values in enumerate(candidates):  # no single class's move improves it
+            for t in values:
+                trial = fit.thresholds.copy()
+                trial[j] = t
+                assert thresholds.fbeta_at(y, probs, trial, beta, average) <= fit.score + 1e-12
+
+
+@pytest.mark.parametrize("average", thresholds.AVERAGES)
+def test_f1_thresholds_beat_half_on_realistic_oof_and_the_heldout_estimate_is_honest(average):
+    y, probs, _ = planet_oof(2000, seed=8)
+    folds = np.arange(len(y)) % 4
+    thr, tuned = thresholds.fit_thresholds(y, probs, 0.5, beta=1.0, average=average)
+    assert tuned == pytest.approx(sk_fbeta_at(y, probs, thr, 1.0, average), abs=1e-12)
+    assert tuned > sk_fbeta_at(y, probs, 0.5, 1.0, average) + 0.002
+    mean, per_fold = thresholds.heldout_score(y, probs, folds, 0.5, beta=1.0, average=average)
+    held = folds == 2  # one fold by hand with the public pieces
+    fold_thr, _ = thresholds.fit_thresholds(y[~held], probs[~held], 0.5, beta=1.0, average=average)
+    assert per_fold["2"] == pytest.approx(sk_fbeta_at(y[held], probs[held], fold_thr, 1.0, average), abs=1e-12)
+    assert mean <= tuned
+    noise = np.random.default_rng(1).random(probs.shape)  # no signal: tuning only fits noise
+    noise_mean, _ = thresholds.heldout_score(y, noise, folds, 0.5, beta=1.0, average=average)
+    assert noise_mean < thresholds.fit_thresholds(y, noise, 0.5, beta=1.0, average=average)[1]
+
+
+def test_f2_samples_is_the_default_and_its_path_is_unchanged():
+    y, probs, _ = planet_oof(800, seed=2)
+    default = thresholds.search_thresholds(y, probs)
+    explicit = thresholds.search_thresholds(y, probs, 0.2, beta=2, average="samples")
+    assert default.thresholds.tobytes() == explicit.thresholds.tobytes() and default.f2 == explicit.score
+    assert thresholds.heldout_f2(y, probs, np.arange(800) % 3) == thresholds.heldout_score(y, probs, np.arange(800) % 3)
+
+
+def test_metric_names_give_beta_and_average():
+    assert thresholds.fbeta_of("f2_samples") == (2.0, "samples")
+    assert thresholds.fbeta_of("f1_macro") == (1.0, "macro")
+    assert thresholds.fbeta_of("f0.5_micro") == (0.5, "micro")
+    for other in ("roc_auc", "log_loss", "accuracy", "f1_weighted", "f0_macro", "f_macro", "f2"):
+        assert thresholds.fbeta_of(other) is None
+    assert thresholds.default_threshold(2.0, "samples") == metrics.DEFAULT_THRESHOLD
+    assert thresholds.default_threshold(1.0, "samples") == thresholds.default_threshold(2.0, "macro") == 0.5
+
+
+@pytest.mark.parametrize("beta, average, message", [
+    (0, "samples", "beta must be a positive number; got 0"),
+    (-1.0, "macro", "beta must be a positive number"),
+    (float("nan"), "micro", "beta must be a positive number"),
+    ("2", "samples", "beta must be a positive number"),
+    (True, "samples", "beta must be a positive number"),
+    (2.0, "weighted", "unknown average 'weighted'; valid: samples, micro, macro"),
+])
+def test_bad_beta_or_average_is_refused_in_one_line(beta, average, message):
+    y, probs = small_case(0)
+    with pytest.raises(KagglePlanetError, match=message) as err:
+        thresholds.search_thresholds(y, probs, beta=beta, average=average)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("metric", ["f1_samples", "f1_macro", "f1_micro", "f0.5_samples"])
+def test_fit_run_thresholds_fits_the_runs_metric(tmp_path, monkeypatch, metric):
+    # the Planet competition is scored by F2: the run is told another F-beta metric, as a csv competition's would be
+    monkeypatch.setattr(thresholds, "run_metric", lambda info: metric)
+    beta, average = thresholds.fbeta_of(metric)
+    y, probs, classes = planet_oof(900, seed=4)
+    ids = [f"train_{i}" for i in range(len(y))]
+    run = write_run(tmp_path / "m", "planet", classes, ids, y, probs, np.arange(len(y)) % 3, ["test_0"], probs[:1])
+    result = thresholds.fit_run_thresholds(run)
+    assert artifacts.read_json(run / "thresholds.json") == result
+    assert list(result) == ["classes", "thresholds", "heldout_per_fold", "passes", *GENERIC_KEYS]  # no f2_* keys
+    assert (result["metric"], result["beta"], result["average"]) == (metric, beta, average)
+    loaded = artifacts.load_run(run)
+    y, probs = loaded.y_true, loaded.oof_probs
+    assert result["score_tuned"] == pytest.approx(sk_fbeta_at(y, probs, result["thresholds"], beta, average), abs=1e-12)
+    assert result["score_default"] == pytest.approx(sk_fbeta_at(y, probs, result["default_threshold"], beta, average), abs=1e-12)
+    assert result["score_at_0.5"] == pytest.approx(sk_fbeta_at(y, probs, 0.5, beta, average), abs=1e-12)
+    assert result["score_tuned"] > max(result["score_at_0.5"], result["score_default"])
+    assert result["score_heldout"] == pytest.approx(np.mean(list(result["heldout_per_fold"].values())))
+    assert result["score_heldout"] <= result["score_tuned"]
+    text = thresholds.format_thresholds_summary(result)
+    assert f"held-out {metric}" in text and f"OOF {metric} tuned thresholds" in text
+    assert list(thresholds.run_thresholds(run)) == result["thresholds"]  # current: read, not fitted again
+
+
+def test_thresholds_fitted_for_another_metric_are_fitted_again(tmp_path, monkeypatch, caplog):
+    y, probs, classes = planet_oof(300, seed=6)
+    ids = [f"train_{i}" for i in range(len(y))]
+    run = write_run(tmp_path / "m", "planet", classes, ids, y, probs, np.arange(len(y)) % 3, ["test_0"], probs[:1])
+    assert thresholds.thresholds_stale(run) is None  # none yet
+    with caplog.at_level("INFO", logger="kaggle_planet"):
+        f2 = thresholds.run_thresholds(run)
+    assert "has no thresholds.json: fitting" in caplog.text
+    assert thresholds.thresholds_stale(run) is None
+    monkeypatch.setattr(thresholds, "run_metric", lambda info: "f1_macro")
+    assert "fitted for the metric f2_samples, but the run is scored by f1_macro" in thresholds.thresholds_stale(run)
+    f1 = thresholds.run_thresholds(run)
+    assert artifacts.read_json(run / "thresholds.json")["metric"] == "f1_macro" and list(f1) != list(f2)
+    assert thresholds.thresholds_stale(run) is None
