@@ -69,3 +69,15 @@ def test_the_recipe_example_in_the_readme_loads():
 
     cfg = config_from_dict(yaml.safe_load(block), source="docs/recipe.md recipe example")
     assert cfg.resolved_model("resnet34").loss == "soft_f2" and cfg.train.optimizer == "lamb"
+
+
+def test_competition_tables_are_current():
+    """docs/competitions.md's preset, layout-key and submission-format tables are the tables themselves."""
+    from kaggle_planet.data.competitions import preset_table_markdown
+    from kaggle_planet.data.layout import layout_table_markdown, submission_table_markdown
+
+    text = page("competitions")
+    for marker, table in (("preset-table", preset_table_markdown()), ("layout-keys", layout_table_markdown()),
+                          ("submission-formats", submission_table_markdown())):
+        found = text.split(f"<!-- {marker} -->")[1].split(f"<!-- /{marker} -->")[0].strip()
+        assert found == table.strip(), f"regenerate the {marker} table in docs/competitions.md"

@@ -70,8 +70,6 @@ Competition = Literal[tuple(COMPETITIONS)]  # type: ignore[valid-type]
 AUGMENT_PRESETS: tuple[str, ...] = get_args(Augment)
 TTA_MODES: tuple[str, ...] = get_args(Tta)
 BLEND_METHODS: tuple[str, ...] = get_args(Blend)
-# "auto" blend per competition metric: rank averaging only matters for AUC (a ranking metric).
-AUTO_BLEND = {"f2_samples": "mean", "accuracy": "mean", "roc_auc": "rank"}
 IMAGEFOLDER_ONLY = ("train_dir", "test_dir")
 # Settings that may change between runs into one model folder (how to run, not what is trained).
 FREE_KEYS = frozenset({"num_workers", "cache", "tta", "device", "blend", "decision", "pseudo", "runs_dir", "compile", "log"})
@@ -539,7 +537,9 @@ class ExperimentConfig(_Keys):
     @property
     def blend_method(self) -> str:
         """The blend method with ``auto`` resolved for this competition's metric."""
-        return AUTO_BLEND[self.metric] if self.blend == "auto" else self.blend
+        from ..core.metrics import get_metric
+
+        return get_metric(self.metric).blend if self.blend == "auto" else self.blend
 
     def loss_for(self, settings: TrainSettings) -> str:
         """The ``losses.LOSSES`` name ``settings`` train with (``auto`` resolved for this competition)."""
@@ -649,9 +649,9 @@ def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     """The config as plain YAML-able data (flat top level, as in the files); loads back equal."""
     out: dict[str, Any] = {"name": cfg.name, "competition": cfg.competition, "data_dir": cfg.data_dir}
     out["folds"] = cfg.folds.model_dump()
-    for name in ("device", "blend", "decision", "train_dir", "test_dir", "runs_dir", "log"):
-        if getattr(cfg, name) is not None:
-            out[name] = getattr(cfg, name)
+    for name in ExperimentConfig.model_fields:  # every other top-level key, so a new one is never left out
+        if name not in ("name", "competition", "data_dir", "folds", "pseudo", "train", "models") and getattr(cfg, name) is not None:
+            out[name] = copy.deepcopy(getattr(cfg, name))
     if cfg.pseudo is not None:
         out["pseudo"] = cfg.pseudo.model_dump()
     out.update(cfg.train.model_dump())

@@ -564,7 +564,7 @@ class CheckReport:
         counts = t.train[t.classes].sum().astype(int)
         width = max(len(c) for c in t.classes)
         lines = [
-            f"competition: {t.competition} ({get_spec(t.competition, t.options).description})",
+            f"competition: {t.competition} ({get_spec(t.competition, t.options).description}; task {t.task}, metric {get_spec(t.competition, t.options).metric})",
             f"data folder: {t.data_dir}",
             f"train images: {len(t.train)}    classes: {len(t.classes)}    test images: {len(t.test)}",
             "per-class training counts:" if t.task != "binary" else "training label counts:",
@@ -576,6 +576,8 @@ class CheckReport:
             lines += [f"  {c:<{width}}  {n:>7}  ({n / len(t.train):6.1%})" for c, n in counts.items()]
         if t.test_labelled:
             lines.append("test folder has class subfolders: labels used only to report test accuracy")
+        if t.group_col is not None:
+            lines.append(f"groups: {t.train[t.group_col].nunique()} values of {t.group_col} (folds never split a group)")
         lines.append(f"images missing or unreadable: {len(self.problems)}")
         lines += [f"  {p}" for p in self.problems[:20]]
         if len(self.problems) > 20:
@@ -587,6 +589,15 @@ def check_dataset(name: str, data_dir: str | Path, options: dict[str, Any] | Non
     """Validate labels (raises on the first label error) and decode every image (collects problems)."""
     table = load_dataset(name, data_dir, options, check_images=False)
     return CheckReport(table, find_image_problems(table, decode=True))
+
+
+def preset_table_markdown() -> str:
+    """docs/competitions.md's table of named presets (every csv-layout row of the table)."""
+    lines = ["| `competition` | task | metric | what the preset knows |", "|---|---|---|---|"]
+    for spec in COMPETITIONS.values():
+        if spec.is_layout:
+            lines.append(f"| `{spec.name}` | {spec.task} | `{spec.metric}` | {spec.facts.replace('|', chr(92) + '|')} |")
+    return "\n".join(lines)
 
 
 def iter_competitions() -> Iterable[CompetitionSpec]:

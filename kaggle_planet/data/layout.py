@@ -151,8 +151,7 @@ def layout_problem(key: str, value: Any) -> str | None:
         from ..core import metrics
 
         try:
-            if value not in ("log_loss", "mean_column_auc", "f1_samples"):  # TEMP until the metric table lands
-                metrics.get_metric(value)
+            metrics.get_metric(value)
         except KagglePlanetError as exc:
             return str(exc)
     return None
@@ -181,11 +180,11 @@ def resolve_layout(options: dict[str, Any]) -> Layout:
     if values["metric"] == "auto":
         from ..core import metrics
 
-        values["metric"] = metrics.default_metric(task) if hasattr(metrics, "default_metric") else {"multilabel": "f2_samples", "binary": "roc_auc", "multiclass": "accuracy"}[task]  # TEMP until the metric table lands
+        values["metric"] = metrics.default_metric(task)
     else:
         from ..core import metrics
 
-        problem = metrics.metric_for_task_problem(values["metric"], task) if hasattr(metrics, "metric_for_task_problem") else None  # TEMP
+        problem = metrics.metric_for_task_problem(values["metric"], task)
         if problem:
             raise KagglePlanetError(f"layout.metric: {values['metric']!r}: {problem}")
     if values["labels"] is None and values["filename_label"] is None:
@@ -562,3 +561,117 @@ def check_layout_submission(layout: Layout, frame: pd.DataFrame, table: DatasetT
     columns = list(table.sample_submission.columns) if table.sample_submission is not None else None
     name, value_columns = submission_format(layout, table.classes, columns, source)
     SUBMISSION_FORMATS[name].check(frame, table.classes, layout, value_columns, source)
+
+
+# ------------------------------------------------------------------------------------------ guessing
+
+
+def labels_frame(table: DatasetTable) -> pd.DataFrame | None:
+    """The raw training labels CSV of a csv-layout table (every column, as text), or None (labels from file names)."""
+    layout = resolve_layout(table.options)
+    if layout.labels is None:
+        return None
+    return read_string_csv(option_folder(table.data_dir, "layout.labels", layout.labels), "training labels")
+
+
+def _image_folders(data_dir: Path, depth: int = 2) -> list[Path]:
+    """Folders under ``data_dir`` (at most ``depth`` levels down) that directly hold images, by path."""
+    found, frontier = [], [data_dir]
+    for _ in range(depth):
+        nxt = []
+        for folder in frontier:
+            listing = list_folder(folder)
+            for sub in listing.folders:
+                if list_folder(sub).images:
+                    found.append(sub)
+                nxt.append(sub)
+        frontier = nxt
+    return sorted(found)
+
+
+def guess_layout(data_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """(layout keys, notes) for an unknown folder holding a labels CSV, image folders and a sample submission:
+    what ``init csv`` writes when no layout is given, each guess said in a note. A folder that does not look
+    like that is a one-line error saying what was found."""
+    data_dir = Path(data_dir)
+    csvs = sorted(p for p in list_folder(data_dir).ignored if p.suffix.lower() == ".csv")
+    samples = [p for p in csvs if "sample" in p.name.lower() or "submission" in p.name.lower()]
+    others = [p for p in csvs if p not in samples and p.stem.lower() != "test"]
+    folders = _image_folders(data_dir)
+    if len(samples) != 1 or not others or not folders:
+        raise KagglePlanetError(
+            f"{data_dir}: cannot guess a csv layout: found {len(csvs)} CSV file(s) ({', '.join(p.name for p in csvs) or 'none'}) and "
+            f"{len(folders)} image folder(s); expected a labels CSV, a sample submission (sample_submission.csv) and a folder of images; "
+            f"write the layout: block yourself (docs/competitions.md)")
+    sample_path = samples[0]
+    labels_path = next((p for p in others if "train" in p.name.lower() or "label" in p.name.lower()), others[0])
+    labels = _strip(read_string_csv(labels_path, "training labels"))
+    sample = read_string_csv(sample_path, "sample submission")
+    id_col = str(sample.columns[0])
+    notes = [f"labels {labels_path.name}, sample submission {sample_path.name}"]
+    if id_col not in labels.columns:
+        raise KagglePlanetError(f"{labels_path}: line 1: no column {id_col!r} (the sample submission's first column); "
+                                f"expected the training labels to name images by the same id; found {','.join(labels.columns)}")
+    train_dir = next((f for f in folders if "train" in f.name.lower()), folders[0])
+    test_dir = next((f for f in folders if "test" in f.name.lower()), train_dir)
+    layout: dict[str, Any] = {"labels": labels_path.name, "id_column": id_col,
+                              "train_images": train_dir.relative_to(data_dir).as_posix(), "test_images": test_dir.relative_to(data_dir).as_posix()}
+    notes.append(f"id column {id_col!r} (the sample submission's first column); images in {layout['train_images']}/ and {layout['test_images']}/")
+    names = {p.name for p in list_folder(train_dir).images}
+    ids = labels[id_col].head(50).tolist()
+    pattern = "{id}" if all(i in names for i in ids) else next(
+        (f"{{id}}{ext}" for ext in (".jpg", ".png", ".tif", ".jpeg", ".tiff", ".bmp", ".webp") if all(f"{i}{ext}" in names for i in ids)), None)
+    if pattern is None:
+        raise KagglePlanetError(f"{train_dir}: no image named like the ids of {labels_path.name} (e.g. {ids[0]!r} as {ids[0]}, {ids[0]}.jpg, "
+                                f"{ids[0]}.png, ...); set layout.file_pattern or layout.path_column yourself")
+    layout["file_pattern"] = pattern
+    notes.append(f"file pattern {pattern!r}")
+    values = [str(c) for c in sample.columns[1:]]
+    if len(values) > 1 and all(v in labels.columns for v in values):
+        layout.update(target="columns", target_columns=values)
+        one_hot = labels[values].astype(float).sum(axis=1).eq(1).all() if labels[values].isin(["0", "1", "0.0", "1.0"]).all().all() else False
+        layout["task"] = "multiclass" if one_hot else "multilabel"
+        notes.append(f"target: the 0/1 columns {', '.join(values)} ({'one-hot: multiclass' if one_hot else 'several per row: multilabel'})")
+    else:
+        rest = [c for c in labels.columns if c != id_col]
+        label_col = values[0] if len(values) == 1 and values[0] in rest else (rest[-1] if rest else None)
+        if label_col is None:
+            raise KagglePlanetError(f"{labels_path}: only the id column {id_col!r}; expected a label column beside it")
+        column = labels[label_col]
+        layout["label_column"] = label_col
+        if column.str.contains(" ").mean() > 0.05:
+            layout.update(target="tags", task="multilabel")
+            notes.append(f"target: space-separated tags in {label_col!r} (multilabel)")
+        elif set(column) == {"0", "1"}:
+            layout.update(target="label", task="binary")
+            notes.append(f"target: {label_col!r} is 0/1 (binary, positive 1)")
+        else:
+            layout.update(target="label", task="multiclass")
+            notes.append(f"target: {label_col!r} with {column.nunique()} classes (multiclass)")
+    from ..core import metrics
+
+    notes.append(f"metric auto: {metrics.default_metric(layout['task'])} for {layout['task']}; set layout.metric to the competition's own metric "
+                 f"(docs/metrics.md)")
+    return layout, notes
+
+
+# -------------------------------------------------------------------------------------------- docs
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def layout_table_markdown() -> str:
+    """docs/competitions.md's table of layout keys, from :data:`LAYOUT_KEYS`."""
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{key}` | {'(none)' if e.default is None else '`' + _cell(repr(e.default) if e.default == ' ' else e.default) + '`'} | {_cell(e.help)} |"
+              for key, e in LAYOUT_KEYS.items()]
+    return "\n".join(lines)
+
+
+def submission_table_markdown() -> str:
+    """docs/competitions.md's table of submission formats, from :data:`SUBMISSION_FORMATS`."""
+    lines = ["| format | tasks | columns after the id |", "|---|---|---|"]
+    lines += [f"| `{name}` | {', '.join(f.tasks)} | {_cell(f.help)} |" for name, f in SUBMISSION_FORMATS.items()]
+    return "\n".join(lines)
