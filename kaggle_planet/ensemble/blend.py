@@ -32,7 +32,20 @@ fold's rows; the test prediction applies the state fitted on every OOF row (save
   optimism);
 - ``lgbm``: per class, a LightGBM model (small trees) over all members' outputs for all classes,
   early-stopped on one of its training folds and refitted on all its training rows with that number
-  of rounds (the 3rd place's gradient-boosted second level). Needs the ``lgbm`` extra.
+  of rounds (the 3rd place's gradient-boosted second level). Needs the ``lgbm`` extra;
+- ``best``: the member with the best OOF metric on the fitted rows, as it is (its weight is one).
+
+``auto`` (not a table entry: a choice among entries) computes the honest OOF of the metric's usual
+method (its entry's ``blend``: ``mean``, or ``rank`` for AUC), ``hillclimb`` and ``best``, and keeps the
+one whose honest OOF is best (ties: that order), so the default blend cannot fall far below its best
+member; the blend folder then records the chosen method (``method``) with every candidate's OOF under
+``auto`` in scores.json and run.json, and later stages apply the chosen method. Picking the best of three
+honest OOF scores is itself a small fit on the OOF rows (three candidates: a slight optimism). When even
+the chosen blend's OOF is worse than the best member's, a warning says so with both numbers.
+
+Every comparison of scores reads the metric's direction (:mod:`kaggle_planet.core.metrics`): a loss
+metric is minimised by ``hillclimb`` and ``best``, and ``gain_over_best`` is positive when the blend is
+better than its best member, whatever the direction.
 
 Multiclass outputs of ``gmean``, ``rank``, ``ridge``, ``ridge2`` are renormalised so each row sums to
 one. The blend's ``run.json`` records its members' file digests and the method (``fingerprints``);
@@ -94,8 +107,9 @@ class BlendOutput:
     oof: np.ndarray  # (N, C) in [0, 1], honest: each fold from a state fitted on the other folds
     test: np.ndarray  # (T, C) in [0, 1], from the state fitted on every OOF row
     state: dict[str, Any] = field(default_factory=dict)  # the all-rows state (JSON-able), for new rows
-    details: dict[str, Any] = field(default_factory=dict)  # what is worth reporting (weights, counts)
+    details: dict[str, Any] = field(default_factory=dict)  # what is worth reporting (weights, counts; auto: its choice)
     fold_details: dict[str, dict[str, Any]] = field(default_factory=dict)  # the same per held-out fold
+    method: str = ""  # the table method that made it (auto: the one it chose)
 
 
 @dataclass
@@ -247,17 +261,23 @@ def _weights_report(state: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------- hillclimb
 
 
-def select_members(stack: np.ndarray, y: np.ndarray, metric: str) -> np.ndarray:
+def select_members(stack: np.ndarray, y: np.ndarray, metric: str, task: str | None = None) -> np.ndarray:
     """Caruana et al. (2004) ensemble selection; returns selection counts ``(M,)`` (int, sum >= 1).
 
     ``stack (M, N, C)`` members' probabilities, ``y (N, C)`` labels; the ensemble is the count-weighted
-    mean and ``metric`` (metrics.METRICS, higher is better) is what it climbs. Sorted initialisation:
-    the best single member, then the next best ones (at most ``HILLCLIMB_INIT_MAX`` in all) while each
-    improves the score. Then forward selection with replacement: add the member that improves the
-    score most (ties within ``HILLCLIMB_MIN_GAIN``: the first member), stop when none improves by more
-    than ``HILLCLIMB_MIN_GAIN`` or after ``HILLCLIMB_MAX_SIZE`` selections.
+    mean and ``metric`` (a metrics name, scored for ``task``) is what it climbs, in the metric's direction
+    (a loss is climbed down). Sorted initialisation: the best single member, then the next best ones (at
+    most ``HILLCLIMB_INIT_MAX`` in all) while each improves the score. Then forward selection with
+    replacement: add the member that improves the score most (ties within ``HILLCLIMB_MIN_GAIN``: the
+    first member), stop when none improves by more than ``HILLCLIMB_MIN_GAIN`` or after
+    ``HILLCLIMB_MAX_SIZE`` selections.
     """
-    score = metrics.get_metric(metric)
+    entry = metrics.get_metric(metric)
+    sign = 1.0 if entry.higher_is_better else -1.0  # climb "goodness": the score, or minus a loss
+
+    def score(yy: np.ndarray, p: np.ndarray) -> float:
+        return sign * entry(yy, p, task)
+
     m = stack.shape[0]
     singles = np.array([score(y, stack[i]) for i in range(m)])
     order = np.argsort(-singles, kind="stable")
@@ -288,8 +308,26 @@ def select_members(stack: np.ndarray, y: np.ndarray, metric: str) -> np.ndarray:
 
 
 def fit_hillclimb(data: BlendInput) -> dict[str, Any]:
-    counts = select_members(data.oof, data.y_true, data.metric)
+    counts = select_members(data.oof, data.y_true, data.metric, data.task)
     return {"selection_counts": counts.tolist(), "weights": (counts / counts.sum()).tolist(), "metric": data.metric}
+
+
+# -------------------------------------------------------------------------------------------- best
+
+
+def fit_best(data: BlendInput) -> dict[str, Any]:
+    """The member with the best OOF metric on these rows (the first among equals), direction-aware."""
+    entry = metrics.get_metric(data.metric)
+    singles = [entry(data.y_true, p, data.task) for p in data.oof]
+    best = entry.best_index(singles)
+    return {"member": best, "weights": np.eye(len(singles))[best].tolist(), "scores": singles, "metric": data.metric}
+
+
+def apply_best(stack: np.ndarray, state: dict[str, Any], rows: Rows) -> np.ndarray:
+    member = int(state["member"])
+    if not 0 <= member < len(stack):
+        raise ValueError(f"member {member} of {len(stack)}")
+    return stack[member]
 
 
 # ------------------------------------------------------------------------------------ ridge, ridge2
@@ -429,24 +467,46 @@ BLENDERS: dict[str, Blender] = {
                       apply_ridge2, fit_ridge2, _ridge2_report),
     "lgbm": Blender("per class, LightGBM (small trees, early stopping inside the training folds) over all members' outputs",
                     apply_lgbm, fit_lgbm, lambda state: {"rounds": state["rounds"]}, requires="lightgbm"),
+    "best": Blender("the single member with the best OOF metric on the fitted rows (direction-aware), as it is",
+                    apply_best, fit_best, _weights_report),
 }
 METHODS: tuple[str, ...] = tuple(BLENDERS)
+AUTO = "auto"  # not a table entry: the best honest OOF among auto_candidates(metric)
+AUTO_HELP = "the best honest OOF of the metric's usual method (mean, or rank for AUC), hillclimb and best"
+CHOICES: tuple[str, ...] = (AUTO, *METHODS)  # what blend_runs / blend_predictions accept
+
+
+def auto_candidates(metric: str) -> tuple[str, ...]:
+    """What ``auto`` chooses among, in order of preference on ties: the metric's usual method, hillclimb, best."""
+    return tuple(dict.fromkeys((metrics.get_metric(metric).blend, "hillclimb", "best")))
 
 
 def get_blender(method: str) -> Blender:
+    if method == AUTO:
+        raise KagglePlanetError("blend method 'auto' is a choice made when blending, not a method to apply; a blend folder "
+                                "records the method it chose (run.json extra.method)")
     try:
         return BLENDERS[method]
     except KeyError:
-        raise KagglePlanetError(f"unknown blend method {method!r}; valid: {', '.join(BLENDERS)}") from None
+        raise KagglePlanetError(f"unknown blend method {method!r}; valid: {', '.join(CHOICES)}") from None
+
+
+def check_method(method: str) -> None:
+    """``method`` is ``auto`` or a table method, else a one-line error listing them."""
+    if method != AUTO:
+        get_blender(method)
 
 
 def blend_predictions(data: BlendInput, method: str) -> BlendOutput:
     """Blend ``data`` with ``method``: honest OOF (each fold from a state fitted on the other folds),
-    test from the state fitted on every OOF row. Methods with nothing to fit apply directly."""
+    test from the state fitted on every OOF row. Methods with nothing to fit apply directly. ``auto``:
+    the candidate with the best honest OOF (:func:`blend_auto`)."""
+    if method == AUTO:
+        return blend_auto(data)
     blender = get_blender(method)
     rows = Rows(data.task)
     if blender.fit is None:
-        return BlendOutput(blender.apply(data.oof, {}, rows), blender.apply(data.test, {}, rows))
+        return BlendOutput(blender.apply(data.oof, {}, rows), blender.apply(data.test, {}, rows), method=method)
     state = blender.fit(data)
     ks = np.unique(data.folds)
     fold_details = {}
@@ -461,7 +521,27 @@ def blend_predictions(data: BlendInput, method: str) -> BlendOutput:
             oof[held] = blender.apply(data.oof[:, held], fold_state, rows)
             fold_details[str(int(k))] = blender.report(fold_state)
     test = blender.apply(data.test, state, rows)
-    return BlendOutput(oof, test, state, blender.report(state), fold_details)
+    return BlendOutput(oof, test, state, blender.report(state), fold_details, method)
+
+
+def blend_auto(data: BlendInput) -> BlendOutput:
+    """Each of :func:`auto_candidates` blended with its honest OOF; the one whose OOF is best (direction-aware,
+    ties: the earlier candidate), its details holding ``auto: {chosen, candidates: {method: OOF}}``. Warns
+    when even that OOF is worse than the best member's OOF."""
+    entry = metrics.get_metric(data.metric)
+    task = data.task
+    results = {m: blend_predictions(data, m) for m in auto_candidates(data.metric)}
+    oof = {m: entry(data.y_true, r.oof, task) for m, r in results.items()}
+    chosen = list(oof)[entry.best_index(oof.values())]
+    result = results[chosen]
+    result.details = {**result.details, AUTO: {"chosen": chosen, "candidates": oof}}
+    singles = [entry(data.y_true, p, task) for p in data.oof]
+    best = singles[entry.best_index(singles)]
+    if entry.is_better(best, oof[chosen]):
+        log.warning("auto blend: %s, the best of %s by honest OOF, scores %s %.5f, worse than its best member's OOF %.5f "
+                    "(the members add nothing together here)", chosen, ", ".join(oof), data.metric, oof[chosen], best)
+    log.info("auto blend chose %s: honest OOF %s", chosen, ", ".join(f"{m} {v:.5f}" for m, v in oof.items()))
+    return result
 
 
 # ------------------------------------------------------------------------------------ run folders
@@ -487,12 +567,15 @@ def check_blend_out(out_dir: Path) -> None:
 
 
 def blend_runs(run_dirs: list[Path], method: str, out_dir: Path) -> dict[str, Any]:
-    """Blend run folders with ``method`` and write ``out_dir`` as a full run folder; returns its scores.json.
+    """Blend run folders with ``method`` (a table method or ``auto``) and write ``out_dir`` as a full run folder;
+    returns its scores.json.
 
     Besides the run-folder files, ``blend.json`` holds the state fitted on every OOF row (weights,
-    coefficients, trees), which ``predict-image`` applies to new images.
+    coefficients, trees), which ``predict-image`` applies to new images. scores.json's ``method`` is the
+    method that made the files (``auto``: the one it chose, with ``auto: {chosen, candidates}`` beside it);
+    ``gain_over_best`` is positive when the blend's OOF is better than its best member's (``best_member``).
     """
-    get_blender(method)
+    check_method(method)
     out_dir = Path(out_dir)
     run_dirs = [Path(d) for d in run_dirs]
     if any(out_dir.resolve() == d.resolve() for d in run_dirs):
@@ -505,11 +588,17 @@ def blend_runs(run_dirs: list[Path], method: str, out_dir: Path) -> dict[str, An
     start = time.perf_counter()
     result = blend_predictions(data, method)
     seconds = time.perf_counter() - start
-    _check_output(result, data, method)
+    chosen = result.method
+    _check_output(result, data, chosen)
 
-    member_scores = {str(d): metrics.score(metric, data.y_true, data.oof[i]) for i, d in enumerate(run_dirs)}
-    scores = metrics.summarize_scores(metric, data.y_true, result.oof, data.folds)
-    scores.update(method=method, members=member_scores, gain_over_best=scores["oof"] - max(member_scores.values()))
+    entry = metrics.get_metric(metric)
+    member_scores = {str(d): entry(data.y_true, data.oof[i], data.task) for i, d in enumerate(run_dirs)}
+    best_member = list(member_scores)[entry.best_index(member_scores.values())]
+    scores = metrics.summarize_scores(metric, data.y_true, result.oof, data.folds, data.task)
+    scores.update(method=chosen, members=member_scores, best_member=best_member,
+                  gain_over_best=entry.gain(scores["oof"], member_scores[best_member]))
+    if AUTO in result.details:
+        scores[AUTO] = result.details[AUTO]
     for key in ("weights", "selection_counts"):
         if key in result.details:
             scores[key] = dict(zip(member_scores, result.details[key]))
@@ -526,26 +615,27 @@ def blend_runs(run_dirs: list[Path], method: str, out_dir: Path) -> dict[str, An
         kind="blend",
         members=[str(d) for d in run_dirs],
         extra={
-            "method": method,
+            "method": chosen,
             **result.details,
             "state": STATE,
             "config": {"blend": method, "members": {str(d): info.extra.get("config") for d, info in zip(run_dirs, infos)}},
             "commands": [artifacts.command_line()],
         },
     )
-    info.fingerprints = _blend_fingerprints(run_dirs, infos, data, oof_ids, method)
+    info.fingerprints = _blend_fingerprints(run_dirs, infos, data, oof_ids, chosen)
     # an earlier blend's run.json stays until the end, so a blend stopped half-way leaves files that are not
     # the ones it describes: whoever loads the folder then refuses it (artifacts.check_run_files)
     artifacts.write_labels(out_dir, oof_ids, data.y_true, ref.id_col, classes)
     artifacts.write_predictions(out_dir / artifacts.OOF, oof_ids, result.oof, ref.id_col, classes, data.folds)
     _remove_stale_fits(out_dir)
     artifacts.write_predictions(out_dir / artifacts.TEST, test_ids, result.test, ref.id_col, classes)
-    artifacts.write_json(out_dir / STATE, {"method": method, "state": result.state})
+    artifacts.write_json(out_dir / STATE, {"method": chosen, "state": result.state})
     artifacts.write_json(out_dir / artifacts.SCORES, scores)
     info.files = fingerprints.file_digests(out_dir, artifacts.DESCRIBED_FILES)
     info.fingerprints["state"] = fingerprints.file_sha256(out_dir / STATE)
     artifacts.write_run_info(out_dir, info)  # last: a folder with run.json is complete
-    log.info("blend %s of %d runs -> %s: OOF %s %.5f (gain %+.5f)", method, len(infos), out_dir, metric, scores["oof"], scores["gain_over_best"])
+    log.info("blend %s of %d runs -> %s: OOF %s %.5f (gain over the best member %+.5f, positive: better)",
+             chosen if chosen == method else f"{method} ({chosen})", len(infos), out_dir, metric, scores["oof"], scores["gain_over_best"])
     return scores
 
 
@@ -624,8 +714,29 @@ def _check_output(result: BlendOutput, data: BlendInput, method: str) -> None:
             raise KagglePlanetError(f"blend method {method!r} produced invalid {name} probabilities (shape {probs.shape}, expected {shape} in [0, 1])")
 
 
+def format_auto_choice(scores: dict[str, Any]) -> str | None:
+    """``blend: auto chose hillclimb (OOF 0.91) over mean 0.90, best 0.89`` for an auto blend's scores.json; None otherwise."""
+    auto = scores.get(AUTO)
+    if not isinstance(auto, dict) or "chosen" not in auto:
+        return None
+    candidates = auto.get("candidates", {})
+    chosen = auto["chosen"]
+    others = ", ".join(f"{m} {v:.5f}" for m, v in candidates.items() if m != chosen)
+    value = candidates.get(chosen, scores.get("oof"))
+    return f"blend: auto chose {chosen} (OOF {value:.5f})" + (f" over {others}" if others else "")
+
+
+def format_gain(scores: dict[str, Any]) -> str:
+    """The blend's gain over its best member, signed so that positive means better (a loss metric too)."""
+    gain = scores["gain_over_best"]
+    verdict = "better than" if gain > 0 else "worse than" if gain < 0 else "equal to"
+    direction = "" if metrics.get_metric(scores["metric"]).higher_is_better else f"; {scores['metric']} is lower-is-better"
+    return f"{gain:+.5f} ({verdict} the best member{direction})"
+
+
 def format_blend_table(scores: dict[str, Any]) -> str:
-    """Each member's OOF score, the blend's, and the gain over the best member (weights if fitted)."""
+    """Each member's OOF score, the blend's, and the gain over the best member (weights if fitted;
+    auto: what it chose over what)."""
     members = scores["members"]
     weights = scores.get("weights", {})
     width = max([len(m) for m in members] + [len("blend") + len(scores["method"]) + 3])
@@ -634,5 +745,8 @@ def format_blend_table(scores: dict[str, Any]) -> str:
     for member, value in members.items():
         lines.append(f"{member:<{width}}  {value:>{len(scores['metric']) + 4}.5f}" + (f"  {weights[member]:6.3f}" if weights else ""))
     lines.append(f"{'blend (' + scores['method'] + ')':<{width}}  {scores['oof']:>{len(scores['metric']) + 4}.5f}")
-    lines.append(f"gain over the best member: {scores['gain_over_best']:+.5f}")
+    lines.append(f"gain over the best member: {format_gain(scores)}")
+    choice = format_auto_choice(scores)
+    if choice:
+        lines.append(choice)
     return "\n".join(lines)

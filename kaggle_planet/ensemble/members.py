@@ -26,7 +26,7 @@ class BlendInput:
     y_true: np.ndarray  # (N, C) int 0/1
     folds: np.ndarray  # (N,) int
     task: str  # multilabel | binary | multiclass
-    metric: str = ""  # the competition's metric (metrics.METRICS); hillclimb optimises it
+    metric: str = ""  # the competition's metric (a metrics.get_metric name); hillclimb and best optimise it, auto compares by it
 
     def rows(self, mask: np.ndarray) -> BlendInput:
         """The OOF rows selected by ``mask (N,) bool`` (test rows unchanged)."""
@@ -47,7 +47,7 @@ def _canonical(ids: pd.Series) -> list[str]:
 
 
 def _first_difference(a: set[str], b: set[str], name_a: str, name_b: str) -> str:
-    only = sorted(a ^ b, key=natural_key)[0]
+    only = min(a ^ b, key=natural_key)
     return f"{only!r} is in {name_a if only in a else name_b} only"
 
 
@@ -74,7 +74,7 @@ def _positions(ref: artifacts.Run, other: artifacts.Run, name: str, ids: pd.Inde
 
 
 def _first_bad(ids: pd.Index, bad: np.ndarray) -> str:
-    return sorted(ids[bad], key=natural_key)[0]
+    return min(ids[bad], key=natural_key)
 
 
 def _align(ref: artifacts.Run, run: artifacts.Run, oof_ids: pd.Index, test_ids: pd.Index, ref_folds: np.ndarray, ref_y: np.ndarray):
@@ -134,7 +134,7 @@ def load_members(run_dirs: list[Path]) -> tuple[list[artifacts.RunInfo], BlendIn
         y_true=y.astype(np.int64),
         folds=folds.astype(int),
         task=ref.info.task,
-        metric=get_spec(ref.info.competition).metric,
+        metric=get_spec(ref.info.competition, ref.info.options).metric,  # options: a csv layout names its metric
     )
     return infos, data, oof_ids.tolist(), test_ids.tolist()
 

@@ -301,13 +301,13 @@ def test_hillclimb_climbs_auc_and_accuracy_too():
     rng = np.random.default_rng(4)
     y = (rng.random((150, 1)) < 0.4).astype(int)
     stack = np.stack([np.clip(0.3 * y + rng.random((150, 1)) * s, 0, 1) for s in (0.7, 0.9, 1.2)])
-    auc = lambda yy, p: roc_auc_score(yy[:, 0], p[:, 0])  # noqa: E731
+    auc = lambda yy, p: roc_auc_score(yy[:, 0], p[:, 0])
     np.testing.assert_array_equal(blend.select_members(stack, y, "roc_auc"), brute_force_selection(stack, y, auc)[0])
     labels = rng.integers(0, 3, 150)
     y3 = np.eye(3, dtype=int)[labels]
     stack3 = np.stack([rng.dirichlet(np.ones(3), 150) * 0.5 + y3 * s for s in (0.2, 0.3, 0.4)])
     stack3 /= stack3.sum(axis=2, keepdims=True)
-    acc = lambda yy, p: accuracy_score(yy.argmax(1), p.argmax(1))  # noqa: E731
+    acc = lambda yy, p: accuracy_score(yy.argmax(1), p.argmax(1))
     np.testing.assert_array_equal(blend.select_members(stack3, y3, "accuracy"), brute_force_selection(stack3, y3, acc)[0])
 
 
@@ -411,7 +411,7 @@ def test_saved_state_reproduces_the_test_rows(tmp_path, method):
     runs = [artifacts.load_run(d) for d in dirs]
     ids = runs[0].test["image_name"].tolist()[::-1]  # any subset, any order
     stack = np.stack([r.test.set_index("image_name").loc[ids, classes].to_numpy() for r in runs])
-    reference = lambda: np.stack([r.test_probs for r in runs])  # noqa: E731
+    reference = lambda: np.stack([r.test_probs for r in runs])
     got = blend.apply_saved_blend(tmp_path / "b", info, method, stack, reference)
     expected = artifacts.load_run(tmp_path / "b").test.set_index("image_name").loc[ids, classes].to_numpy()
     np.testing.assert_allclose(got, expected, atol=1e-12)
@@ -449,3 +449,157 @@ def test_lgbm_without_lightgbm_names_the_extra(tmp_path, monkeypatch):
     with pytest.raises(KagglePlanetError, match=r'needs LightGBM.*pip install "kaggle-planet\[lgbm\]"') as err:
         blend.blend_runs(dirs, "lgbm", tmp_path / "l")
     assert "\n" not in str(err.value) and not (tmp_path / "l").exists()
+
+
+# ------------------------------------------------------------------- best, auto, a metric to minimise
+
+
+def sk_log_loss(y, p):
+    """Kaggle's multiclass log loss written out (clip, renormalise, mean -log p(true class))."""
+    q = np.clip(p, 1e-15, 1 - 1e-15)
+    q = q / q.sum(axis=1, keepdims=True)
+    return float(-np.mean(np.log(q[np.arange(len(y)), y.argmax(axis=1)])))
+
+
+def strong_and_noise(tmp_path, seed=0):
+    """A good Planet member and a pure-noise one: averaging them pulls the mean below the good member."""
+    noise = np.random.default_rng(seed + 100)
+    return planet_members(tmp_path, n_models=2, seed=seed, transforms=[None, lambda p: noise.random(p.shape)])
+
+
+def test_a_noise_member_pulls_mean_below_the_best_member_and_auto_does_not(tmp_path, caplog):
+    dirs, _, _ = strong_and_noise(tmp_path)
+    runs = [artifacts.load_run(d) for d in dirs]
+    strong = sk_f2_at_02(runs[0].y_true, runs[0].oof_probs)
+    assert strong > sk_f2_at_02(runs[1].y_true, runs[1].oof_probs)
+    mean = blend.blend_runs(dirs, "mean", tmp_path / "mean")
+    assert mean["oof"] < strong - 0.01 and mean["gain_over_best"] < 0  # negative: worse than the best member
+    assert mean["best_member"] == str(dirs[0])
+
+    auto = blend.blend_runs(dirs, "auto", tmp_path / "auto")
+    assert list(auto["auto"]["candidates"]) == ["mean", "hillclimb", "best"]
+    assert auto["auto"]["candidates"]["mean"] == pytest.approx(mean["oof"])
+    assert auto["auto"]["candidates"]["best"] == pytest.approx(strong)  # every fold's best is the strong member
+    chosen = auto["auto"]["chosen"]
+    assert chosen != "mean" and auto["method"] == chosen
+    assert auto["auto"]["candidates"][chosen] == max(auto["auto"]["candidates"].values())
+    out = artifacts.load_run(tmp_path / "auto")
+    assert auto["oof"] == pytest.approx(sk_f2_at_02(out.y_true, out.oof_probs), abs=1e-6) == pytest.approx(auto["auto"]["candidates"][chosen])
+    assert auto["oof"] >= strong - 1e-9 and auto["gain_over_best"] >= -1e-9
+    assert "worse than its best member" not in caplog.text
+    info = artifacts.read_run_info(tmp_path / "auto")
+    assert info.extra["method"] == chosen and info.extra["config"]["blend"] == "auto" and info.extra["auto"] == auto["auto"]
+    assert artifacts.read_json(tmp_path / "auto" / blend.STATE)["method"] == chosen
+    assert artifacts.read_json(tmp_path / "auto" / "scores.json") == auto
+    table = blend.format_blend_table(auto)
+    assert f"blend ({chosen})" in table and f"blend: auto chose {chosen} (OOF {auto['oof']:.5f}) over mean {mean['oof']:.5f}" in table
+    assert "worse than the best member" in blend.format_blend_table(mean)
+
+
+def test_auto_state_applies_to_new_rows_as_the_chosen_method_does(tmp_path):
+    dirs, _, classes = strong_and_noise(tmp_path, seed=1)
+    auto = blend.blend_runs(dirs, "auto", tmp_path / "auto")
+    chosen = auto["method"]
+    plain = blend.blend_runs(dirs, chosen, tmp_path / "plain")
+    assert plain["oof"] == auto["oof"]
+    for name in ("oof.csv", "test.csv"):
+        assert (tmp_path / "auto" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()
+    info = artifacts.read_run_info(tmp_path / "auto")
+    runs = [artifacts.load_run(d) for d in dirs]
+    ids = runs[0].test["image_name"].tolist()[::-2]
+    stack = np.stack([r.test.set_index("image_name").loc[ids, classes].to_numpy() for r in runs])
+    got = blend.apply_saved_blend(tmp_path / "auto", info, info.extra["method"], stack)
+    expected = artifacts.load_run(tmp_path / "plain").test.set_index("image_name").loc[ids, classes].to_numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-7)
+    with pytest.raises(KagglePlanetError, match="'auto' is a choice made when blending"):
+        blend.apply_saved_blend(tmp_path / "auto", info, "auto", stack)
+
+
+def test_best_takes_the_best_member_of_the_other_folds():
+    data = planet_input(3, seed=8)
+    out = blend.blend_predictions(data, "best")
+    for k in range(K):
+        held = data.folds == k
+        singles = [sk_f2_at_02(data.y_true[~held], p[~held]) for p in data.oof]
+        np.testing.assert_array_equal(out.oof[held], data.oof[int(np.argmax(singles)), held])
+    overall = int(np.argmax([sk_f2_at_02(data.y_true, p) for p in data.oof]))
+    assert out.state["member"] == overall and out.details["weights"] == np.eye(3)[overall].tolist()
+    np.testing.assert_array_equal(out.test, data.test[overall])
+
+
+def multiclass_input(seed=0, n=180, t=30):
+    """Three multiclass members: a sharp good one, an overconfident wrong-ish one, a flat one."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n + t)
+    y = np.eye(3, dtype=int)[labels]
+    members = []
+    for sharp, skill in ((4.0, 1.5), (8.0, 0.4), (0.3, 1.0)):
+        logits = sharp * (skill * y + rng.standard_normal(y.shape) * 0.8)
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        members.append(p / p.sum(axis=1, keepdims=True))
+    stack = np.stack(members)
+    return blend.BlendInput(stack[:, :n], stack[:, n:], y[:n], np.arange(n) % K, "multiclass", "log_loss")
+
+
+def test_a_loss_is_minimised_by_hillclimb_best_and_auto():
+    data = multiclass_input()
+    losses = [sk_log_loss(data.y_true, p) for p in data.oof]
+    # the direction matters: the member of least log loss is not the member of most
+    assert int(np.argmin(losses)) != int(np.argmax(losses))
+    assert blend.fit_best(data)["member"] == int(np.argmin(losses))
+    assert blend.fit_best(dataclasses.replace(data, metric="accuracy"))["member"] == int(
+        np.argmax([accuracy_score(data.y_true.argmax(1), p.argmax(1)) for p in data.oof]))
+
+    counts = blend.select_members(data.oof, data.y_true, "log_loss", "multiclass")
+    minimised, _ = brute_force_selection(data.oof, data.y_true, lambda y, p: -sk_log_loss(y, p))
+    maximised, _ = brute_force_selection(data.oof, data.y_true, sk_log_loss)
+    np.testing.assert_array_equal(counts, minimised)
+    assert not np.array_equal(minimised, maximised)  # climbing the wrong way picks other members
+
+    auto = blend.blend_predictions(data, "auto")
+    candidates = auto.details["auto"]["candidates"]
+    assert list(candidates) == ["mean", "hillclimb", "best"]
+    for method, value in candidates.items():  # each candidate's honest OOF, recomputed
+        assert value == pytest.approx(sk_log_loss(data.y_true, blend.blend_predictions(data, method).oof))
+    assert auto.method == auto.details["auto"]["chosen"] == min(candidates, key=candidates.get)
+
+
+def test_gain_over_best_of_a_loss_is_positive_when_the_blend_is_better(tmp_path, monkeypatch):
+    import kaggle_planet.ensemble.members as members_mod
+    from kaggle_planet.data.competitions import get_spec
+
+    spec = dataclasses.replace(get_spec("imagefolder"), metric="log_loss")
+    monkeypatch.setattr(members_mod, "get_spec", lambda name, options=None: spec)
+    data = multiclass_input(seed=2)
+    classes = ["a", "b", "c"]
+    labels = data.y_true.argmax(1)
+    ids = [f"seg_train/{classes[k]}/{i}.jpg" for i, k in enumerate(labels)]
+    tids = [f"seg_test/{i}.jpg" for i in range(data.test.shape[1])]
+    dirs = [write_run(tmp_path / f"m{m}", "imagefolder", classes, ids, data.y_true, data.oof[m], data.folds, tids, data.test[m])
+            for m in range(3)]
+    scores = blend.blend_runs(dirs, "mean", tmp_path / "mean")
+    runs = [artifacts.load_run(d) for d in dirs]
+    member_losses = [sk_log_loss(r.y_true, r.oof_probs) for r in runs]
+    assert scores["metric"] == "log_loss" and scores["best_member"] == str(dirs[int(np.argmin(member_losses))])
+    out = artifacts.load_run(tmp_path / "mean")
+    assert scores["oof"] == pytest.approx(sk_log_loss(out.y_true, out.oof_probs), abs=1e-6)
+    assert scores["gain_over_best"] == pytest.approx(min(member_losses) - scores["oof"], abs=1e-6)
+    assert ("better" if scores["gain_over_best"] > 0 else "worse") + " than the best member" in blend.format_blend_table(scores)
+    assert "log_loss is lower-is-better" in blend.format_blend_table(scores)
+
+
+def test_auto_warns_when_even_its_choice_is_worse_than_the_best_member(caplog):
+    # two members each good on one fold only: out of fold every candidate is worse than either member's OOF
+    rng = np.random.default_rng(3)
+    data = planet_input(2, seed=3)
+    good = data.y_true * 0.9 + 0.05
+    noise = rng.random(data.y_true.shape)
+    first = np.where((data.folds == 0)[:, None], good, noise)
+    second = np.where((data.folds != 0)[:, None], good * 0.98 + 0.01, noise)
+    data = dataclasses.replace(data, oof=np.stack([first, second]))
+    out = blend.blend_predictions(data, "auto")
+    chosen = out.details["auto"]["chosen"]
+    best_member = max(sk_f2_at_02(data.y_true, p) for p in data.oof)
+    assert out.details["auto"]["candidates"][chosen] < best_member
+    assert f"auto blend: {chosen}, the best of mean, hillclimb, best by honest OOF" in caplog.text
+    assert f"worse than its best member's OOF {best_member:.5f}" in caplog.text
