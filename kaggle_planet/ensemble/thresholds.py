@@ -5,7 +5,8 @@ same rule as the Planet submission formatter). Thresholds lie in [0, 1]. The sco
 ``beta > 0`` averaged one of three ways (scikit-learn's ``fbeta_score(..., average=...)``, the tests'
 reference): ``samples`` (per row, then the mean: Planet's F2), ``micro`` (from the counts summed over
 every row and class) and ``macro`` (per class, then the mean). A run's metric name says which
-(``f2_samples``, ``f1_macro``, ``f0.5_micro``: ``f<beta>_<average>``; :func:`fbeta_of`).
+(``f2_samples``, ``f1_macro``, ``f0.5_micro``: ``f<beta>_<average>``, :mod:`kaggle_planet.core.metrics`' entries;
+a binary task scores its one column, micro); the search starts from the entry's threshold, ``1 / (1 + beta^2)``.
 
 Every average couples nothing or couples through a sum, so the search is one coordinate ascent: class
 by class, the best cut of that class with every other class fixed, passes repeated until no class
@@ -36,16 +37,14 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..core import artifacts, fingerprints
+from ..core import artifacts, fingerprints, metrics
 from ..core.errors import KagglePlanetError
-from ..core.metrics import DEFAULT_THRESHOLD
 from ..data.competitions import get_spec
 
 log = logging.getLogger(__name__)
@@ -54,27 +53,32 @@ THRESHOLDS = "thresholds.json"
 FITS = "fitted_on.json"  # what each fit on the run's OOF rows (thresholds.json, decision.json) was fitted on
 # an accepted move must beat the current score by more than float noise, so passes terminate
 _MIN_GAIN = 1e-12
-AVERAGES = ("samples", "micro", "macro")
+AVERAGES = metrics.FBETA_AVERAGES  # samples | micro | macro
 F2_METRIC = "f2_samples"  # Planet's metric: thresholds.json keeps its f2_* keys for it
-_FBETA_NAME = re.compile(r"f(\d+(?:\.\d+)?)_([a-z]+)")
 
 
 # ------------------------------------------------------------------------------------- the metric
 
 
-def fbeta_of(metric: str) -> tuple[float, str] | None:
-    """``(beta, average)`` of an F-beta metric name ``f<beta>_<average>`` (``f2_samples`` -> ``(2.0, "samples")``,
-    ``f0.5_micro`` -> ``(0.5, "micro")``); None for any other metric (``roc_auc``, ``log_loss``)."""
-    match = _FBETA_NAME.fullmatch(str(metric))
-    if match is None or match[2] not in AVERAGES or float(match[1]) <= 0:
+@dataclass(frozen=True)
+class FBeta:
+    """What a threshold fit maximises: the F-beta of a metric entry on a task kind."""
+
+    metric: str = F2_METRIC
+    beta: float = 2.0
+    average: str = "samples"  # micro for a binary task: its one column's F-beta, whatever the name says
+    threshold: float = metrics.DEFAULT_THRESHOLD  # the entry's own (1 / (1 + beta^2)): the search's start, the default score
+
+
+def fbeta_for(metric: str, task: str) -> FBeta | None:
+    """The F-beta a run scored by ``metric`` on a ``task`` run is decided by thresholds for; None when its
+    metric entry decides otherwise there (argmax, probabilities) or does not apply to the task."""
+    entry = metrics.get_metric(metric)
+    fbeta = metrics.parse_fbeta(metric)
+    if entry.decision_for(task) != "thresholds" or fbeta is None or entry.threshold is None:
         return None
-    return float(match[1]), match[2]
-
-
-def default_threshold(beta: float = 2.0, average: str = "samples") -> float:
-    """The threshold every class starts from, and the score the tuned thresholds are compared with: 0.2
-    for F2 over samples (Planet's custom, :data:`kaggle_planet.core.metrics.DEFAULT_THRESHOLD`), 0.5 otherwise."""
-    return DEFAULT_THRESHOLD if (beta, average) == (2.0, "samples") else 0.5
+    beta, average = fbeta
+    return FBeta(metric, beta, "micro" if task == "binary" else average, entry.threshold)
 
 
 def run_metric(info: artifacts.RunInfo) -> str:
@@ -108,26 +112,15 @@ def _from_class_counts(tp: np.ndarray, pred: np.ndarray, pos: np.ndarray, b2: fl
     return score.mean(axis=-1) if average == "macro" else score
 
 
-def fbeta_score(y_true: np.ndarray, chosen: np.ndarray, beta: float = 2.0, average: str = "samples") -> float:
-    """F-beta of the 0/1 predictions ``chosen (N, C)`` against ``y_true (N, C)``; equals scikit-learn's
-    ``fbeta_score(y_true, chosen, beta=beta, average=average)`` (a sample / class with neither labels nor
-    predictions scores 0)."""
-    b2 = _beta2(beta, average)
-    y, c = np.asarray(y_true) != 0, np.asarray(chosen) != 0
-    if y.shape != c.shape or y.ndim != 2 or len(y) == 0:
-        raise KagglePlanetError(f"F-beta: labels {y.shape} and predictions {c.shape} must be the same non-empty (N, C)")
-    if average == "samples":
-        tp = np.count_nonzero(y & c, axis=1).astype(np.float64)
-        return float(_per_sample(tp, np.count_nonzero(y, axis=1), np.count_nonzero(c, axis=1), b2).mean())
-    counts = [np.count_nonzero(a, axis=0).astype(np.float64) for a in (y & c, c, y)]
-    return float(_from_class_counts(*counts, b2, average))
-
-
 def fbeta_at(y_true: np.ndarray, probs: np.ndarray, thresholds: float | np.ndarray, beta: float = 2.0,
              average: str = "samples") -> float:
-    """F-beta of ``probs > thresholds`` (a scalar or one threshold per class, (C,)); :func:`fbeta_score`."""
-    p = np.asarray(probs, dtype=np.float64)
-    return fbeta_score(y_true, p > np.asarray(thresholds, dtype=np.float64), beta, average)
+    """F-beta of ``probs > thresholds`` (a scalar or one threshold per class, (C,)) against ``y_true (N, C)``:
+    :func:`kaggle_planet.core.metrics.fbeta_of` (equal to scikit-learn's ``fbeta_score``)."""
+    b2 = _beta2(beta, average)
+    y, p = np.asarray(y_true), np.asarray(probs, dtype=np.float64)
+    if y.shape != p.shape or p.ndim != 2 or len(p) == 0:
+        raise KagglePlanetError(f"F-beta: labels {y.shape} and probabilities {p.shape} must be the same non-empty (N, C)")
+    return metrics.fbeta_of(y, p > np.asarray(thresholds, dtype=np.float64), b2, average)
 
 
 # ------------------------------------------------------------------------------------- the search
@@ -309,45 +302,46 @@ def heldout_f2(y_true: np.ndarray, probs: np.ndarray, folds: np.ndarray, start: 
 # -------------------------------------------------------------------------------------- run folders
 
 
-def _run_fbeta(run_dir: Path, info: artifacts.RunInfo) -> tuple[str, float, str]:
-    """(metric, beta, average) of a run scored by F-beta; refused in one line otherwise."""
+def _run_fbeta(run_dir: Path, info: artifacts.RunInfo) -> FBeta:
+    """The F-beta a run's thresholds are fitted for; refused in one line when its metric is decided otherwise."""
     metric = run_metric(info)
-    fbeta = fbeta_of(metric) if info.task == "multilabel" else None
+    fbeta = fbeta_for(metric, info.task)
     if fbeta is None:
         raise KagglePlanetError(
-            f"{run_dir / artifacts.RUN_INFO}: thresholds apply to multilabel runs scored by F-beta (f2_samples, f1_macro, ...); "
-            f"this run's task is {info.task!r}, its metric {metric!r}"
+            f"{run_dir / artifacts.RUN_INFO}: thresholds apply to multilabel (or binary) runs scored by F-beta "
+            f"({metrics.FBETA_PATTERN}: f2_samples, f1_macro, ...); this run's task is {info.task!r}, its metric {metric!r}"
         )
-    return (metric, *fbeta)
+    return fbeta
 
 
 def fit_run_thresholds(run_dir: str | Path) -> dict[str, Any]:
-    """Fit thresholds for the run's metric (an F-beta; :func:`fbeta_of`) on a multilabel run folder's OOF
-    predictions and write ``thresholds.json``.
+    """Fit thresholds for the run's metric (an F-beta: :func:`fbeta_for`) on its OOF predictions and write
+    ``thresholds.json``.
 
-    Keys: ``classes``, ``thresholds``, ``metric``, ``beta``, ``average``, ``default_threshold``,
-    ``score_at_0.5``, ``score_default`` (every class at the default threshold), ``score_tuned``,
-    ``score_heldout`` (each fold decided by thresholds fitted on the other folds; None with one fold),
-    ``heldout_per_fold``, ``passes``; an ``f2_samples`` run also keeps ``f2_at_0.5``, ``f2_at_0.2``,
-    ``f2_tuned`` and ``f2_heldout``, the names other code reads.
+    Keys: ``classes``, ``thresholds``, ``heldout_per_fold``, ``passes``, ``metric``, ``beta``, ``average``,
+    ``default_threshold`` (the metric's own, where the search starts), ``score_at_0.5``, ``score_default``
+    (every class at the default threshold: the metric's score of the raw probabilities), ``score_tuned``,
+    ``score_heldout`` (each fold decided by thresholds fitted on the other folds; None with one fold); an
+    ``f2_samples`` run also keeps ``f2_at_0.5``, ``f2_at_0.2``, ``f2_tuned`` and ``f2_heldout`` (the same values),
+    the names other code reads.
     """
     run_dir = Path(run_dir)
     info = artifacts.read_run_info(run_dir)
-    metric, beta, average = _run_fbeta(run_dir, info)
+    target = _run_fbeta(run_dir, info)
+    beta, average, start = target.beta, target.average, target.threshold
     run = artifacts.load_run(run_dir)
     y, p = run.y_true, run.oof_probs
-    start = default_threshold(beta, average)
     fit = search_thresholds(y, p, start, beta=beta, average=average)
     several = len(np.unique(run.folds)) > 1
     mean, per_fold = heldout_score(y, p, run.folds, start, beta=beta, average=average) if several else (float("nan"), {})
     at_half, at_default = fbeta_at(y, p, 0.5, beta, average), fbeta_at(y, p, start, beta, average)
     result: dict[str, Any] = {"classes": list(run.info.classes), "thresholds": [float(t) for t in fit.thresholds]}
-    if metric == F2_METRIC:
+    if target.metric == F2_METRIC:
         result.update({"f2_at_0.5": at_half, "f2_at_0.2": at_default, "f2_tuned": fit.score, "f2_heldout": mean if per_fold else None})
     result.update({
         "heldout_per_fold": per_fold,
         "passes": fit.passes,
-        "metric": metric,
+        "metric": target.metric,
         "beta": beta,
         "average": average,
         "default_threshold": start,
@@ -358,7 +352,7 @@ def fit_run_thresholds(run_dir: str | Path) -> dict[str, Any]:
     })
     artifacts.write_json(run_dir / THRESHOLDS, result)
     record_fit(run_dir, THRESHOLDS, run.info)  # after the file: a fit stopped between the two is refitted, never trusted
-    log.info("%s: %s %.5f at %g -> %.5f tuned (held-out %.5f)", run_dir, metric, at_default, start, fit.score, mean)
+    log.info("%s: %s %.5f at %g -> %.5f tuned (held-out %.5f)", run_dir, target.metric, at_default, start, fit.score, mean)
     return result
 
 
@@ -462,7 +456,7 @@ def format_thresholds_summary(result: dict[str, Any]) -> str:
     """A human-readable table of ``fit_run_thresholds``' result (F2 runs: the F2 wording of before)."""
     metric = result.get("metric", F2_METRIC)
     name = "F2" if metric == F2_METRIC else metric
-    at_half, default = result.get("score_at_0.5", result.get("f2_at_0.5")), result.get("default_threshold", DEFAULT_THRESHOLD)
+    at_half, default = result.get("score_at_0.5", result.get("f2_at_0.5")), result.get("default_threshold", metrics.DEFAULT_THRESHOLD)
     tuned, heldout = result.get("score_tuned", result.get("f2_tuned")), result.get("score_heldout", result.get("f2_heldout"))
     width = max(len(c) for c in result["classes"])
     lines = [f"{'class':<{width}}  threshold"]

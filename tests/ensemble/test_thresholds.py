@@ -165,15 +165,12 @@ def random_case(seed: int, n: int = 200, c: int = 5):
 
 
 @pytest.mark.parametrize("beta, average", FBETAS)
-def test_fbeta_score_equals_scikit_learn(beta, average):
+def test_fbeta_at_equals_scikit_learn(beta, average):
     for seed in range(4):
         y, probs = random_case(seed, n=60)
-        chosen = probs > 0.4
-        chosen[:3] = False  # rows with no prediction (and the last class has no labels at all)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            reference = fbeta_score(y, chosen.astype(int), beta=beta, average=average)
-        assert thresholds.fbeta_score(y, chosen, beta, average) == pytest.approx(reference, abs=1e-12)
+        probs[:3] = 0.0  # rows with no prediction (and the last class has no labels at all)
+        thr = np.linspace(0.2, 0.6, y.shape[1])
+        assert thresholds.fbeta_at(y, probs, thr, beta, average) == pytest.approx(sk_fbeta_at(y, probs, thr, beta, average), abs=1e-12)
     y, probs, _ = planet_oof(300, seed=1)  # F2 over samples: the very same numbers as core.metrics' F2
     assert thresholds.fbeta_at(y, probs, 0.2) == metrics.f2_at(y, probs, 0.2)
 
@@ -182,7 +179,7 @@ def test_fbeta_score_equals_scikit_learn(beta, average):
 def test_fitted_thresholds_score_what_scikit_learn_says_and_never_below_the_defaults(beta, average):
     for seed in range(3):
         y, probs = random_case(seed)
-        start = thresholds.default_threshold(beta, average)
+        start = 1.0 / (1.0 + beta * beta)  # the metric's own threshold
         fit = thresholds.search_thresholds(y, probs, start, beta=beta, average=average)
         assert fit.score == pytest.approx(sk_fbeta_at(y, probs, fit.thresholds, beta, average), abs=1e-12)
         assert fit.start_score == pytest.approx(sk_fbeta_at(y, probs, start, beta, average), abs=1e-12)
@@ -250,14 +247,13 @@ def test_f2_samples_is_the_default_and_its_path_is_unchanged():
     assert thresholds.heldout_f2(y, probs, np.arange(800) % 3) == thresholds.heldout_score(y, probs, np.arange(800) % 3)
 
 
-def test_metric_names_give_beta_and_average():
-    assert thresholds.fbeta_of("f2_samples") == (2.0, "samples")
-    assert thresholds.fbeta_of("f1_macro") == (1.0, "macro")
-    assert thresholds.fbeta_of("f0.5_micro") == (0.5, "micro")
-    for other in ("roc_auc", "log_loss", "accuracy", "f1_weighted", "f0_macro", "f_macro", "f2"):
-        assert thresholds.fbeta_of(other) is None
-    assert thresholds.default_threshold(2.0, "samples") == metrics.DEFAULT_THRESHOLD
-    assert thresholds.default_threshold(1.0, "samples") == thresholds.default_threshold(2.0, "macro") == 0.5
+def test_what_a_metric_is_decided_by():
+    f2 = thresholds.fbeta_for("f2_samples", "multilabel")
+    assert (f2.beta, f2.average, f2.threshold) == (2.0, "samples", metrics.DEFAULT_THRESHOLD)
+    assert thresholds.fbeta_for("f0.5_micro", "multilabel") == thresholds.FBeta("f0.5_micro", 0.5, "micro", 0.8)
+    assert thresholds.fbeta_for("f1_samples", "binary").average == "micro"  # a binary run's one column
+    for metric, task in [("f1_macro", "multiclass"), ("roc_auc", "binary"), ("mean_column_auc", "multilabel"), ("log_loss", "multiclass")]:
+        assert thresholds.fbeta_for(metric, task) is None  # argmax or probabilities: nothing to threshold
 
 
 @pytest.mark.parametrize("beta, average, message", [
@@ -279,7 +275,7 @@ def test_bad_beta_or_average_is_refused_in_one_line(beta, average, message):
 def test_fit_run_thresholds_fits_the_runs_metric(tmp_path, monkeypatch, metric):
     # the Planet competition is scored by F2: the run is told another F-beta metric, as a csv competition's would be
     monkeypatch.setattr(thresholds, "run_metric", lambda info: metric)
-    beta, average = thresholds.fbeta_of(metric)
+    beta, average = metrics.parse_fbeta(metric)
     y, probs, classes = planet_oof(900, seed=4)
     ids = [f"train_{i}" for i in range(len(y))]
     run = write_run(tmp_path / "m", "planet", classes, ids, y, probs, np.arange(len(y)) % 3, ["test_0"], probs[:1])
@@ -292,6 +288,8 @@ def test_fit_run_thresholds_fits_the_runs_metric(tmp_path, monkeypatch, metric):
     assert result["score_tuned"] == pytest.approx(sk_fbeta_at(y, probs, result["thresholds"], beta, average), abs=1e-12)
     assert result["score_default"] == pytest.approx(sk_fbeta_at(y, probs, result["default_threshold"], beta, average), abs=1e-12)
     assert result["score_at_0.5"] == pytest.approx(sk_fbeta_at(y, probs, 0.5, beta, average), abs=1e-12)
+    assert result["default_threshold"] == metrics.get_metric(metric).threshold
+    assert result["score_default"] == pytest.approx(metrics.score(metric, y, probs, "multilabel"), abs=1e-12)  # the metric's own
     assert result["score_tuned"] > max(result["score_at_0.5"], result["score_default"])
     assert result["score_heldout"] == pytest.approx(np.mean(list(result["heldout_per_fold"].values())))
     assert result["score_heldout"] <= result["score_tuned"]
@@ -314,3 +312,16 @@ def test_thresholds_fitted_for_another_metric_are_fitted_again(tmp_path, monkeyp
     f1 = thresholds.run_thresholds(run)
     assert artifacts.read_json(run / "thresholds.json")["metric"] == "f1_macro" and list(f1) != list(f2)
     assert thresholds.thresholds_stale(run) is None
+
+
+def test_a_binary_run_scored_by_fbeta_fits_its_one_column(tmp_path, monkeypatch):
+    monkeypatch.setattr(thresholds, "run_metric", lambda info: "f1_samples")
+    rng = np.random.default_rng(3)
+    y = (rng.random((300, 1)) < 0.3).astype(int)
+    probs = np.clip(0.5 * y + 0.6 * rng.random(y.shape), 0, 1)
+    run = write_run(tmp_path / "inv", "invasive", ["invasive"], [str(i) for i in range(300)], y, probs, np.arange(300) % 3, ["9"], probs[:1])
+    result = thresholds.fit_run_thresholds(run)
+    assert (result["beta"], result["average"], result["default_threshold"]) == (1.0, "micro", 0.5)
+    loaded = artifacts.load_run(run)
+    assert result["score_tuned"] == pytest.approx(sk_fbeta_at(loaded.y_true[:, 0], loaded.oof_probs[:, 0], result["thresholds"][0], 1.0, "binary"))
+    assert result["score_tuned"] >= result["score_default"]
