@@ -46,7 +46,7 @@ from ..core.artifacts import (
     save_checkpoint,
 )
 from ..core.errors import KagglePlanetError
-from ..core.metrics import score
+from ..core.metrics import get_metric, score
 from ..data.competitions import DatasetTable
 from ..data.loader import image_dataset, make_loader, resolve_workers
 from ..recipe.engine import NonFiniteError, Trainer, evaluate, get_head, non_finite_message, resolve_precision, train_one_epoch
@@ -69,7 +69,10 @@ def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 @dataclass
 class FoldState:
-    """What survives between epochs (and in last.pt): next epoch, best score, history rows."""
+    """What survives between epochs (and in last.pt): next epoch, best score, history rows.
+
+    ``best_score`` starts at the metric's worst value (:meth:`FoldRun.fresh_state`: -inf, or +inf for a loss);
+    the default -inf is what resume payloads written before metrics had a direction hold."""
 
     epoch: int = 0
     step: int = 0
@@ -221,7 +224,7 @@ class FoldRun:
         # valid loss: the task's plain log loss, comparable across recipes (no smoothing, no focusing)
         self.valid_loss_fn = losses.build_loss("auto", table.task).to(ctx.device)
         self.prior_loss = constant_prior_loss(self.trainer.loss_fn, setup.head.prior_logits(setup.prior), setup.train_targets, ctx.device)
-        self.state = FoldState()
+        self.state = self.fresh_state()
         self._net: nn.Module | None = None  # the model as trained: DDP- and compile-wrapped
         self._frozen: bool | None = None  # whether _net was built with the backbone frozen
         self._last_plot = time.time()
@@ -245,6 +248,10 @@ class FoldRun:
     @property
     def title(self) -> str:
         return f"{self.cfg.name} / {self.settings.name} / fold {self.fold}"
+
+    def fresh_state(self) -> FoldState:
+        """The state before the first epoch: no best yet (the metric's worst value, -inf or +inf for a loss)."""
+        return FoldState(best_score=get_metric(self.metric).worst)
 
     def restore(self) -> FoldState:
         """Resume from ``last.pt`` when present (weights, optimizer, scaler, EMA, state); else a fresh state.
@@ -312,8 +319,8 @@ class FoldRun:
             "lr": lr,
             "train_loss": tr.loss,
             "valid_loss": ev.loss,
-            "train_metric": score(metric, tr.targets.astype(np.int64), tr.probs),
-            "valid_metric": score(metric, ev.targets.astype(np.int64), ev.probs),
+            "train_metric": score(metric, tr.targets.astype(np.int64), tr.probs, self.table.task),
+            "valid_metric": score(metric, ev.targets.astype(np.int64), ev.probs, self.table.task),
             "seconds": time.time() - trained.started,
         }
         if not all(math.isfinite(row[k]) for k in ("train_metric", "valid_metric")):
@@ -324,10 +331,12 @@ class FoldRun:
 
     def record(self, row: dict[str, float]) -> bool:
         """Add ``row`` to the history, update best score / patience count and the next epoch, log the epoch's
-        line; True when the row beats the best so far."""
+        line; True when the row beats the best so far in the metric's direction (a loss: lower)."""
         state, settings, metric = self.state, self.settings, self.metric
         state.history.append(row)
-        improved = row["valid_metric"] > state.best_score  # finite, checked by evaluate: NaN never counts as better
+        # finite, checked by evaluate: NaN never counts as better; the first epoch always improves (a resume payload
+        # from before metrics had a direction holds -inf whatever the metric)
+        improved = state.best_epoch < 0 or get_metric(metric).is_better(row["valid_metric"], state.best_score)
         if improved:
             state.best_score, state.best_epoch, state.bad_epochs = row["valid_metric"], row["epoch"], 0
         else:

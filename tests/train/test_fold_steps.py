@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from kaggle_planet.config.schema import config_from_dict
+from kaggle_planet.config.schema import ExperimentConfig, config_from_dict
 from kaggle_planet.core.artifacts import HISTORY_COLUMNS
 from kaggle_planet.data.competitions import load_dataset
 from kaggle_planet.data.folds import load_or_make_folds
@@ -141,6 +141,46 @@ def test_an_epoch_that_does_not_improve_counts_towards_patience_and_keeps_best(f
     assert pd.read_csv(run.out_dir / "history.csv")["epoch"].tolist() == [1, 2]
     assert (run.out_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not run.should_continue()  # patience 1 reached, though 3 epochs are left
+
+
+def _fake_row(epoch: int, valid_metric: float) -> dict[str, float]:
+    return {"epoch": epoch, "lr": 1e-3, "train_loss": 0.5, "valid_loss": 0.5, "train_metric": valid_metric,
+            "valid_metric": valid_metric, "seconds": 0.1}
+
+
+FAKE_VALID = [0.6, 0.4, 0.5, 0.3, 0.45]  # the highest is epoch 1, the lowest epoch 4
+
+
+@pytest.mark.parametrize("metric, direction", [("roc_auc", max), ("log_loss", min)])
+def test_record_keeps_the_best_epoch_and_stops_early_in_the_metrics_direction(fold_run, monkeypatch, metric, direction):
+    monkeypatch.setattr(ExperimentConfig, "metric", property(lambda self: metric))
+    run = fold_run(patience=2, epochs=len(FAKE_VALID))
+    assert run.metric == metric and run.restore().best_score == (-math.inf if direction is max else math.inf)
+    improved = []
+    while run.should_continue():
+        improved.append(run.record(_fake_row(run.state.epoch + 1, FAKE_VALID[run.state.epoch])))
+    # by hand: the epochs that beat every earlier one in the direction, and patience 2 after the last of them
+    seen = FAKE_VALID[: len(improved)]
+    expected = [direction(seen[: i + 1]) == v and v not in seen[:i] for i, v in enumerate(seen)]
+    assert improved == expected
+    best = direction(seen)
+    assert (run.state.best_epoch, run.state.best_score) == (seen.index(best) + 1, best)
+    assert run.state.bad_epochs == len(seen) - seen.index(best) - 1
+    if direction is max:  # 0.6 then two worse epochs: stopped after epoch 3
+        assert len(seen) == 3 and run.state.best_epoch == 1
+    else:  # 0.6, 0.4 better, 0.5 worse, 0.3 better, 0.45 worse: all five epochs
+        assert len(seen) == 5 and run.state.best_epoch == 4
+
+
+def test_a_resume_payload_from_before_directions_still_loads_and_its_first_epoch_counts(fold_run, monkeypatch):
+    monkeypatch.setattr(ExperimentConfig, "metric", property(lambda self: "log_loss"))
+    run = fold_run()
+    old = dataclasses.asdict(FoldState())  # what last.pt held: best_score -inf whatever the metric
+    run.state = FoldState(**old)
+    assert run.record(_fake_row(1, 0.7))
+    assert (run.state.best_epoch, run.state.best_score) == (1, 0.7)
+    assert run.record(_fake_row(2, 0.6)) and not run.record(_fake_row(3, 0.65))
+    assert (run.state.best_epoch, run.state.best_score, run.state.bad_epochs) == (2, 0.6, 1)
 
 
 def test_train_epoch_freezes_then_unfreezes_and_checks_step0(fold_run, caplog):
