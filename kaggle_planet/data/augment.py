@@ -16,12 +16,16 @@ that workers holding a copy of the same seeded pipeline do not repeat each other
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# albumentations asks pypi.org for a newer version on import (a 2 s timeout offline, as on a Kaggle notebook
+# with the internet off); the user's own setting wins
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import albumentations as A
 import cv2
 import numpy as np
