@@ -5,12 +5,14 @@ with a ``run.json``), checks that they describe the same competition, classes, t
 folds (else one line naming both files), and returns a :class:`Comparison`:
 
 - the leaderboard: per run its OOF score (the competition metric at fixed settings), an honest
-  estimate (F2: per-class thresholds fitted on K-1 folds and scored on the held-out fold, as the
-  submission would use them; AUC / accuracy: the OOF score itself, out of fold for models and for
-  every blend method), and what produced it (backbone, image size, epochs, TTA, training seconds;
-  for blends the method, its members and its fitting seconds), best honest estimate first;
-- per blend, a drop-one ablation: the blend recomputed with its own method without each member in
-  turn, with its OOF score and honest estimate and the change against the blend of all members;
+  estimate (a metric decided by thresholds, F-beta on multilabel / binary: per-class thresholds fitted on
+  K-1 folds and scored on the held-out fold, as the submission would use them; AUC, accuracy, log loss:
+  the OOF score itself, out of fold for models and for every blend method), and what produced it
+  (backbone, image size, epochs, TTA, training seconds; for blends the method, its members and its
+  fitting seconds), best honest estimate first in the metric's direction (a loss: lowest first);
+- per blend, a drop-one ablation: the blend recomputed with its own method (an ``auto`` blend: the
+  method it chose) without each member in turn, with its OOF score and honest estimate and the change
+  against the blend of all members, signed so that positive means better without that member;
 - the Pearson correlation of the models' OOF probabilities (rows matched by id).
 
 The report shows the same tables (``report.py`` imports this module, never the other way round).
@@ -32,7 +34,7 @@ from ..core.errors import KagglePlanetError
 from ..data.competitions import get_spec
 from ..ensemble import blend
 from ..ensemble import members as member_runs
-from ..ensemble.thresholds import heldout_f2
+from ..ensemble.thresholds import fbeta_for, heldout_score
 
 log = logging.getLogger(__name__)
 
@@ -103,19 +105,28 @@ def check_same_folds(named: list[tuple[str, artifacts.Run]]) -> None:
 # ----------------------------------------------------------------------------------------- scores
 
 
-def honest_score(metric: str, y_true: np.ndarray, probs: np.ndarray, folds: np.ndarray) -> float:
-    """F2: tuned thresholds fitted on K-1 folds, scored on the held-out one (mean over folds); other
-    metrics: the OOF score (OOF predictions are already out of fold). NaN with a single fold (F2)."""
-    if metric == "f2_samples":
-        return heldout_f2(y_true, probs, folds)[0] if len(np.unique(folds)) > 1 else math.nan
-    return metrics.score(metric, y_true, probs)
+def honest_score(metric: str, y_true: np.ndarray, probs: np.ndarray, folds: np.ndarray, task: str | None = None) -> float:
+    """A metric decided by thresholds (F-beta on multilabel / binary): tuned thresholds fitted on K-1 folds,
+    scored on the held-out one (mean over folds; NaN with a single fold); other metrics: the OOF score (OOF
+    predictions are already out of fold). ``task`` None: inferred from the arrays."""
+    task = task or metrics.infer_task(y_true, probs)
+    fbeta = fbeta_for(metric, task)
+    if fbeta is not None:
+        if len(np.unique(folds)) < 2:
+            return math.nan
+        return heldout_score(y_true, probs, folds, fbeta.threshold, beta=fbeta.beta, average=fbeta.average)[0]
+    return metrics.score(metric, y_true, probs, task)
 
 
-HONEST_MEANING = {
-    "f2_samples": "F2 with per-class thresholds fitted on K-1 folds, scored on the held-out fold",
-    "roc_auc": "the OOF ROC AUC (out of fold for models and for every blend method)",
-    "accuracy": "the OOF accuracy (out of fold for models and for every blend method)",
-}
+NAMES = {"f2_samples": "F2", "roc_auc": "ROC AUC", "accuracy": "accuracy", "log_loss": "log loss", "mean_column_auc": "mean column AUC"}
+
+
+def honest_meaning(metric: str, task: str) -> str:
+    """What the leaderboard's honest column means for ``metric`` on ``task``."""
+    name = NAMES.get(metric, metric)
+    if fbeta_for(metric, task) is not None:
+        return f"{name} with per-class thresholds fitted on K-1 folds, scored on the held-out fold"
+    return f"the OOF {name} (out of fold for models and for every blend method)"
 
 
 def training_seconds(run_dir: Path) -> float:
@@ -145,6 +156,8 @@ def describe_run(run: artifacts.Run, stored: dict[str, Any]) -> dict[str, Any]:
     extra = run.info.extra
     if run.info.kind == "blend":
         method = extra.get("method") or stored.get("method") or "?"
+        if isinstance(stored.get(blend.AUTO), dict):
+            method = f"{method} (auto)"
         return {"kind": "blend", "model": f"{method} of {len(run.info.members)}", "image_size": None, "epochs": None,
                 "tta": None, "seconds": stored.get("seconds", math.nan)}
     config = extra.get("config")
@@ -159,18 +172,24 @@ def describe_run(run: artifacts.Run, stored: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_leaderboard(named: list[tuple[str, artifacts.Run]], metric: str) -> pd.DataFrame:
+    """One row per run, best honest estimate first in the metric's direction (ties: best OOF; no honest
+    estimate: last)."""
     rows = []
     for name, run in named:
         stored_path = run.path / artifacts.SCORES
         stored = artifacts.read_json(stored_path) if stored_path.is_file() else {}
+        task = run.info.task
         rows.append({
             "run": name,
             **describe_run(run, stored if isinstance(stored, dict) else {}),
-            "oof": metrics.score(metric, run.y_true, run.oof_probs),
-            "honest": honest_score(metric, run.y_true, run.oof_probs, run.folds),
+            "oof": metrics.score(metric, run.y_true, run.oof_probs, task),
+            "honest": honest_score(metric, run.y_true, run.oof_probs, run.folds, task),
         })
     frame = pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS)
-    order = np.lexsort((-frame["oof"].to_numpy(), -frame["honest"].fillna(-np.inf).to_numpy()))
+    sign = 1.0 if metrics.get_metric(metric).higher_is_better else -1.0  # sort by "goodness": the score, or minus a loss
+    oof = sign * frame["oof"].to_numpy(dtype=np.float64)
+    honest = np.nan_to_num(sign * frame["honest"].to_numpy(dtype=np.float64), nan=-np.inf)
+    order = np.lexsort((-oof, -honest))
     return frame.iloc[order].reset_index(drop=True)
 
 
@@ -190,18 +209,20 @@ def drop_one_ablation(blend_dir: Path, info: artifacts.RunInfo, names: dict[Path
     if missing:
         raise KagglePlanetError(f"{blend_dir / artifacts.RUN_INFO}: member {missing[0]} not found (nor beside the blend)")
     _, data, _, _ = member_runs.load_members(members)
+    entry = metrics.get_metric(data.metric)
 
     def scores(subset: blend.BlendInput) -> tuple[float, float]:
         oof = blend.blend_predictions(subset, method).oof
-        return metrics.score(data.metric, data.y_true, oof), honest_score(data.metric, data.y_true, oof, data.folds)
+        return entry(data.y_true, oof, data.task), honest_score(data.metric, data.y_true, oof, data.folds, data.task)
 
     full_oof, full_honest = scores(data)
     rows = [{"without": "(none: all members)", "oof": full_oof, "oof_change": 0.0, "honest": full_honest, "honest_change": 0.0}]
     if len(members) > 1:
         for i, member in enumerate(members):
             oof, honest = scores(data.members([j for j in range(len(members)) if j != i]))
-            rows.append({"without": names.get(member.resolve(), str(member)), "oof": oof, "oof_change": oof - full_oof,
-                         "honest": honest, "honest_change": honest - full_honest})
+            # changes signed by the metric's direction: positive means the blend is better without the member
+            rows.append({"without": names.get(member.resolve(), str(member)), "oof": oof, "oof_change": entry.gain(oof, full_oof),
+                         "honest": honest, "honest_change": entry.gain(honest, full_honest)})
     return pd.DataFrame(rows, columns=ABLATION_COLUMNS)
 
 
@@ -221,9 +242,10 @@ def build_comparison(named: list[tuple[str, artifacts.Run]], ablation: bool = Tr
     if not named:
         raise KagglePlanetError("compare: no runs to compare")
     check_same_folds(named)
-    competition = named[0][1].info.competition
-    metric = get_spec(competition).metric
-    comparison = Comparison(competition, metric, HONEST_MEANING[metric], build_leaderboard(named, metric))
+    first = named[0][1].info
+    competition = first.competition
+    metric = get_spec(competition, first.options).metric
+    comparison = Comparison(competition, metric, honest_meaning(metric, first.task), build_leaderboard(named, metric))
     names = {run.path.resolve(): name for name, run in named}
     if ablation:
         for name, run in named:
@@ -266,13 +288,14 @@ def _table(frame: pd.DataFrame, formats: dict[str, Any]) -> str:
 
 def format_comparison(comparison: Comparison) -> str:
     c = comparison
-    lines = [f"leaderboard: {c.competition}, OOF {c.metric}; honest = {c.honest_meaning}; best honest first"]
+    direction = "" if metrics.get_metric(c.metric).higher_is_better else f" ({c.metric}: lower is better)"
+    lines = [f"leaderboard: {c.competition}, OOF {c.metric}; honest = {c.honest_meaning}; best honest first{direction}"]
     board = c.leaderboard.rename(columns={"oof": f"OOF {c.metric}", "image_size": "size"})
     whole = lambda v: "-" if v is None or pd.isna(v) else str(int(v))  # noqa: E731 - ints stored beside None
     lines.append(_table(board, {f"OOF {c.metric}": _fmt, "honest": _fmt, "size": whole, "epochs": whole, "tta": _fmt,
                                 "seconds": lambda v: _fmt(v, 1)}))
     for name, table in c.ablations.items():
-        lines += ["", f"drop-one ablation of {name}: the same method without each member"]
+        lines += ["", f"drop-one ablation of {name}: the same method without each member (change: positive is better without it)"]
         lines.append(_table(table, {"oof": _fmt, "oof_change": lambda v: f"{v:+.5f}", "honest": _fmt,
                                     "honest_change": lambda v: "-" if math.isnan(v) else f"{v:+.5f}"}))
     if c.correlation is not None:

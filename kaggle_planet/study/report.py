@@ -86,13 +86,13 @@ def read_histories(run_dir: Path) -> dict[int, pd.DataFrame]:
 
 def load_view(run_dir: Path, name: str | None = None) -> RunView:
     run = artifacts.load_run(run_dir)
-    metric = get_spec(run.info.competition).metric
+    metric = get_spec(run.info.competition, run.info.options).metric
     return RunView(
         name=name or run_dir.name,
         run=run,
         stored_scores=_read_optional_json(run_dir / artifacts.SCORES),
         stored_thresholds=_read_optional_json(run_dir / THRESHOLDS),
-        scores=metrics.summarize_scores(metric, run.y_true, run.oof_probs, run.folds),
+        scores=metrics.summarize_scores(metric, run.y_true, run.oof_probs, run.folds, run.info.task),
         histories=read_histories(run_dir) if run.info.kind == "model" else {},
     )
 
@@ -170,17 +170,19 @@ def correlation_matrix(views: Sequence[RunView]) -> pd.DataFrame:
 
 
 def blend_gains(blends: Sequence[RunView], by_path: dict[Path, RunView], metric: str) -> pd.DataFrame:
-    """Per blend: its OOF score, its best member's and the gain, recomputed and as stored."""
+    """Per blend: its OOF score, its best member's (in the metric's direction) and the gain, recomputed and as
+    stored; the gain is positive when the blend is better than that member (a loss metric too)."""
+    entry = metrics.get_metric(metric)
     rows = []
     for blend in blends:
         members = [by_path.get(_key(p)) for p in (find_member(blend.path, m) for m in blend.run.info.members) if p]
         members = [m for m in members if m is not None]
         stored_members = (blend.stored_scores or {}).get("members") or {}
         if members:
-            best = max(members, key=lambda m: m.scores["oof"])
+            best = members[entry.best_index(m.scores["oof"] for m in members)]
             best_name, best_score = best.name, best.scores["oof"]
         elif stored_members:  # members not on disk: fall back to the scores the blend recorded
-            best_name, best_score = max(stored_members.items(), key=lambda kv: kv[1])
+            best_name, best_score = list(stored_members.items())[entry.best_index(stored_members.values())]
             best_name = Path(best_name).name
         else:
             best_name, best_score = "", math.nan
@@ -192,7 +194,7 @@ def blend_gains(blends: Sequence[RunView], by_path: dict[Path, RunView], metric:
             "blend_oof": blend.scores["oof"],
             "best_member": best_name,
             "best_member_oof": best_score,
-            "gain": blend.scores["oof"] - best_score,
+            "gain": entry.gain(blend.scores["oof"], best_score),
             "stored_gain": (blend.stored_scores or {}).get("gain_over_best", math.nan),
         })
     return pd.DataFrame(rows, columns=["blend", "method", "members", "metric", "blend_oof", "best_member",
@@ -293,10 +295,10 @@ def focus_thresholds(view: RunView, task: str) -> tuple[np.ndarray | None, str]:
 
 
 def pick_focus(models: Sequence[RunView], blends: Sequence[RunView]) -> RunView:
-    """The blend named ``blend`` (the pipeline's), else the first blend, else the best model."""
+    """The blend named ``blend`` (the pipeline's), else the first blend, else the best model (in its metric's direction)."""
     if blends:
         return next((b for b in blends if b.name == "blend"), blends[0])
-    return max(models, key=lambda m: m.scores["oof"])
+    return models[metrics.best_index(models[0].scores["metric"], (m.scores["oof"] for m in models))]
 
 
 def per_class_by_run(views: Sequence[RunView], task: str) -> pd.DataFrame | None:
@@ -350,7 +352,7 @@ def build_report(run_dir: str | Path, submissions_log: str | Path | None = None,
     for view in views:
         problems += _stored_score_problems(view)
     info = views[0].run.info
-    spec = get_spec(info.competition)
+    spec = get_spec(info.competition, info.options)
     focus = pick_focus(models, blends)
     run = focus.run
     thresholds, source = focus_thresholds(focus, info.task)

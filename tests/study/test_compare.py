@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from runfactory import WEATHER, noisy_probs, planet_labels, write_run
-from sklearn.metrics import fbeta_score, roc_auc_score
+from sklearn.metrics import accuracy_score, fbeta_score, roc_auc_score
 
 from kaggle_planet.cli import main
 from kaggle_planet.core import artifacts
@@ -237,3 +237,95 @@ def test_bad_log_is_a_one_line_error(tmp_path, edit, pattern):
 def test_log_of_missing_file_is_empty(tmp_path):
     frame = submission.read_submission_log(Path(tmp_path / "nothing.csv"))
     assert frame.empty and list(frame.columns) == submission.LOG_COLUMNS
+
+
+# --------------------------------------------------------------------- a metric to minimise: log loss
+
+
+def kaggle_log_loss(y, p):
+    """Kaggle's multiclass log loss written out: clip, renormalise rows, mean -log p(true class)."""
+    q = np.clip(p, 1e-15, 1 - 1e-15)
+    q = q / q.sum(axis=1, keepdims=True)
+    return float(-np.mean(np.log(q[np.arange(len(y)), y.argmax(axis=1)])))
+
+
+def accuracy_by_hand(y, p):
+    return float(accuracy_score(y.argmax(axis=1), p.argmax(axis=1)))
+
+
+def multiclass_study(root: Path, metric: str) -> tuple[Path, np.ndarray, dict[str, np.ndarray]]:
+    """A csv-layout multiclass experiment scored by ``metric`` (from the run's options): an overconfident
+    model (best accuracy, worst log loss), a calibrated one (best log loss) and a flat one, plus their mean."""
+    rng = np.random.default_rng(0)
+    n, classes = 150, ["a", "b", "c"]
+    labels = rng.integers(0, 3, n + T)
+    y = np.eye(3, dtype=int)[labels]
+    ids, tids = [f"i{i}" for i in range(n)], [f"t{i}" for i in range(T)]
+    exp, probs = root / "exp", {}
+    for name, (sharp, skill) in {"sharp": (12.0, 1.2), "calibrated": (1.0, 1.0), "flat": (0.3, 0.8)}.items():
+        logits = sharp * (skill * y + rng.standard_normal(y.shape) * 0.8)
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        write_run(exp / name, "csv", classes, ids, y[:n], p[:n], np.arange(n) % K, tids, p[n:],
+                  options={"target": "label", "metric": metric})
+        probs[f"exp/{name}"] = p[:n]
+    blend.blend_runs([exp / "sharp", exp / "calibrated", exp / "flat"], "mean", exp / "blend")
+    probs["exp/blend"] = (probs["exp/sharp"] + probs["exp/calibrated"] + probs["exp/flat"]) / 3
+    return exp, y[:n], probs
+
+
+def test_leaderboard_order_follows_the_metrics_direction(tmp_path):
+    orders = {}
+    for metric, by_hand, reverse in (("log_loss", kaggle_log_loss, False), ("accuracy", accuracy_by_hand, True)):
+        exp, y, probs = multiclass_study(tmp_path / metric, metric)
+        result = compare.compare_runs([exp])
+        assert result.metric == metric
+        board = result.leaderboard.set_index("run")
+        expected = {name: by_hand(y, p) for name, p in probs.items()}
+        for name, value in expected.items():
+            assert board.loc[name, "oof"] == pytest.approx(value, abs=1e-6) == pytest.approx(board.loc[name, "honest"], abs=1e-12)
+        orders[metric] = list(result.leaderboard["run"])
+        assert orders[metric] == sorted(expected, key=expected.get, reverse=reverse)
+    models = {metric: [r for r in order if r != "exp/blend"] for metric, order in orders.items()}
+    assert models["log_loss"][0] == "exp/calibrated" and models["accuracy"][0] == "exp/sharp"
+    assert models["log_loss"] != models["accuracy"]
+    assert "lower is better" in compare.format_comparison(compare.compare_runs([tmp_path / "log_loss" / "exp"]))
+
+
+def test_ablation_and_report_gains_of_a_loss_are_positive_when_better(tmp_path):
+    exp, y, probs = multiclass_study(tmp_path, "log_loss")
+    full = kaggle_log_loss(y, probs["exp/blend"])
+    table = compare.compare_runs([exp]).ablations["exp/blend"].set_index("without")
+    assert table.loc["(none: all members)", "oof"] == pytest.approx(full, abs=1e-6)
+    names = ["exp/sharp", "exp/calibrated", "exp/flat"]
+    for dropped in names:
+        kept = [probs[n] for n in names if n != dropped]
+        without = kaggle_log_loss(y, np.mean(kept, axis=0))
+        assert table.loc[dropped, "oof"] == pytest.approx(without, abs=1e-6)
+        assert table.loc[dropped, "oof_change"] == pytest.approx(full - without, abs=1e-6)  # a lower loss: positive
+    dropped_rows = table.drop(index="(none: all members)")
+    assert ((dropped_rows["oof_change"] > 0) == (dropped_rows["oof"] < full)).all()  # positive exactly when the loss is lower
+
+    data = report.build_report(exp, ablation=False)
+    gains = data.blend_gains.set_index("blend").loc["blend"]
+    losses = {n: kaggle_log_loss(y, probs[n]) for n in names}
+    best = min(losses, key=losses.get)
+    assert gains["best_member"] == best.split("/")[1] and gains["best_member_oof"] == pytest.approx(losses[best], abs=1e-6)
+    assert gains["gain"] == pytest.approx(losses[best] - full, abs=1e-6)
+    assert gains["stored_gain"] == pytest.approx(gains["gain"], abs=1e-6)
+    focus = report.pick_focus(data.models, [])  # no blend: the best model, by the lowest log loss
+    assert focus.name == best.split("/")[1]
+
+
+def test_an_auto_blend_shows_its_choice_and_is_ablated_with_it(tmp_path):
+    exp, y, _ = multiclass_study(tmp_path, "log_loss")
+    scores = blend.blend_runs([exp / "sharp", exp / "calibrated", exp / "flat"], "auto", exp / "auto")
+    chosen = scores["auto"]["chosen"]
+    assert scores["auto"]["candidates"][chosen] == min(scores["auto"]["candidates"].values())
+    result = compare.compare_runs([exp])
+    board = result.leaderboard.set_index("run")
+    assert board.loc["exp/auto", "model"] == f"{chosen} (auto) of 3"
+    out = artifacts.load_run(exp / "auto")
+    assert board.loc["exp/auto", "oof"] == pytest.approx(kaggle_log_loss(y, out.oof_probs), abs=1e-9)
+    full = result.ablations["exp/auto"].set_index("without").loc["(none: all members)", "oof"]
+    assert full == pytest.approx(scores["oof"], abs=1e-6)  # the chosen method re-run on all members
