@@ -1,9 +1,11 @@
 """Group folds: no group in two folds for every task kind, balance with many small groups, determinism,
-refusals (k against the groups, a class in too few groups, a fold file that splits a group), the summary."""
+refusals (k against the groups, a class in too few groups, a fold file that splits a group), the summary,
+and the hint for tables that look grouped without a group column."""
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ from hypothesis import strategies as st
 
 from kaggle_planet.core.errors import KagglePlanetError
 from kaggle_planet.data.competitions import DatasetTable
-from kaggle_planet.data.folds import fold_summary, make_folds, read_folds, write_folds
+from kaggle_planet.data.folds import fold_summary, make_folds, read_folds, suspected_groups, write_folds
 
 TASKS = ("binary", "multiclass", "multilabel")
 
@@ -247,3 +249,100 @@ def test_fold_summary_counts_groups_per_fold():
     plain = DatasetTable(table.competition, table.task, table.id_col, table.classes, table.data_dir, table.train, table.test)
     assert "groups" not in fold_summary(plain, folds)
 
+
+# --------------------------------------------------------------------------- suspected_groups
+
+
+def plain_table(ids, task="binary", targets=None, extra=None, classes=None) -> DatasetTable:
+    rng = np.random.default_rng(0)
+    targets = random_targets(task, len(ids), 3, rng) if targets is None else targets
+    table = make_table(task, None, targets, ids=ids, extra=extra)
+    if classes is not None:
+        table.train = table.train.rename(columns=dict(zip(table.classes, classes)))
+        table.classes = list(classes)
+    return table
+
+
+def test_a_patient_column_in_the_raw_labels_is_suspected():
+    n = 3000
+    patients = np.repeat([f"IP_{p:07d}" for p in range(200)], 15)
+    frame = pd.DataFrame({"id": [f"ISIC_{i:07d}" for i in range(n)], "patient_id": patients, "sex": "male",
+                          "anatom_site_general_challenge": np.resize(["torso", "head/neck", "", "upper extremity"], n)})
+    table = plain_table(frame["id"])
+    assert suspected_groups(table, frame) == (
+        "ids look grouped: column 'patient_id' has 200 values for 3,000 images; "
+        "set layout.group_column: patient_id so that folds never split a group"
+    )
+    # the anatomical site also matches a group word ("site"), but the patient word ranks first
+    assert "anatom_site" in suspected_groups(table, frame.drop(columns="patient_id"))
+    assert suspected_groups(table) is None  # ISIC_ ids: one prefix for every id, not a grouping
+
+
+def test_a_group_column_kept_in_the_table_is_suspected():
+    ids = [f"{i}" for i in range(400)]
+    table = plain_table(ids, extra={"Subject": np.repeat([f"s{i}" for i in range(40)], 10)})
+    assert suspected_groups(table) == (
+        "ids look grouped: column 'Subject' has 40 values for 400 images; set layout.group_column: Subject so that folds never split a group"
+    )
+
+
+def test_a_table_with_a_group_column_is_not_suspected():
+    table = random_table("binary", n_groups=30, max_size=5, seed=1)
+    assert suspected_groups(table) is None
+
+
+@pytest.mark.parametrize(
+    "name,values",
+    [
+        ("patient_id", [f"p{i}" for i in range(400)]),  # every value unique: not a grouping
+        ("patient_id", ["same"] * 400),  # one value for all
+        ("site", [""] * 300 + [f"s{i % 5}" for i in range(100)]),  # mostly empty
+        ("age_approx", [str(i % 9) for i in range(400)]),  # repeats, but not a group name
+    ],
+)
+def test_columns_that_are_not_groups_are_not_suspected(name, values):
+    frame = pd.DataFrame({"id": [str(i) for i in range(400)], name: values})
+    assert suspected_groups(plain_table(frame["id"]), frame) is None
+
+
+def test_plain_numeric_ids_are_not_suspected():
+    assert suspected_groups(plain_table([str(i) for i in range(5000)])) is None
+    assert suspected_groups(plain_table([f"train_{i}" for i in range(5000)])) is None  # one prefix, Planet style
+    assert suspected_groups(plain_table([f"{i:08x}-{i * 7 % 9973:04x}" for i in range(5000)])) is None  # unique prefixes
+
+
+def test_ids_sharing_a_prefix_are_suspected():
+    ids = [f"P{p:03d}_{v}.png" for p in range(250) for v in range(4)]
+    hint = suspected_groups(plain_table(ids))
+    assert hint == (
+        "ids look grouped: 1,000 of 1,000 ids share 250 prefixes before '_' (e.g. 'P000': 4 images); if a prefix names a group "
+        "(a patient, a user), add a column naming it and set layout.group_column so that folds never split a group"
+    )
+    # Diabetic Retinopathy style: both eyes of a patient, 10_left and 10_right
+    assert "share 500 prefixes before '_'" in suspected_groups(plain_table([f"{p}_{eye}" for p in range(500) for eye in ("left", "right")]))
+
+
+def test_ids_prefixed_by_their_label_are_not_suspected():
+    """Dogs vs Cats: ``cat.0``, ``dog.1``. Two prefixes for thousands of ids name the class, not a group:
+    no hint when the prefixes are class names, nor when there are no more prefixes than label values and
+    each prefix holds one label (a binary "dog" class, where "cat" is its 0 value)."""
+    n = 4000
+    labels = np.arange(n) % 2
+    ids = [f"{'dog' if y else 'cat'}.{i}" for i, y in enumerate(labels)]
+    multiclass = np.eye(2, dtype=np.int64)[labels]
+    assert suspected_groups(plain_table(ids, "multiclass", multiclass, classes=["cat", "dog"])) is None
+    assert suspected_groups(plain_table(ids, "binary", labels[:, None], classes=["dog"])) is None
+    # the same two prefixes with both labels inside each: two sources, worth a hint
+    mixed = [f"{'siteA' if i % 3 else 'siteB'}-{i}" for i in range(n)]
+    assert "share 2 prefixes before '-'" in suspected_groups(plain_table(mixed, "binary", labels[:, None], classes=["dog"]))
+
+
+def test_suspected_groups_is_cheap_for_100k_ids():
+    n = 100_000
+    ids = [f"P{i // 7:05d}_{i % 7}" for i in range(n)]
+    frame = pd.DataFrame({"id": ids, "study_id": [f"s{i // 3}" for i in range(n)], "region": "x"})
+    table = plain_table(ids)
+    start = time.perf_counter()
+    assert "column 'study_id'" in suspected_groups(table, frame)
+    assert "ids look grouped: 100,000 of 100,000 ids" in suspected_groups(table)
+    assert time.perf_counter() - start < 5.0
