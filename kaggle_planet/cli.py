@@ -225,10 +225,11 @@ def cmd_thresholds(args: argparse.Namespace) -> int:
 
 
 def add_blend_args(p: argparse.ArgumentParser) -> None:
-    from .ensemble.blend import METHODS  # torch-free
+    from .ensemble.blend import AUTO_HELP, CHOICES  # torch-free
 
     p.add_argument("run_dirs", nargs="+", type=Path, help="model (or blend) run folders")
-    p.add_argument("--method", "-m", default="mean", help=f"{' | '.join(METHODS)} (default mean; see docs/ensembles.md)")
+    p.add_argument("--method", "-m", default="mean",
+                   help=f"{' | '.join(CHOICES)} (default mean; auto: {AUTO_HELP}; see docs/ensembles.md)")
     p.add_argument("--out", "-o", required=True, type=Path, help="folder for the blend (a run folder)")
 
 
