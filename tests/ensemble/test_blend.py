@@ -603,3 +603,14 @@ def test_auto_warns_when_even_its_choice_is_worse_than_the_best_member(caplog):
     assert out.details["auto"]["candidates"][chosen] < best_member
     assert f"auto blend: {chosen}, the best of mean, hillclimb, best by honest OOF" in caplog.text
     assert f"worse than its best member's OOF {best_member:.5f}" in caplog.text
+
+
+def test_cli_blend_auto_prints_its_choice(tmp_path, capsys):
+    from kaggle_planet.cli import main
+
+    dirs, _, _ = strong_and_noise(tmp_path, seed=2)
+    assert main(["blend", *map(str, dirs), "--method", "auto", "--out", str(tmp_path / "auto")]) == 0
+    out = capsys.readouterr().out
+    chosen = artifacts.read_json(tmp_path / "auto" / "scores.json")["auto"]["chosen"]
+    assert f"blend: auto chose {chosen}" in out and f"blend ({chosen})" in out
+    assert artifacts.read_run_info(tmp_path / "auto").extra["config"]["blend"] == "auto"
