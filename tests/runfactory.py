@@ -110,8 +110,9 @@ def write_run(
     options: dict | None = None,
     extra: dict | None = None,
 ) -> Path:
-    """A complete model run folder (run.json, labels.csv, oof.csv, test.csv) via the artifacts API."""
-    spec = get_spec(competition)
+    """A complete model run folder (run.json, labels.csv, oof.csv, test.csv) via the artifacts API; ``options``
+    complete a csv-layout competition (``{"target": "tags", "metric": "f1_macro"}``) as they do for a real run."""
+    spec = get_spec(competition, options)
     run_dir = Path(run_dir)
     info = artifacts.RunInfo(
         competition=competition,

@@ -18,6 +18,8 @@ from kaggle_planet.core.errors import KagglePlanetError
 from kaggle_planet.ensemble import decision, thresholds
 from kaggle_planet.kaggle import submission
 
+F2_RULES = ["thresholds", "expected_f2", "expected_f2_calibrated"]  # the rules serving Planet's F2
+
 
 def brute_force_expected_f2(p: np.ndarray, chosen: np.ndarray) -> float:
     """sum over all 2^C label vectors y of P(y) * F2(y, chosen), F2 by scikit-learn (empty/empty = 0)."""
@@ -120,7 +122,7 @@ def test_every_rule_is_scored_on_each_fold_with_a_fit_on_the_other_folds():
     folds = np.arange(len(y)) % 3
     result = decision.evaluate_decisions(y, p, folds)
     rules = result["rules"]
-    assert list(rules) == list(decision.DECISIONS)
+    assert list(rules) == F2_RULES
     for k in range(3):
         held = folds == k
         thr, _ = thresholds.fit_thresholds(y[~held], p[~held])
@@ -128,7 +130,7 @@ def test_every_rule_is_scored_on_each_fold_with_a_fit_on_the_other_folds():
         assert rules["expected_f2"]["honest_per_fold"][str(k)] == pytest.approx(sk_f2(y[held], decision.expected_f2_decisions(p[held])[0]))
         calibrated = np.empty_like(p[held])
         for j in range(p.shape[1]):  # Platt scaling by hand with scikit-learn on the other folds
-            logit = lambda q: np.log(np.clip(q, 1e-6, 1 - 1e-6) / (1 - np.clip(q, 1e-6, 1 - 1e-6)))  # noqa: E731
+            logit = lambda q: np.log(np.clip(q, 1e-6, 1 - 1e-6) / (1 - np.clip(q, 1e-6, 1 - 1e-6)))
             if y[~held, j].min() == y[~held, j].max():
                 calibrated[:, j] = p[held, j]
                 continue
@@ -154,7 +156,8 @@ def test_decision_json_is_written_reused_and_refreshed(tmp_path, capsys):
     run = planet_run(tmp_path)
     result = decision.fit_run_decisions(run)
     assert artifacts.read_json(run / decision.DECISION) == result
-    assert set(result["rules"]) == set(decision.DECISIONS) and result["classes"] == artifacts.read_run_info(run).classes
+    assert list(result["rules"]) == F2_RULES and result["classes"] == artifacts.read_run_info(run).classes
+    assert result["metric"] == "f2_samples"
     marker = {**result, "auto": "marker"}
     artifacts.write_json(run / decision.DECISION, marker)
     assert decision.fit_run_decisions(run)["auto"] == "marker"  # same oof.csv/labels.csv: reused
@@ -167,11 +170,14 @@ def test_decision_json_is_written_reused_and_refreshed(tmp_path, capsys):
     assert "honest F2" in out and "expected_f2" in out and "<- auto" in out
 
 
-def test_decisions_refuse_runs_that_are_not_multilabel(tmp_path):
+def test_a_run_scored_on_its_probabilities_has_one_rule_and_a_metric_off_its_task_is_refused(tmp_path):
     y = np.array([[0], [1], [1], [0]])
     run = write_run(tmp_path / "inv", "invasive", ["invasive"], list("1234"), y, y * 0.8 + 0.1, np.array([0, 0, 1, 1]), ["9"], np.array([[0.5]]))
-    with pytest.raises(KagglePlanetError, match="decision rules apply to multilabel") as err:
-        decision.fit_run_decisions(run)
+    result = decision.fit_run_decisions(run)  # ROC AUC: nothing to decide, the probabilities as they are
+    assert list(result["rules"]) == ["probabilities"] and result["auto"] == "probabilities" and result["metric"] == "roc_auc"
+    assert result["rules"]["probabilities"]["oof_score"] == 1.0
+    with pytest.raises(KagglePlanetError, match="decisions: metric 'accuracy' does not apply to a multilabel task") as err:
+        decision.evaluate_decisions(np.eye(4, dtype=int), np.eye(4), np.arange(4) % 2, "accuracy", "multilabel")
     assert "\n" not in str(err.value)
 
 
@@ -207,14 +213,14 @@ def test_submission_tags_follow_the_decision_rule(tmp_path, planet_data_run, rul
 
 
 def test_auto_takes_the_best_honest_rule(tmp_path, planet_data_run, monkeypatch):
-    run, table, test = planet_data_run
+    run, _, _ = planet_data_run
     real = decision.evaluate_decisions
     for best in ("thresholds", "expected_f2"):
 
-        def rigged(y, p, folds, best=best):
-            result = real(y, p, folds)
+        def rigged(*args, best=best):
+            result = real(*args)
             for name, rule in result["rules"].items():
-                rule["honest_f2"] = 0.9 if name == best else 0.1
+                rule["honest_f2"] = rule["honest_score"] = 0.9 if name == best else 0.1
             result["auto"] = best
             return result
 
@@ -252,3 +258,195 @@ def test_thresholds_command_with_one_fold_skips_the_comparison(tmp_path, capsys)
                     ["test_0"], probs[:1])
     assert main(["thresholds", str(run)]) == 0
     assert "honest F2" not in capsys.readouterr().out and not (run / decision.DECISION).exists()
+
+
+# ------------------------------------------------------------------------------ any metric: decide_run
+
+
+def csv_fbeta_run(tmp_path, metric, n=600, seed=7):
+    """A multilabel run of the generic csv competition scored by ``metric`` (an F-beta), Planet-like labels."""
+    y, probs, classes = planet_oof(n + 40, seed=seed)
+    ids = [f"img{i}" for i in range(n)]
+    return write_run(tmp_path / metric, "csv", classes, ids, y[:n], probs[:n], np.arange(n) % 3, [f"t{i}" for i in range(40)],
+                     probs[n:], options={"target": "tags", "metric": metric}), probs[n:]
+
+
+def sk_fbeta(y, pred, beta, average):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fbeta_score(y, pred.astype(int), beta=beta, average=average, zero_division=0)
+
+
+@pytest.mark.parametrize("metric, beta, average", [("f1_samples", 1.0, "samples"), ("f1_macro", 1.0, "macro"),
+                                                   ("f1_micro", 1.0, "micro"), ("f0.5_samples", 0.5, "samples")])
+def test_fbeta_runs_are_decided_by_thresholds_fitted_honestly_for_their_metric(tmp_path, metric, beta, average):
+    run, test = csv_fbeta_run(tmp_path, metric)
+    result = decision.fit_run_decisions(run)
+    assert result["metric"] == metric and list(result["rules"]) == ["thresholds"]  # expected_f2 is F2's only
+    rule = result["rules"]["thresholds"]
+    assert "honest_f2" not in rule and "oof_f2" not in rule
+    loaded = artifacts.load_run(run)
+    y, p, folds = loaded.y_true, loaded.oof_probs, loaded.folds
+    start = 1.0 / (1.0 + beta * beta)  # the metric's own threshold
+    fix = with_top_tag if average == "samples" else (lambda probs, pred: pred)  # micro / macro: no fallback tag
+    for k in range(3):  # each fold decided by thresholds fitted on the other folds, scored by scikit-learn
+        held = folds == k
+        thr, _ = thresholds.fit_thresholds(y[~held], p[~held], start, beta=beta, average=average)
+        assert rule["honest_per_fold"][str(k)] == pytest.approx(sk_fbeta(y[held], fix(p[held], p[held] > thr), beta, average), abs=1e-12)
+    assert rule["honest_score"] == pytest.approx(np.mean(list(rule["honest_per_fold"].values())))
+    assert rule["honest_score"] <= rule["oof_score"]  # fitted on the scored rows: optimistic
+    assert rule["oof_score"] > sk_fbeta(y, fix(p, p > 0.5), beta, average)  # tuning beats 0.5 and the metric's default
+    assert rule["oof_score"] > sk_fbeta(y, fix(p, p > start), beta, average)
+
+    values, record = decision.decide_run(loaded, test, "auto")
+    thr = np.asarray(artifacts.read_json(run / "thresholds.json")["thresholds"])
+    np.testing.assert_array_equal(values, fix(test, test > thr).astype(np.float64))
+    assert values.dtype == np.float64
+    # auto with one rule serving the metric: that rule, nothing to compare
+    assert list(record) == ["decision", "decision_asked", "thresholds", "oof_score_tuned", "oof_score_heldout", "honest_score", "fitted_on"]
+    assert (record["decision"], record["decision_asked"]) == ("thresholds", "auto")
+    saved = artifacts.read_json(run / "thresholds.json")
+    assert record["honest_score"] == saved["score_heldout"] and record["oof_score_tuned"] == saved["score_tuned"]
+    assert record["thresholds"] == dict(zip(loaded.info.classes, saved["thresholds"]))
+    with pytest.raises(KagglePlanetError, match="decision 'expected_f2' applies to multilabel runs scored by f2_samples; "
+                                                f"this run's task is 'multilabel', its metric '{metric}'"):
+        decision.decide_run(loaded, test, "expected_f2")
+
+
+def test_a_planet_run_is_decided_as_its_submission_always_was(tmp_path):
+    run = planet_run(tmp_path)
+    loaded = artifacts.load_run(run)
+    test = loaded.oof_probs[:50]
+    values, record = decision.decide_run(loaded, test, "thresholds")
+    thr = thresholds.read_run_thresholds(run)  # fitted first: there was none
+    np.testing.assert_array_equal(values, with_top_tag(test, test > thr).astype(np.float64))
+    assert list(record) == ["decision", "decision_asked", "thresholds", "oof_f2_tuned", "oof_f2_heldout", "honest_score", "fitted_on"]
+    saved = artifacts.read_json(run / "thresholds.json")
+    assert record["oof_f2_tuned"] == saved["f2_tuned"] and record["honest_score"] == record["oof_f2_heldout"] == saved["f2_heldout"]
+    assert not (run / decision.DECISION).exists()  # thresholds asked: nothing else fitted
+    for rule in ("expected_f2", "expected_f2_calibrated", "auto"):
+        values, record = decision.decide_run(loaded, test, rule)
+        evaluation = artifacts.read_json(run / decision.DECISION)
+        used = evaluation["auto"] if rule == "auto" else rule
+        if used != "thresholds":
+            assert list(record) == ["decision", "decision_asked", "decision_honest_f2", "oof_f2", "honest_score"]
+            np.testing.assert_array_equal(values, decision.decide(used, test, evaluation["rules"][used]["state"]).astype(np.float64))
+        assert record["decision_honest_f2"] == {n: r["honest_f2"] for n, r in evaluation["rules"].items()}
+    with pytest.raises(KagglePlanetError, match="decision 'clip' applies to runs scored by log_loss; this run's task is "
+                                                r"'multilabel', its metric 'f2_samples' \(valid for it: auto, thresholds, expected_f2, expected_f2_calibrated\)") as err:
+        decision.decide_run(loaded, test, "clip")
+    assert "\n" not in str(err.value)
+    with pytest.raises(KagglePlanetError, match="probabilities have 3 columns; .* has 17 classes"):
+        decision.decide_run(loaded, test[:, :3], "thresholds")
+    with pytest.raises(KagglePlanetError, match="unknown decision rule 'vibes'; valid: auto, thresholds"):
+        decision.decide_run(loaded, test, "vibes")
+
+
+def test_runs_with_nothing_to_decide_submit_their_probabilities(tmp_path, demo_datasets):
+    from runfactory import make_run
+
+    for competition, default in [("invasive", "probabilities"), ("imagefolder", "argmax")]:
+        run, _, test = make_run(tmp_path / competition, demo_datasets[competition], competition)
+        loaded = artifacts.load_run(run)
+        for rule in ("thresholds", "auto", default):  # thresholds: the submission's default, nothing to threshold here
+            values, record = decision.decide_run(loaded, test, rule)
+            np.testing.assert_array_equal(values, test)
+            assert record == {"decision": default, "decision_asked": rule}
+        assert not (run / decision.DECISION).exists()  # one rule serves the metric: nothing compared or written
+        for rule in ("expected_f2", "clip", "argmax" if default == "probabilities" else "probabilities"):
+            with pytest.raises(KagglePlanetError, match=f"decision '{rule}' applies to .*; this run's task is") as err:
+                decision.decide_run(loaded, test, rule)
+            assert "\n" not in str(err.value)
+
+
+# ------------------------------------------------------------------------------------ log loss: clip
+
+
+def log_loss_by_hand(y, q):
+    """Kaggle's log loss written out: -mean over rows of log q(true class) (binary: of q or 1 - q)."""
+    q = np.clip(q, 1e-15, 1 - 1e-15)
+    if q.shape[1] == 1:
+        return float(-np.mean(y[:, 0] * np.log(q[:, 0]) + (1 - y[:, 0]) * np.log(1 - q[:, 0])))
+    q = q / q.sum(axis=1, keepdims=True)
+    return float(-np.mean(np.log(q[y.astype(bool)])))
+
+
+def clip_by_hand(q, eps, multiclass):
+    q = np.minimum(np.maximum(q, eps), 1 - eps)
+    return q / q.sum(axis=1, keepdims=True) if multiclass else q
+
+
+def overconfident_run(tmp_path, task, wrong_rate, n=900, seed=5):
+    """A log-loss run whose predictions are sharp, and as sharply wrong on ``wrong_rate`` of the rows."""
+    rng = np.random.default_rng(seed)
+    if task == "multiclass":
+        classes = ["beagle", "collie", "husky", "pug"]
+        label = rng.integers(0, 4, n + 30)
+        y = np.eye(4, dtype=int)[label]
+        wrong = rng.random(n + 30) < wrong_rate
+        said = np.where(wrong, (label + rng.integers(1, 4, n + 30)) % 4, label)
+        logits = 6.0 * np.eye(4)[said] + rng.standard_normal((n + 30, 4))
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        competition = "dog-breed-identification"
+    else:
+        classes = ["dog"]
+        y = (rng.random((n + 30, 1)) < 0.5).astype(int)
+        wrong = rng.random((n + 30, 1)) < wrong_rate
+        said = np.where(wrong, 1 - y, y)
+        p = 1.0 / (1.0 + np.exp(-(7.0 * (2 * said - 1) + rng.standard_normal(y.shape))))
+        competition = "dogs-vs-cats-redux-kernels-edition"
+    ids = [f"{i}" for i in range(n)]
+    run = write_run(tmp_path / task, competition, classes, ids, y[:n], p[:n], np.arange(n) % 3, [f"t{i}" for i in range(30)], p[n:])
+    return run, p[n:]
+
+
+@pytest.mark.parametrize("task, wrong_rate", [("multiclass", 0.02), ("binary", 0.01)])
+def test_clip_eps_is_chosen_honestly_and_beats_the_unclipped_log_loss(tmp_path, task, wrong_rate):
+    run, test = overconfident_run(tmp_path, task, wrong_rate)
+    result = decision.fit_run_decisions(run)
+    assert result["metric"] == "log_loss" and list(result["rules"]) == ["probabilities", "clip"]
+    loaded = artifacts.load_run(run)
+    y, p, folds = loaded.y_true, loaded.oof_probs, loaded.folds
+    multiclass = task == "multiclass"
+    grid = decision.CLIP_EPS
+
+    def best_eps(rows):
+        losses = [log_loss_by_hand(y[rows], clip_by_hand(p[rows], eps, multiclass)) for eps in grid]
+        return grid[int(np.argmin(losses))]
+
+    clip = result["rules"]["clip"]
+    assert clip["state"]["eps"] == best_eps(np.ones(len(y), bool)) > 1e-15
+    assert clip["oof_score"] == pytest.approx(log_loss_by_hand(y, clip_by_hand(p, clip["state"]["eps"], multiclass)), abs=1e-12)
+    for k in range(3):  # each fold's eps chosen on the other folds, its log loss measured on the fold
+        held = folds == k
+        expected = log_loss_by_hand(y[held], clip_by_hand(p[held], best_eps(~held), multiclass))
+        assert clip["honest_per_fold"][str(k)] == pytest.approx(expected, abs=1e-12)
+    unclipped = result["rules"]["probabilities"]
+    assert unclipped["oof_score"] == pytest.approx(log_loss_by_hand(y, p), abs=1e-12)
+    assert clip["honest_score"] < unclipped["honest_score"] and clip["oof_score"] < unclipped["oof_score"]  # lower is better
+    assert len({best_eps(folds != k) for k in range(3)}) > 1  # the folds' own choices differ here: the estimate is honest
+    assert clip["honest_score"] > clip["oof_score"]  # eps chosen on the scored rows is optimistic
+    assert result["auto"] == "clip"
+    assert "lower is better" in decision.format_decisions_summary(result)
+
+    values, record = decision.decide_run(loaded, test, "auto")
+    np.testing.assert_allclose(values, clip_by_hand(test, clip["state"]["eps"], multiclass), rtol=0, atol=1e-15)
+    if multiclass:
+        np.testing.assert_allclose(values.sum(axis=1), 1.0, atol=1e-12)
+    assert record["decision"] == "clip" and record["decision_asked"] == "auto"
+    assert record["decision_state"]["eps"] == clip["state"]["eps"] and record["honest_score"] == clip["honest_score"]
+    assert record["decision_oof_score"] == clip["oof_score"]
+    assert record["decision_honest_scores"] == {"probabilities": unclipped["honest_score"], "clip": clip["honest_score"]}
+    values, record = decision.decide_run(loaded, test, "thresholds")  # the default: the probabilities as predicted
+    np.testing.assert_array_equal(values, test)
+    assert record == {"decision": "probabilities", "decision_asked": "thresholds"}
+
+
+def test_clip_on_calibrated_predictions_keeps_the_smallest_eps():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.2, 0.8, (400, 1))
+    y = (rng.random((400, 1)) < p).astype(int)  # calibrated, nowhere near 0 or 1: clipping changes nothing
+    state = decision.fit_clip(y, p, decision.target_for("log_loss", "binary"))
+    assert state["eps"] == 1e-15 and state["renormalise"] is False
+    assert len(set(state["score_by_eps"].values())) == 1
