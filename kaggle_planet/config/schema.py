@@ -72,7 +72,11 @@ TTA_MODES: tuple[str, ...] = get_args(Tta)
 BLEND_METHODS: tuple[str, ...] = get_args(Blend)
 IMAGEFOLDER_ONLY = ("train_dir", "test_dir")
 # Settings that may change between runs into one model folder (how to run, not what is trained).
-FREE_KEYS = frozenset({"num_workers", "cache", "tta", "device", "blend", "decision", "pseudo", "runs_dir", "compile", "log"})
+FREE_KEYS = frozenset({"num_workers", "cache", "tta", "device", "blend", "decision", "pseudo", "runs_dir", "compile", "log", "refit"})
+# the full-data refit's use (kaggle_planet.train.refit): the test predictions from the refit alone, or from it and the fold models
+REFIT_CHOICES = {"off": "the fold models' mean only (no refit)", "alone": "the refit model alone",
+                 "with_folds": "the mean of the k fold models and the refit, each model one vote"}
+Refit = Literal[tuple(REFIT_CHOICES)]  # type: ignore[valid-type]
 # Optimizers named in the error for an unknown one (timm knows ~100).
 COMMON_OPTIMIZERS = ("adamw", "sgd", "momentum", "lamb", "adan", "lion", "adabelief", "radam")
 
@@ -419,6 +423,8 @@ class ExperimentConfig(_Keys):
     layout: Annotated[dict[str, Any] | None, BeforeValidator(_none_word)] = Field(None, description="csv-layout competitions (csv and the named presets): where the labels, images and test ids are, the target, groups, metric and submission format; the layout.* keys below (a preset fills them in, any can be set)")
     train_dir: Annotated[Text | None, BeforeValidator(_none_word)] = Field(None, description="imagefolder only: training folder inside data_dir (default seg_train)")
     test_dir: Annotated[Text | None, BeforeValidator(_none_word)] = Field(None, description="imagefolder only: test folder inside data_dir (default seg_test)")
+    refit: Refit = Field("off", description="after CV, train each model once more on every training image for the folds' mean best epoch and predict test with: "
+                         + "; ".join(f"{k}: {v}" for k, v in REFIT_CHOICES.items()) + "; the refit has no OOF score of its own (blend weights and thresholds stay the fold models')")
     runs_dir: Text = Field("runs", description="where run folders go")
     log: Trackers = Field(default_factory=lambda: ["csv"], description="experiment trackers, e.g. [csv, tensorboard, wandb] (see Tracking runs in docs/training.md)")
     train: TrainSettings = Field(default_factory=TrainSettings)

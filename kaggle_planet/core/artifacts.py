@@ -49,6 +49,11 @@ LAST = "last.pt"
 DONE = "done.json"
 HISTORY = "history.csv"
 CURVES = "curves.png"
+# a model's full-data refit (config refit: alone | with_folds): refit/ holds a fold folder's files; with a refit the
+# model folder keeps both test predictions beside the test.csv the config chose from them
+REFIT_DIR = "refit"
+TEST_FOLDS = "test_folds.csv"
+TEST_REFIT = "test_refit.csv"
 # a model's training folder holds its config (written by train before any fold is done)
 MODEL_CONFIG = "config.yaml"
 CONFIG = MODEL_CONFIG
@@ -65,6 +70,23 @@ os.umask(_UMASK)  # read the process umask (the only way is to set it and put it
 
 def fold_dir(model_dir: str | Path, fold: int) -> Path:
     return Path(model_dir) / f"fold{fold}"
+
+
+def fold_model_digests(model_dir: str | Path, k: int) -> dict[str, str]:
+    """sha256 of every fold's best.pt: which fold models something (predictions, a refit) was made from."""
+    return {str(f): fp.file_sha256(fold_dir(model_dir, f) / BEST) for f in range(k)}
+
+
+def refit_current(model_dir: str | Path, k: int) -> bool:
+    """True when the model's full-data refit (``refit/``) is finished and was derived from its fold models there now."""
+    folder = Path(model_dir) / REFIT_DIR
+    if not (folder / DONE).is_file() or not (folder / BEST).is_file():
+        return False
+    try:
+        done = read_json(folder / DONE)
+    except KagglePlanetError:
+        return False
+    return isinstance(done, dict) and done.get("fold_models") == fold_model_digests(model_dir, k)
 
 
 def is_fold_done(model_dir: str | Path, fold: int) -> bool:

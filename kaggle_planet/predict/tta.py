@@ -55,7 +55,7 @@ def with_tta(model: nn.Module, tta: str) -> nn.Module:
     return model if transforms is None else ttach.ClassificationTTAWrapper(model, transforms, merge_mode="mean")
 
 
-def load_fold_model(model_dir: Path, fold: int, device: torch.device,
+def load_fold_model(model_dir: Path, fold: int | str, device: torch.device,
                     classes: Sequence[str] | None = None) -> tuple[nn.Module, ModelSettings]:
     """Fold ``fold``'s best model in eval mode on ``device``, returning PROBABILITIES ((B,3,S,S) -> (B,C)).
 
@@ -65,7 +65,7 @@ def load_fold_model(model_dir: Path, fold: int, device: torch.device,
     """
     from ..recipe import models
 
-    path = fold_dir(model_dir, fold) / BEST
+    path = (Path(model_dir) / artifacts.REFIT_DIR if fold == artifacts.REFIT_DIR else fold_dir(model_dir, fold)) / BEST
     if not path.is_file():
         raise KagglePlanetError(f"{path}: no trained model for fold {fold} (train it first: kaggle-planet train CONFIG --folds {fold})")
     payload = load_checkpoint(path)
@@ -178,11 +178,33 @@ def predict_run(model_dir: Path, device: torch.device, tta: str | None = None) -
             commands.append(done["command"])
     if np.isnan(oof).any():
         raise KagglePlanetError(f"{model_dir}: {int(np.isnan(oof).any(axis=1).sum())} training images fell in no fold")
+    refit_test = _predict_refit(model_dir, cfg, table, settings, device, tta, universe) if cfg.refit != "off" else None
     if artifacts.command_line() not in commands:
         commands.append(artifacts.command_line())
     if _process_group()[0] != 0:  # under torchrun only rank 0 writes
         return model_dir
-    return write_run(model_dir, cfg, table, folds, oof, test, tta, commands, fold_tests, inputs)
+    return write_run(model_dir, cfg, table, folds, oof, test, tta, commands, fold_tests, inputs, refit_test)
+
+
+def _predict_refit(model_dir: Path, cfg, table, settings, device: torch.device, tta: str, universe) -> np.ndarray:
+    """The full-data refit's TTA test predictions; refused when the refit is missing or was derived from other fold models."""
+    if not artifacts.refit_current(model_dir, cfg.folds.k):
+        raise KagglePlanetError(
+            f"{model_dir / artifacts.REFIT_DIR}: refit {cfg.refit!r} asked for, but the full-data refit is missing or was made from other "
+            f"fold models; train it: kaggle-planet train {model_dir / CONFIG} (or set refit: off)"
+        )
+    model, refit_settings = load_fold_model(model_dir, artifacts.REFIT_DIR, device, table.classes)
+    refit_settings.num_workers, refit_settings.cache = settings.num_workers, settings.cache
+    log.info("%s refit: predicting %d test images (tta %s)", settings.name, len(table.test), tta)
+    return predict_files(model, table.test["file"].tolist(), refit_settings, device, tta, shard=True, universe=universe)
+
+
+def test_choice(refit: str, folds_mean: np.ndarray, refit_test: np.ndarray | None, k: int) -> np.ndarray:
+    """The model's test predictions for config ``refit``: the fold models' mean, the refit alone, or the mean of
+    the k fold models and the refit with each model one vote, ``(k * folds_mean + refit) / (k + 1)``."""
+    if refit == "off" or refit_test is None:
+        return folds_mean
+    return refit_test if refit == "alone" else (k * folds_mean + refit_test) / (k + 1)
 
 
 def retrain_advice(model_dir: Path) -> str:
@@ -208,12 +230,15 @@ def check_fold_models(model_dir: Path, cfg, table, folds: np.ndarray) -> dict:
     return current
 
 
-def model_digests(model_dir: Path, k: int) -> dict[str, str]:
-    """sha256 of every fold's best.pt: which fold models predictions came from."""
-    return {str(f): fingerprints.file_sha256(fold_dir(model_dir, f) / BEST) for f in range(k)}
+def model_digests(model_dir: Path, k: int, refit: bool = False) -> dict[str, str]:
+    """sha256 of every fold's best.pt (and the refit's, key ``refit``): which models predictions came from."""
+    digests = artifacts.fold_model_digests(model_dir, k)
+    if refit:
+        digests["refit"] = fingerprints.file_sha256(Path(model_dir) / artifacts.REFIT_DIR / BEST)
+    return digests
 
 
-def predictions_current(model_dir: Path, k: int, tta: str) -> bool:
+def predictions_current(model_dir: Path, k: int, tta: str, refit: str = "off") -> bool:
     """True when the model's prediction files exist, were made with ``tta`` from these fold models and the
     inputs they were trained on, are the files run.json describes, and are newer than every fold's best.pt
     (so re-running a finished training does not predict again). Stale ones are predicted again, with a log
@@ -222,7 +247,8 @@ def predictions_current(model_dir: Path, k: int, tta: str) -> bool:
     if not all(f.is_file() for f in files):
         return False
     try:
-        made_with = artifacts.read_json(model_dir / artifacts.SCORES).get("tta")
+        scores = artifacts.read_json(model_dir / artifacts.SCORES)
+        made_with, made_refit = scores.get("tta"), scores.get("refit", "off")
         info = artifacts.read_run_info(model_dir)
         record = fingerprints.read_record(model_dir)
     except KagglePlanetError:
@@ -232,11 +258,15 @@ def predictions_current(model_dir: Path, k: int, tta: str) -> bool:
     why = None
     if made_with != tta:
         why = f"made with tta {made_with}, the config says {tta}"
+    elif made_refit != refit:
+        why = f"made with refit {made_refit}, the config says {refit}"
     elif min(f.stat().st_mtime for f in files) < newest_model:
         why = "older than a fold's best.pt"
     elif changed:
         why = f"not all the files {artifacts.RUN_INFO} describes ({', '.join(changed)} changed)"
-    elif made_from.get("models") is not None and made_from["models"] != model_digests(model_dir, k):
+    elif refit != "off" and not artifacts.refit_current(model_dir, k):
+        why = "made before the full-data refit there now"
+    elif made_from.get("models") is not None and made_from["models"] != model_digests(model_dir, k, refit != "off"):
         why = "made by other fold models"
     elif made_from and record is not None and (change := fingerprints.data_change(made_from, record)):
         why = f"made from other inputs than the fold models were trained on ({change})"
@@ -251,7 +281,7 @@ def predict_model(cfg, model_name: str, ctx) -> None:
     unless the files already there were made with the same TTA from the same fold models. Under torchrun
     every rank predicts a share and rank 0 writes."""
     model_dir, settings = cfg.model_dir(model_name), cfg.resolved_model(model_name)
-    if predictions_current(model_dir, cfg.folds.k, settings.tta):
+    if predictions_current(model_dir, cfg.folds.k, settings.tta, cfg.refit):
         log.info("%s: predictions are up to date (every fold done, tta %s); kept", settings.name, settings.tta)
         return
     predict_run(model_dir, ctx.device, tta=settings.tta)
@@ -296,8 +326,17 @@ def predict_runs(path: str | Path, device: torch.device, tta: str | None = None)
 
 
 def write_run(model_dir: Path, cfg, table, folds: np.ndarray, oof: np.ndarray, test: np.ndarray, tta: str, commands: list[str],
-              fold_tests: list[np.ndarray] = (), inputs: dict | None = None) -> Path:
+              fold_tests: list[np.ndarray] = (), inputs: dict | None = None, refit_test: np.ndarray | None = None) -> Path:
+    """The model's prediction files: oof.csv (fold models), test.csv (the fold models' mean ``test``, or with a
+    refit the config's choice, :func:`test_choice`; then test_folds.csv and test_refit.csv beside it)."""
     ids = table.train[table.id_col].tolist()
+    test_ids = table.test[table.id_col].tolist()
+    for name in (artifacts.TEST_FOLDS, artifacts.TEST_REFIT):
+        (model_dir / name).unlink(missing_ok=True)
+    if refit_test is not None:
+        artifacts.write_predictions(model_dir / artifacts.TEST_FOLDS, test_ids, test, table.id_col, table.classes)
+        artifacts.write_predictions(model_dir / artifacts.TEST_REFIT, test_ids, refit_test, table.id_col, table.classes)
+        test = test_choice(cfg.refit, test, refit_test, cfg.folds.k)
     settings = cfg.resolved_model(cfg.models[0])
     for fold, probs in enumerate(fold_tests):
         artifacts.write_predictions(fold_dir(model_dir, fold) / artifacts.TEST, table.test[table.id_col].tolist(), probs,
@@ -306,7 +345,10 @@ def write_run(model_dir: Path, cfg, table, folds: np.ndarray, oof: np.ndarray, t
     artifacts.write_predictions(model_dir / artifacts.OOF, ids, oof, table.id_col, table.classes, folds=folds)
     artifacts.write_predictions(model_dir / artifacts.TEST, table.test[table.id_col].tolist(), test, table.id_col, table.classes)
     scores = summarize_scores(cfg.metric, table.targets, oof, folds)
-    scores.update({"model": settings.name, "backbone": settings.backbone, "tta": tta})
+    scores.update({"model": settings.name, "backbone": settings.backbone, "tta": tta,
+                   "refit": cfg.refit if refit_test is not None else "off"})
+    if refit_test is not None:
+        scores["refit_note"] = f"test.csv from refit {cfg.refit}: the refit has no OOF score of its own (OOF = the fold models)"
     artifacts.write_json(model_dir / artifacts.SCORES, scores)
     info = artifacts.RunInfo(
         competition=table.competition,
@@ -325,7 +367,7 @@ def write_run(model_dir: Path, cfg, table, folds: np.ndarray, oof: np.ndarray, t
             "pretrained": settings.pretrained,
             "model": settings.name,
         },
-        fingerprints={**(inputs or {}), "models": model_digests(model_dir, cfg.folds.k), "tta": tta},
+        fingerprints={**(inputs or {}), "models": model_digests(model_dir, cfg.folds.k, refit_test is not None), "tta": tta},
         files=fingerprints.file_digests(model_dir, artifacts.DESCRIBED_FILES),
     )
     artifacts.write_run_info(model_dir, info)  # last: its files digests describe what was just written

@@ -39,6 +39,7 @@ from ..core.errors import KagglePlanetError
 from ..data.competitions import DatasetTable, load_dataset
 from ..recipe.tracking import Tracking, summary_values
 from .distributed import Dist, init_distributed
+from .refit import train_refit
 from .trainer import ExtraTrain, train_fold
 
 log = logging.getLogger(__name__)
@@ -227,7 +228,7 @@ def _train_models(cfg: ExperimentConfig, device: torch.device, models: list[str]
     dirs = []
     for name in names:
         dirs.append(_train_model_folds(cfg, name, table, fold_ids, fold_list, ctx, extra, tracking, wait))
-        _model_trained(cfg, name, ctx, tracking, on_model_done)
+        _model_trained(cfg, name, ctx, tracking, on_model_done, lambda name=name: train_refit(cfg, name, table, fold_ids, ctx, wait))
     if ctx.world > 1 and dist.is_initialized():
         dist.destroy_process_group()
     return dirs
@@ -268,16 +269,20 @@ def _train_model_folds(cfg: ExperimentConfig, name: str, table: DatasetTable, fo
     return model_dir
 
 
-def _model_trained(cfg: ExperimentConfig, name: str, ctx: Dist, tracking: Tracking, on_model_done: ModelDone | None) -> None:
-    """After a model's folds: once every fold is done (by any process), ``on_model_done`` (the predictions) and
-    the tracker's summary of the model's scores."""
+def _model_trained(cfg: ExperimentConfig, name: str, ctx: Dist, tracking: Tracking, on_model_done: ModelDone | None,
+                   refit: Callable[[], object] | None = None) -> None:
+    """After a model's folds: once every fold is done (by any process), the full-data refit (``refit``, when the
+    config asks for one), ``on_model_done`` (the predictions) and the tracker's summary of the model's scores."""
     model_dir = cfg.model_dir(name)
     ctx.barrier()
     missing = missing_folds(model_dir, cfg.folds.k)
     if missing:
         log.info("%s: folds %s not trained yet; predictions are written once every fold is done", name, missing)
-    elif on_model_done is not None:
-        on_model_done(cfg, name, ctx)
+    else:
+        if refit is not None:
+            refit()
+        if on_model_done is not None:
+            on_model_done(cfg, name, ctx)
     if ctx.main and (model_dir / artifacts.SCORES).is_file():
         tracking.summary(name, summary_values(artifacts.read_json(model_dir / artifacts.SCORES), None, None))
     ctx.barrier()
