@@ -2,6 +2,7 @@
 beta over samples, micro or macro) as the reference."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import warnings
 
@@ -142,6 +143,12 @@ def test_fit_run_thresholds_refuses_non_multilabel_runs(tmp_path):
     with pytest.raises(KagglePlanetError, match="multilabel") as err:
         thresholds.fit_run_thresholds(run)
     assert "\n" not in str(err.value)
+    y, probs, classes = planet_oof(60, seed=1)  # multilabel, but scored on the probabilities: nothing to threshold
+    run = csv_run(tmp_path, classes, y, probs, {"target": "tags", "metric": "mean_column_auc"})
+    with pytest.raises(KagglePlanetError, match="thresholds apply to .* scored by F-beta .*; this run's task is 'multilabel', "
+                                                "its metric 'mean_column_auc'") as err:
+        thresholds.fit_run_thresholds(run)
+    assert "\n" not in str(err.value)
 
 
 # ------------------------------------------------------------------- any F-beta: samples, micro, macro
@@ -271,14 +278,17 @@ def test_bad_beta_or_average_is_refused_in_one_line(beta, average, message):
     assert "\n" not in str(err.value)
 
 
+def csv_run(tmp_path, classes, y, probs, options):
+    """A run of the generic csv competition whose layout ``options`` name its task and metric."""
+    ids = [f"img{i}" for i in range(len(y))]
+    return write_run(tmp_path / "run", "csv", classes, ids, y, probs, np.arange(len(y)) % 3, ["t0"], probs[:1], options=options)
+
+
 @pytest.mark.parametrize("metric", ["f1_samples", "f1_macro", "f1_micro", "f0.5_samples"])
-def test_fit_run_thresholds_fits_the_runs_metric(tmp_path, monkeypatch, metric):
-    # the Planet competition is scored by F2: the run is told another F-beta metric, as a csv competition's would be
-    monkeypatch.setattr(thresholds, "run_metric", lambda info: metric)
+def test_fit_run_thresholds_fits_the_runs_metric(tmp_path, metric):
     beta, average = metrics.parse_fbeta(metric)
     y, probs, classes = planet_oof(900, seed=4)
-    ids = [f"train_{i}" for i in range(len(y))]
-    run = write_run(tmp_path / "m", "planet", classes, ids, y, probs, np.arange(len(y)) % 3, ["test_0"], probs[:1])
+    run = csv_run(tmp_path, classes, y, probs, {"target": "tags", "metric": metric})
     result = thresholds.fit_run_thresholds(run)
     assert artifacts.read_json(run / "thresholds.json") == result
     assert list(result) == ["classes", "thresholds", "heldout_per_fold", "passes", *GENERIC_KEYS]  # no f2_* keys
@@ -298,28 +308,27 @@ def test_fit_run_thresholds_fits_the_runs_metric(tmp_path, monkeypatch, metric):
     assert list(thresholds.run_thresholds(run)) == result["thresholds"]  # current: read, not fitted again
 
 
-def test_thresholds_fitted_for_another_metric_are_fitted_again(tmp_path, monkeypatch, caplog):
+def test_thresholds_fitted_for_another_metric_are_fitted_again(tmp_path, caplog):
     y, probs, classes = planet_oof(300, seed=6)
-    ids = [f"train_{i}" for i in range(len(y))]
-    run = write_run(tmp_path / "m", "planet", classes, ids, y, probs, np.arange(len(y)) % 3, ["test_0"], probs[:1])
+    run = csv_run(tmp_path, classes, y, probs, {"target": "tags", "metric": "f2_samples"})
     assert thresholds.thresholds_stale(run) is None  # none yet
     with caplog.at_level("INFO", logger="kaggle_planet"):
         f2 = thresholds.run_thresholds(run)
     assert "has no thresholds.json: fitting" in caplog.text
     assert thresholds.thresholds_stale(run) is None
-    monkeypatch.setattr(thresholds, "run_metric", lambda info: "f1_macro")
+    info = artifacts.read_run_info(run)  # the run's layout now names another metric
+    artifacts.write_run_info(run, dataclasses.replace(info, options={**info.options, "metric": "f1_macro"}))
     assert "fitted for the metric f2_samples, but the run is scored by f1_macro" in thresholds.thresholds_stale(run)
     f1 = thresholds.run_thresholds(run)
     assert artifacts.read_json(run / "thresholds.json")["metric"] == "f1_macro" and list(f1) != list(f2)
     assert thresholds.thresholds_stale(run) is None
 
 
-def test_a_binary_run_scored_by_fbeta_fits_its_one_column(tmp_path, monkeypatch):
-    monkeypatch.setattr(thresholds, "run_metric", lambda info: "f1_samples")
+def test_a_binary_run_scored_by_fbeta_fits_its_one_column(tmp_path):
     rng = np.random.default_rng(3)
     y = (rng.random((300, 1)) < 0.3).astype(int)
     probs = np.clip(0.5 * y + 0.6 * rng.random(y.shape), 0, 1)
-    run = write_run(tmp_path / "inv", "invasive", ["invasive"], [str(i) for i in range(300)], y, probs, np.arange(300) % 3, ["9"], probs[:1])
+    run = csv_run(tmp_path, ["cactus"], y, probs, {"task": "binary", "metric": "f1_samples"})
     result = thresholds.fit_run_thresholds(run)
     assert (result["beta"], result["average"], result["default_threshold"]) == (1.0, "micro", 0.5)
     loaded = artifacts.load_run(run)
