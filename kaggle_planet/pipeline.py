@@ -119,7 +119,7 @@ def _train_and_submit(cfg: ExperimentConfig, device, extra, tracking, wait: bool
     exp_dir = cfg.experiment_dir
     blend_dir = exp_dir / BLEND_DIR
     blend_scores = blend_runs(model_dirs, cfg.blend_method, blend_dir)
-    thresholds = fit_run_thresholds(blend_dir) if get_spec(cfg.competition).task == "multilabel" else None
+    thresholds = fit_run_thresholds(blend_dir) if get_spec(cfg.competition, cfg.options).task == "multilabel" else None
 
     decisions = fit_run_decisions(blend_dir) if thresholds is not None else None
     submission = None
@@ -147,15 +147,28 @@ def _train_and_submit(cfg: ExperimentConfig, device, extra, tracking, wait: bool
 
 
 def format_score_table(scores: dict[str, Any]) -> str:
-    """Each model's OOF score, the blend's and its gain; tuned-threshold F2 for multilabel."""
+    """Each model's OOF score, the blend's and its gain; tuned-threshold F2 for multilabel.
+
+    "gain over best model" (and a pseudo round's change) is signed so that positive means better, whatever
+    the metric's direction: for a loss it is the best model's loss minus the blend's, and the line says so.
+    An ``auto`` blend adds a line saying what it chose over what."""
+    from .core.metrics import get_metric
+    from .ensemble.blend import format_auto_choice
+
     metric = scores["metric"]
+    entry = get_metric(metric)
     rows = [(name, s["oof"], s.get("fold_std")) for name, s in scores["models"].items()]
     blend = scores["blend"]
-    best = max(score for _, score, _ in rows)
+    best = rows[entry.best_index(score for _, score, _ in rows)][1]
+    loss_note = "" if entry.higher_is_better else f" (positive: better; {metric} is lower-is-better)"
     width = max(len("blend (" + blend.get("method", "") + ")"), *(len(n) for n, _, _ in rows))
     lines = [f"{'model':<{width}}  OOF {metric}   fold std", "-" * (width + 26)]
     lines += [f"{name:<{width}}  {score:12.5f}   {std if std is None else f'{std:.5f}'}" for name, score, std in rows]
-    lines.append(f"{'blend (' + blend.get('method', '') + ')':<{width}}  {blend['oof']:12.5f}   gain over best model {blend['oof'] - best:+.5f}")
+    lines.append(f"{'blend (' + blend.get('method', '') + ')':<{width}}  {blend['oof']:12.5f}   "
+                 f"gain over best model {entry.gain(blend['oof'], best):+.5f}{loss_note}")
+    choice = format_auto_choice(blend)
+    if choice:
+        lines.append(choice)
     t = scores.get("thresholds")
     if t:
         lines.append(
@@ -164,7 +177,7 @@ def format_score_table(scores: dict[str, Any]) -> str:
         )
     for r in scores.get("pseudo", []):
         lines.append(f"pseudo round {r['round']} ({r['experiment']}): blend OOF {r['oof']:.5f} (previous round {r['previous_oof']:.5f}, "
-                     f"{r['oof'] - r['previous_oof']:+.5f}); pseudo-labelled test images per fold {r['images_per_fold']}")
+                     f"{entry.gain(r['oof'], r['previous_oof']):+.5f}{loss_note}); pseudo-labelled test images per fold {r['images_per_fold']}")
     if scores.get("pseudo"):
         lines.append(f"submission from the last round: {scores['submission']}")
     if "submission" in scores and scores["submission"] is None:

@@ -85,3 +85,35 @@ def test_demo_makes_its_data_and_runs_the_demo_config(tmp_path, monkeypatch, cap
     assert "tf_efficientnet_lite0" in out and "submission: submissions/demo.csv" in out
     validate_submission_file(tmp_path / "submissions" / "demo.csv", "planet", tmp_path / "demo-data")
     assert len(pd.read_csv(tmp_path / "demo-data" / "train_v2.csv")) == 600
+
+
+def _scores(metric: str, models: dict[str, float], blend: dict) -> dict:
+    return {"metric": metric, "models": {n: {"oof": v, "fold_std": 0.01} for n, v in models.items()},
+            "blend": {"metric": metric, **blend}}
+
+
+@pytest.mark.parametrize("metric, models, blend_oof, gain", [
+    ("accuracy", {"a": 0.50, "b": 0.60}, 0.55, -0.05),  # below the best model (0.60): negative
+    ("log_loss", {"a": 0.50, "b": 0.40}, 0.35, +0.05),  # a lower loss than the best model (0.40): positive
+    ("log_loss", {"a": 0.50, "b": 0.40}, 0.45, -0.05),
+])
+def test_score_table_gain_is_positive_when_the_blend_is_better(metric, models, blend_oof, gain):
+    from kaggle_planet.pipeline import format_score_table
+
+    table = format_score_table(_scores(metric, models, {"method": "mean", "oof": blend_oof}))
+    line = next(x for x in table.splitlines() if x.startswith("blend (mean)"))
+    assert f"gain over best model {gain:+.5f}" in line
+    assert ("log_loss is lower-is-better" in line) == (metric == "log_loss")
+
+
+def test_score_table_says_what_auto_chose_and_signs_pseudo_rounds():
+    from kaggle_planet.pipeline import format_score_table
+
+    auto = {"chosen": "hillclimb", "candidates": {"mean": 0.52, "hillclimb": 0.41, "best": 0.43}}
+    scores = _scores("log_loss", {"a": 0.45, "b": 0.43}, {"method": "hillclimb", "oof": 0.41, "auto": auto})
+    scores["pseudo"] = [{"round": 1, "experiment": "x_pl1", "oof": 0.44, "previous_oof": 0.41, "images_per_fold": [3, 4]}]
+    scores["submission"] = "submissions/x_pl1.csv"
+    table = format_score_table(scores)
+    assert "blend: auto chose hillclimb (OOF 0.41000) over mean 0.52000, best 0.43000" in table
+    assert "gain over best model +0.02000" in table
+    assert "(previous round 0.41000, -0.03000" in table  # a higher loss than the previous round: worse, negative
