@@ -110,12 +110,12 @@ class Decision:
     kind: str  # the decision kind it serves: thresholds | argmax | probabilities
     apply: Callable[[np.ndarray, dict[str, Any]], np.ndarray]  # probs (N, C), state -> chosen (N, C) bool, or probabilities
     fit: Callable[[np.ndarray, np.ndarray, Target], dict[str, Any]] | None = None  # (y (N, C), probs (N, C), target) -> state
-    metrics: tuple[str, ...] = ()  # only these metrics of its kind (empty: every one)
-    tasks: tuple[str, ...] = ()  # only these task kinds (empty: every one)
+    only_metrics: tuple[str, ...] = ()  # only these metrics of its kind (empty: every one)
+    only_tasks: tuple[str, ...] = ()  # only these task kinds (empty: every one)
 
     def serves(self, target: Target) -> bool:
-        return (self.kind == target.kind and (not self.metrics or target.metric in self.metrics)
-                and (not self.tasks or target.task in self.tasks))
+        return (self.kind == target.kind and (not self.only_metrics or target.metric in self.only_metrics)
+                and (not self.only_tasks or target.task in self.only_tasks))
 
 
 # ------------------------------------------------------------------------------------ expected F2
@@ -275,14 +275,14 @@ DECISIONS: dict[str, Decision] = {
     "thresholds": Decision("per-class thresholds fitted on the OOF rows for the run's F-beta (prob > threshold; "
                            "over samples the top tag when none passes)", "thresholds", apply_thresholds, fit_thresholds_rule),
     "expected_f2": Decision("per image, the tag set with the highest exact expected F2 under the predicted probabilities",
-                            "thresholds", apply_expected_f2, metrics=(F2_METRIC,), tasks=("multilabel",)),
+                            "thresholds", apply_expected_f2, only_metrics=(F2_METRIC,), only_tasks=("multilabel",)),
     "expected_f2_calibrated": Decision("per-class Platt scaling fitted on OOF rows, then expected_f2",
-                                       "thresholds", apply_expected_f2_calibrated, fit_platt, metrics=(F2_METRIC,), tasks=("multilabel",)),
+                                       "thresholds", apply_expected_f2_calibrated, fit_platt, only_metrics=(F2_METRIC,), only_tasks=("multilabel",)),
     "argmax": Decision("the probabilities as predicted; the submission takes the most probable class", "argmax", keep_probabilities),
     "probabilities": Decision("the probabilities as predicted", "probabilities", keep_probabilities),
     "clip": Decision(f"probabilities clipped to [eps, 1 - eps] (multiclass rows renormalised), eps the one of "
                      f"{', '.join(f'{e:g}' for e in CLIP_EPS)} with the best OOF log loss", "probabilities", apply_clip, fit_clip,
-                     metrics=("log_loss",)),
+                     only_metrics=("log_loss",)),
 }
 CHOICES: tuple[str, ...] = (AUTO, *DECISIONS)
 # what each decision kind's rules are for, in a refusal
@@ -313,8 +313,8 @@ def decide(name: str, probs: np.ndarray, state: dict[str, Any]) -> np.ndarray:
 
 def _not_served(run_dir: Path, name: str, target: Target, serving: list[str]) -> KagglePlanetError:
     rule = get_decision(name)
-    scope = f"runs scored by {' or '.join(rule.metrics)}" if rule.metrics else _KIND_SCOPE[rule.kind]
-    scope = f"{'/'.join(rule.tasks)} {scope}" if rule.tasks else scope
+    scope = f"runs scored by {' or '.join(rule.only_metrics)}" if rule.only_metrics else _KIND_SCOPE[rule.kind]
+    scope = f"{'/'.join(rule.only_tasks)} {scope}" if rule.only_tasks else scope
     return KagglePlanetError(f"{run_dir / artifacts.RUN_INFO}: decision {name!r} applies to {scope}; this run's task is "
                              f"{target.task!r}, its metric {target.metric!r} (valid for it: {', '.join((AUTO, *serving))})")
 

@@ -450,3 +450,19 @@ def test_clip_on_calibrated_predictions_keeps_the_smallest_eps():
     state = decision.fit_clip(y, p, decision.target_for("log_loss", "binary"))
     assert state["eps"] == 1e-15 and state["renormalise"] is False
     assert len(set(state["score_by_eps"].values())) == 1
+
+
+def test_every_metric_and_task_has_rules_and_the_default_submits_as_before():
+    from kaggle_planet.core import metrics
+
+    names = [*metrics.METRICS, "f1_macro", "f0.5_micro", "f3_samples"]
+    for name in names:
+        for task in metrics.get_metric(name).decisions:
+            target = decision.target_for(name, task)
+            served = decision.rules_for(target)
+            assert served, (name, task)
+            assert all(decision.DECISIONS[r].kind == target.kind for r in served)
+            # the default rule: thresholds, or the probabilities exactly as predicted (nothing fitted)
+            assert served[0] == "thresholds" if target.kind == "thresholds" else decision.DECISIONS[served[0]].fit is None
+    assert decision.rules_for(decision.target_for("log_loss", "multiclass")) == ["probabilities", "clip"]
+    assert decision.rules_for(decision.target_for("f2_samples", "binary")) == ["thresholds"]  # expected F2: multilabel only
