@@ -241,7 +241,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def add_thresholds_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", type=Path, help="a multi-label run or blend folder")
+    p.add_argument("run_dir", type=Path, help="a run or blend folder scored by an F-beta metric decided by thresholds (Planet's F2, F1, ...)")
 
 
 def cmd_thresholds(args: argparse.Namespace) -> int:
@@ -250,7 +250,7 @@ def cmd_thresholds(args: argparse.Namespace) -> int:
 
     result = fit_run_thresholds(args.run_dir)
     print(format_thresholds_summary(result))
-    if result["f2_heldout"] is not None:  # the rules compare on held-out folds: at least two needed
+    if result["score_heldout"] is not None:  # the rules compare on held-out folds: at least two needed
         print(format_decisions_summary(fit_run_decisions(args.run_dir)))
     return 0
 

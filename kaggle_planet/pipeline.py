@@ -16,7 +16,6 @@ from typing import Any
 from .config.schema import ExperimentConfig, load_config
 from .core import artifacts
 from .core.errors import KagglePlanetError
-from .data.competitions import get_spec
 from .data.folds import fold_file_path
 from .recipe.tracking import Tracking, summary_values
 
@@ -109,8 +108,8 @@ def train_experiment(
 
 def _train_and_submit(cfg: ExperimentConfig, device, extra, tracking, wait: bool = False) -> RunResult:
     from .ensemble.blend import blend_runs
-    from .ensemble.decision import fit_run_decisions
-    from .ensemble.thresholds import fit_run_thresholds
+    from .ensemble.decision import fit_run_decisions, rules_for, target_for
+    from .ensemble.thresholds import fbeta_for, fit_run_thresholds
     from .kaggle.submission import sidecar_path, write_run_submission
 
     # train reads the data folder and makes the folds file if it is missing
@@ -119,9 +118,9 @@ def _train_and_submit(cfg: ExperimentConfig, device, extra, tracking, wait: bool
     exp_dir = cfg.experiment_dir
     blend_dir = exp_dir / BLEND_DIR
     blend_scores = blend_runs(model_dirs, cfg.blend_method, blend_dir)
-    thresholds = fit_run_thresholds(blend_dir) if get_spec(cfg.competition, cfg.options).task == "multilabel" else None
-
-    decisions = fit_run_decisions(blend_dir) if thresholds is not None else None
+    # thresholds for an F-beta metric decided by thresholds; the decision rules compared where the metric has several
+    thresholds = fit_run_thresholds(blend_dir) if fbeta_for(cfg.metric, cfg.task) is not None else None
+    decisions = fit_run_decisions(blend_dir) if len(rules_for(target_for(cfg.metric, cfg.task))) > 1 else None
     submission = None
     if len(artifacts.load_run(blend_dir).test):
         submission = write_run_submission(blend_dir, Path("submissions") / f"{cfg.name}.csv", cfg.decision)
@@ -140,8 +139,10 @@ def _train_and_submit(cfg: ExperimentConfig, device, extra, tracking, wait: bool
     }
     if decisions is not None and submission is not None:
         used = artifacts.read_json(sidecar_path(submission)).get("decision")
-        scores["decision"] = {"asked": cfg.decision, "used": used,
-                              "honest_f2": {name: rule["honest_f2"] for name, rule in decisions["rules"].items()}}
+        honest = {name: rule.get("honest_score", rule.get("honest_f2")) for name, rule in decisions["rules"].items()}
+        scores["decision"] = {"asked": cfg.decision, "used": used, "honest": honest}
+        if cfg.metric == "f2_samples":
+            scores["decision"]["honest_f2"] = honest  # the key earlier runs' scores.json have
     artifacts.write_json(exp_dir / artifacts.SCORES, scores)
     return RunResult(exp_dir, submission, scores, format_score_table(scores))
 
@@ -170,11 +171,21 @@ def format_score_table(scores: dict[str, Any]) -> str:
     if choice:
         lines.append(choice)
     t = scores.get("thresholds")
-    if t:
+    if t and "f2_tuned" in t:
         lines.append(
             f"F2 thresholds: 0.5 everywhere {t['f2_at_0.5']:.5f}, 0.2 everywhere {t['f2_at_0.2']:.5f}, "
             f"tuned per class {t['f2_tuned']:.5f} (honest held-out estimate {t['f2_heldout']:.5f})"
         )
+    elif t:
+        heldout = "n/a (one fold)" if t.get("score_heldout") is None else f"{t['score_heldout']:.5f}"
+        lines.append(
+            f"{t['metric']} thresholds: 0.5 everywhere {t['score_at_0.5']:.5f}, {t['default_threshold']:g} everywhere {t['score_default']:.5f}, "
+            f"tuned per class {t['score_tuned']:.5f} (honest held-out estimate {heldout})"
+        )
+    refits = sorted({s.get("refit", "off") for s in scores["models"].values()} - {"off"})
+    if refits:
+        lines.append(f"test predictions: refit {', '.join(refits)} (each model retrained on every training image; the refit has "
+                     f"no OOF score of its own: the OOF scores above, the blend weights and the decision are the fold models')")
     for r in scores.get("pseudo", []):
         lines.append(f"pseudo round {r['round']} ({r['experiment']}): blend OOF {r['oof']:.5f} (previous round {r['previous_oof']:.5f}, "
                      f"{entry.gain(r['oof'], r['previous_oof']):+.5f}{loss_note}); pseudo-labelled test images per fold {r['images_per_fold']}")
@@ -184,8 +195,10 @@ def format_score_table(scores: dict[str, Any]) -> str:
         lines.append("no submission written: the data folder has no test images")
     d = scores.get("decision")
     if d:
-        honest = ", ".join(f"{name} {value:.5f}" for name, value in d["honest_f2"].items())
-        lines.append(f"decision: {d['used']}" + (f" (asked {d['asked']})" if d["asked"] != d["used"] else "") + f"; honest F2 of each rule: {honest}")
+        values = d.get("honest", d.get("honest_f2", {}))
+        honest = ", ".join(f"{name} {value:.5f}" for name, value in values.items())
+        label = "F2" if metric == "f2_samples" else metric
+        lines.append(f"decision: {d['used']}" + (f" (asked {d['asked']})" if d["asked"] != d["used"] else "") + f"; honest {label} of each rule: {honest}")
     return "\n".join(lines)
 
 

@@ -418,7 +418,7 @@ class ExperimentConfig(_Keys):
     folds: FoldsConfig = Field(default_factory=FoldsConfig)
     pseudo: Annotated[PseudoConfig | None, BeforeValidator(_none_word)] = Field(None, description="pseudo-labelling (Invasive 1st place): confident test images join the next round's training; none: off")
     device: Device = Field("auto", description="where to train and predict; auto: CUDA when available (the --device flag wins)")
-    blend: Blend = Field("auto", description="ensemble method of the run/blend stage; auto: mean for F2 and accuracy, rank for AUC")
+    blend: Blend = Field("auto", description="ensemble method of the run/blend stage; auto: the best honest OOF of the metric's usual method (mean; rank for AUC), hillclimb and the best single member, so the blend never falls below its best member")
     decision: Decision = Field("thresholds", description="multilabel (F2) only: how the submission picks tags; auto: the rule with the best honest OOF F2")
     layout: Annotated[dict[str, Any] | None, BeforeValidator(_none_word)] = Field(None, description="csv-layout competitions (csv and the named presets): where the labels, images and test ids are, the target, groups, metric and submission format; the layout.* keys below (a preset fills them in, any can be set)")
     train_dir: Annotated[Text | None, BeforeValidator(_none_word)] = Field(None, description="imagefolder only: training folder inside data_dir (default seg_train)")
@@ -542,10 +542,9 @@ class ExperimentConfig(_Keys):
 
     @property
     def blend_method(self) -> str:
-        """The blend method with ``auto`` resolved for this competition's metric."""
-        from ..core.metrics import get_metric
-
-        return get_metric(self.metric).blend if self.blend == "auto" else self.blend
+        """The blend method the run stage uses: ``auto`` is passed on as it is (the blend stage keeps the best honest
+        OOF of the metric's usual method, hillclimb and the best single member: never below its best member)."""
+        return self.blend
 
     def loss_for(self, settings: TrainSettings) -> str:
         """The ``losses.LOSSES`` name ``settings`` train with (``auto`` resolved for this competition)."""

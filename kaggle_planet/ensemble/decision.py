@@ -279,10 +279,11 @@ DECISIONS: dict[str, Decision] = {
     "expected_f2_calibrated": Decision("per-class Platt scaling fitted on OOF rows, then expected_f2",
                                        "thresholds", apply_expected_f2_calibrated, fit_platt, only_metrics=(F2_METRIC,), only_tasks=("multilabel",)),
     "argmax": Decision("the probabilities as predicted; the submission takes the most probable class", "argmax", keep_probabilities),
-    "probabilities": Decision("the probabilities as predicted", "probabilities", keep_probabilities),
+    # log loss: clip first, its default (fitted honestly; the smallest eps when the probabilities are calibrated)
     "clip": Decision(f"probabilities clipped to [eps, 1 - eps] (multiclass rows renormalised), eps the one of "
                      f"{', '.join(f'{e:g}' for e in CLIP_EPS)} with the best OOF log loss", "probabilities", apply_clip, fit_clip,
                      only_metrics=("log_loss",)),
+    "probabilities": Decision("the probabilities as predicted", "probabilities", keep_probabilities),
 }
 CHOICES: tuple[str, ...] = (AUTO, *DECISIONS)
 # what each decision kind's rules are for, in a refusal

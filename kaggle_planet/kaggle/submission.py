@@ -32,7 +32,7 @@ from ..core.errors import KagglePlanetError
 from ..core.fingerprints import file_sha256
 from ..data.competitions import DatasetTable, csv_line, get_spec, load_dataset, read_string_csv
 from ..ensemble import decision
-from ..ensemble.thresholds import FITS, THRESHOLDS, fit_entry, fit_run_thresholds, read_run_thresholds, thresholds_stale
+from ..ensemble.thresholds import FITS, THRESHOLDS
 
 log = logging.getLogger(__name__)
 
@@ -110,19 +110,6 @@ def validate_submission_file(path: Path, competition: str, data_dir: Path, optio
 # -------------------------------------------------------------------------------------- writing
 
 
-def _run_thresholds(run_dir: Path) -> np.ndarray:
-    stale = thresholds_stale(run_dir)
-    if stale:
-        log.info("%s; fitting thresholds on the current OOF predictions first", stale)
-        fit_run_thresholds(run_dir)
-    thr = read_run_thresholds(run_dir)
-    if thr is None:
-        log.info("%s has no %s: fitting thresholds on its OOF predictions first", run_dir, THRESHOLDS)
-        fit_run_thresholds(run_dir)
-        thr = read_run_thresholds(run_dir)
-    return thr
-
-
 def _aligned_test_probs(run: artifacts.Run, ids: list[str], table: DatasetTable) -> np.ndarray:
     id_col = run.info.id_col
     by_id = run.test.set_index(id_col)
@@ -135,25 +122,6 @@ def _aligned_test_probs(run: artifacts.Run, ids: list[str], table: DatasetTable)
             "predict the test set of this data folder again"
         )
     return by_id.loc[ids, run.info.classes].to_numpy(dtype=np.float64)
-
-
-def _decide_tags(run: artifacts.Run, probs: np.ndarray, rule: str) -> tuple[np.ndarray, dict[str, Any]]:
-    """Multilabel: (chosen (T, C) bool, what the sidecar records) for decision ``rule`` (or ``auto``)."""
-    evaluation = decision.fit_run_decisions(run.path) if rule != "thresholds" else None
-    used = decision.resolve_decision(rule, evaluation) if evaluation else "thresholds"
-    record: dict[str, Any] = {"decision": used, "decision_asked": rule}
-    if evaluation:
-        record["decision_honest_f2"] = {name: r["honest_f2"] for name, r in evaluation["rules"].items()}
-    if used == "thresholds":
-        thr = _run_thresholds(run.path)
-        fitted = artifacts.read_json(run.path / THRESHOLDS)
-        record.update(thresholds=dict(zip(run.info.classes, thr.tolist())), oof_f2_tuned=fitted.get("f2_tuned"),
-                      oof_f2_heldout=fitted.get("f2_heldout"), honest_score=fitted.get("f2_heldout"),
-                      fitted_on=(fit_entry(run.path, THRESHOLDS) or {}).get("fitted_on"))
-        return decision.decide("thresholds", probs, {"thresholds": thr.tolist()}), record
-    chosen_rule = evaluation["rules"][used]
-    record.update(oof_f2=chosen_rule["oof_f2"], honest_score=chosen_rule["honest_f2"])
-    return decision.decide(used, probs, chosen_rule["state"]), record
 
 
 def resolve_submission_out(out: str | Path, run_dir: Path, data_dir: Path) -> Path:
@@ -197,18 +165,15 @@ def _managed_csv(path: Path) -> str | None:
 def write_run_submission(run_dir: Path, out_path: str | Path, decision_rule: str = "thresholds") -> Path:
     """Write the validated submission for a run (or blend) folder to ``out_path``, plus its JSON sidecar.
 
-    ``decision_rule``: how multilabel tags are chosen, one of ``decision.CHOICES`` (other tasks have
-    nothing to decide and accept ``thresholds`` / ``auto`` only).
+    ``decision_rule``: one of ``decision.CHOICES``, served by the run's metric (:func:`kaggle_planet.ensemble.decision.decide_run`):
+    F-beta tags by thresholds or expected F2, the probabilities (AUC; log loss clipped with ``clip``, its default),
+    the most probable class; ``thresholds`` (the default) means the metric's default rule on runs with nothing to threshold.
     """
     run_dir = Path(run_dir)
     if decision_rule not in decision.CHOICES:
         raise KagglePlanetError(f"unknown decision rule {decision_rule!r}; valid: {', '.join(decision.CHOICES)}")
     run = artifacts.load_run(run_dir)
     info = run.info
-    if info.task != "multilabel" and decision_rule not in ("thresholds", decision.AUTO):
-        raise KagglePlanetError(
-            f"{run_dir / artifacts.RUN_INFO}: decision {decision_rule!r} applies to multilabel (F2) runs only; this run's task is {info.task!r}"
-        )
     spec = get_spec(info.competition, info.options)
     table = load_dataset(info.competition, info.data_dir, info.options, check_images=False)
     out_path = resolve_submission_out(out_path, run_dir, table.data_dir)
@@ -224,13 +189,10 @@ def write_run_submission(run_dir: Path, out_path: str | Path, decision_rule: str
                     "are that run's (trained and scored on the old labels)", run_dir, table.data_dir)
     columns, ids = expected_frame(info.competition, table)
     probs = _aligned_test_probs(run, ids, table)
-    record: dict[str, Any] = {}
-    if info.task == "multilabel":
-        chosen, record = _decide_tags(run, probs, decision_rule)
-        # every row holds at least one chosen tag, so the formatter's threshold rule reproduces it exactly
-        frame = spec.format_submission(ids, chosen.astype(np.float64), info.classes, np.full(len(info.classes), 0.5), columns)
-    else:
-        frame = spec.format_submission(ids, probs, info.classes, None, columns)
+    values, record = decision.decide_run(run, probs, decision_rule)
+    # thresholded tags arrive as 0/1 (at least one per row over samples), so the formatter's 0.5 reproduces them exactly
+    decided = decision.run_target(run.path, info).kind == "thresholds"
+    frame = spec.format_submission(ids, values, info.classes, np.full(len(info.classes), 0.5) if decided else None, columns)
     validate_submission(frame, info.competition, table, str(out_path))
     artifacts.write_csv(out_path, frame, float_format="%.8g")
     artifacts.write_json(sidecar_path(out_path), _sidecar(run, out_path, record))

@@ -405,7 +405,7 @@ def overconfident_run(tmp_path, task, wrong_rate, n=900, seed=5):
 def test_clip_eps_is_chosen_honestly_and_beats_the_unclipped_log_loss(tmp_path, task, wrong_rate):
     run, test = overconfident_run(tmp_path, task, wrong_rate)
     result = decision.fit_run_decisions(run)
-    assert result["metric"] == "log_loss" and list(result["rules"]) == ["probabilities", "clip"]
+    assert result["metric"] == "log_loss" and list(result["rules"]) == ["clip", "probabilities"]
     loaded = artifacts.load_run(run)
     y, p, folds = loaded.y_true, loaded.oof_probs, loaded.folds
     multiclass = task == "multiclass"
@@ -438,9 +438,11 @@ def test_clip_eps_is_chosen_honestly_and_beats_the_unclipped_log_loss(tmp_path, 
     assert record["decision_state"]["eps"] == clip["state"]["eps"] and record["honest_score"] == clip["honest_score"]
     assert record["decision_oof_score"] == clip["oof_score"]
     assert record["decision_honest_scores"] == {"probabilities": unclipped["honest_score"], "clip": clip["honest_score"]}
-    values, record = decision.decide_run(loaded, test, "thresholds")  # the default: the probabilities as predicted
+    values, record = decision.decide_run(loaded, test, "thresholds")  # the submission's default: log loss's first rule, clip
+    np.testing.assert_allclose(values, clip_by_hand(test, clip["state"]["eps"], multiclass), rtol=0, atol=1e-15)
+    assert record["decision"] == "clip" and record["decision_asked"] == "thresholds"
+    values, record = decision.decide_run(loaded, test, "probabilities")  # asked for: the probabilities as predicted
     np.testing.assert_array_equal(values, test)
-    assert record == {"decision": "probabilities", "decision_asked": "thresholds"}
 
 
 def test_clip_on_calibrated_predictions_keeps_the_smallest_eps():
@@ -462,7 +464,8 @@ def test_every_metric_and_task_has_rules_and_the_default_submits_as_before():
             served = decision.rules_for(target)
             assert served, (name, task)
             assert all(decision.DECISIONS[r].kind == target.kind for r in served)
-            # the default rule: thresholds, or the probabilities exactly as predicted (nothing fitted)
-            assert served[0] == "thresholds" if target.kind == "thresholds" else decision.DECISIONS[served[0]].fit is None
-    assert decision.rules_for(decision.target_for("log_loss", "multiclass")) == ["probabilities", "clip"]
+            # the default rule: thresholds; for log loss clip (fitted out of fold); otherwise the probabilities as predicted
+            expected = "thresholds" if target.kind == "thresholds" else "clip" if name == "log_loss" else None
+            assert served[0] == expected if expected else decision.DECISIONS[served[0]].fit is None
+    assert decision.rules_for(decision.target_for("log_loss", "multiclass")) == ["clip", "probabilities"]
     assert decision.rules_for(decision.target_for("f2_samples", "binary")) == ["thresholds"]  # expected F2: multilabel only

@@ -31,7 +31,7 @@ def expected_planet_tags(probs, classes, thr):
 def test_writes_the_expected_validated_submission(tmp_path, demo_datasets, competition, caplog):
     run, table, test = make_run(tmp_path, demo_datasets[competition], competition, shuffle_test=True)
     out = tmp_path / "submissions" / f"{competition}.csv"
-    with caplog.at_level(logging.INFO, logger="kaggle_planet.kaggle.submission"):
+    with caplog.at_level(logging.INFO, logger="kaggle_planet"):
         assert submission.write_run_submission(run, out) == out
     written = pd.read_csv(out, dtype=str, keep_default_na=False)
     test_ids = table.test[table.id_col].tolist()
