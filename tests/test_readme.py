@@ -73,11 +73,12 @@ def test_the_recipe_example_in_the_readme_loads():
 
 def test_competition_tables_are_current():
     """docs/competitions.md's preset, layout-key and submission-format tables are the tables themselves."""
+    from kaggle_planet.core.metrics import metric_table_markdown
     from kaggle_planet.data.competitions import preset_table_markdown
     from kaggle_planet.data.layout import layout_table_markdown, submission_table_markdown
 
     text = page("competitions")
     for marker, table in (("preset-table", preset_table_markdown()), ("layout-keys", layout_table_markdown()),
-                          ("submission-formats", submission_table_markdown())):
+                          ("submission-formats", submission_table_markdown()), ("metric-table", metric_table_markdown())):
         found = text.split(f"<!-- {marker} -->")[1].split(f"<!-- /{marker} -->")[0].strip()
         assert found == table.strip(), f"regenerate the {marker} table in docs/competitions.md"

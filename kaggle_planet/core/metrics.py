@@ -415,6 +415,14 @@ def metric_rows() -> list[dict[str, str]]:
     return rows
 
 
+def metric_table_markdown() -> str:
+    """docs/competitions.md's metric table, from :func:`metric_rows`."""
+    lines = ["| metric | direction | tasks | decision | meaning |", "|---|---|---|---|---|"]
+    for row in metric_rows():
+        lines.append("| `{name}` | {direction} | {tasks} | {decision} | {help} |".format(**{k: str(v).replace("|", "\\|") for k, v in row.items()}))
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------------------ scoring
 
 

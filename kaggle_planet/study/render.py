@@ -207,13 +207,16 @@ def _summary_section(data: ReportData) -> str:
 
 
 def _curves_section(data: ReportData) -> str:
+    from ..core.metrics import get_metric
+
+    entry = get_metric(data.metric)
     parts = []
     for view in data.models:
         if not view.histories:
             parts.append(f"<h3>{esc(view.name)}</h3><p>No fold&lt;k&gt;/history.csv in {esc(view.path)}.</p>")
             continue
         last = [[k, int(h['epoch'].iloc[-1]), h["train_loss"].iloc[-1], h["valid_loss"].iloc[-1],
-                 h["train_metric"].iloc[-1], h["valid_metric"].iloc[-1], h["valid_metric"].max(), f"{h['seconds'].sum():.1f}"]
+                 h["train_metric"].iloc[-1], h["valid_metric"].iloc[-1], h["valid_metric"].iloc[entry.best_index(h["valid_metric"])], f"{h['seconds'].sum():.1f}"]
                 for k, h in view.histories.items()]
         parts.append(f"<h3>{esc(view.name)}</h3>")
         parts.append(img_html(plot_learning_curves(view, data.metric), f"learning curves of {view.name}"))
