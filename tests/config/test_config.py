@@ -140,8 +140,8 @@ def test_imagefolder_options_and_auto_blend(tmp_path):
     data = {**BASE, "competition": "imagefolder", "train_dir": "train", "test_dir": "test"}
     cfg = C.load_config(write(tmp_path, data))
     assert cfg.options == {"train_dir": "train", "test_dir": "test"}
-    assert cfg.blend_method == "mean"
-    assert C.load_config(write(tmp_path, {**BASE, "competition": "invasive"})).blend_method == "rank"
+    assert cfg.blend_method == "auto"  # the blend stage chooses (never below the best member)
+    assert C.load_config(write(tmp_path, {**BASE, "competition": "invasive"})).blend_method == "auto"
     assert C.load_config(write(tmp_path, BASE), ["blend=ridge"]).blend_method == "ridge"
     assert C.load_config(write(tmp_path, BASE)).options == {}
 
