@@ -1,9 +1,10 @@
 """Model quality on real images the toolkit's generator did not make, for every task kind, in one run.
 
-    python benchmarks/bench_quality.py                       # all kinds, default size (sized for ~15 min on 2 cores)
-    python benchmarks/bench_quality.py --quick               # smoke test: small data, 1 epoch, 1 seed
+    python benchmarks/bench_quality.py                       # all kinds, default size (digit kinds ~6 min, photo kinds ~6 min on 2 cores)
+    python benchmarks/bench_quality.py --quick               # smoke test: small data, 1 epoch (photo kinds 2), 1 seed
     python benchmarks/bench_quality.py --kinds binary --threads 1 --out /tmp/q
     python benchmarks/bench_quality.py --set lr=0.0003 --set models.0.backbone=resnet18
+    python benchmarks/bench_quality.py --kinds logloss,columnauc    # the photo kinds only (pip install -e ".[bench]")
 
 Data (``realdata.py``): scikit-learn's scanned handwritten digits over crops of its sample photos, written
 in each competition's real folder layout and rebuilt from a seed every run: binary = Invasive layout
@@ -24,7 +25,20 @@ with ``kaggle_planet.core.metrics.score`` (ROC AUC; F2 at 0.2; accuracy):
    mean/std; over ``SEEDS`` seeds, valid score per epoch; and the toolkit's fold 0 over the same seeds
    (config key ``seed``; fold 0 of the recipe run is the first seed) read from ``fold0/history.csv``.
 
-Also printed: the bare loop's loss at step 0 (first batch, before any update), the toolkit's and the bare
+The photo kinds (``realphotos.py``, scikit-image's bundled photographs, textures, microscopy, astronomy and faces
+cut into patches; needs the ``bench`` extra): logloss = dog-breed-identification layout (14 classes, one per source,
+Kaggle log loss), columnauc = plant-pathology-2020-fgvc7 layout (4 one-hot columns, each a grouping of sources,
+mean column-wise ROC AUC). Each patch comes from one region (tile) of its source, and the test images come from
+regions no training image comes from; their labels stay outside the data folder (``--out``/heldout/) and are used
+only to score. For each, scored out of fold (the toolkit's folds) and on that held-out split: the constant
+predictor (class prior) and the logistic regression (on the patches shrunk to ``LOGREG_PX``); the config
+``kaggle-planet init <preset>`` writes for the data folder (``INIT_SETS`` size it for 2 cores; ``--set`` then
+applies), run end to end (``run_experiment``): each model's fold models, with the full-data refit where this
+version has the ``refit`` key (fold models, refit, both and the model's test.csv; the refit rows have no OOF of
+their own), and the submitted blend beside its best member's OOF; and a bare loop of each of its backbones (same
+epochs, image size, lr and batch size; every training image, no folds, no TTA) on the held-out split.
+
+Also printed (digit kinds): the bare loop's loss at step 0 (first batch, before any update), the toolkit's and the bare
 loop's first-epoch train/valid loss, and the constant-prior loss (plain BCE / cross-entropy of predicting
 the training prior for every row). Results go to ``--out`` (default: a new temporary folder; the script
 writes nothing into the repository): ``report.md``, ``results.json``, ``data/``, ``folds/``, ``runs/``.
@@ -40,7 +54,7 @@ import re
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +63,8 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-import realdata  # noqa: E402 - the benchmarks folder is not a package
+import realdata
+import realphotos
 
 # The toolkit's shipped recipe: the config defaults (lr, optimizer, schedule, warmup, loss, head init) plus
 # what this data and this machine decide: one experiment config (minus name/competition/data_dir/runs_dir,
@@ -85,6 +100,27 @@ QUICK_SETS = ["epochs=1"]
 DATA_SEED = 0
 IMAGE_PX = 48  # side of the stored images (the recipe's image_size is what the models see)
 LOGREG_C = 1e-3  # strong L2: the best of 1e-4..1e-1 on fold 0 of a development build, for every kind
+
+# The photo kinds (realphotos.py): patches of scikit-image's bundled images in two presets' layouts, a held-out test
+# split of regions the training images never come from. The toolkit there is the config `kaggle-planet init` writes.
+PHOTO_DATA: dict[str, dict[str, int]] = {
+    "logloss": {"n_train": 1120, "n_test": 280},
+    "columnauc": {"n_train": 1000, "n_test": 250},
+}
+PHOTO_QUICK_DATA: dict[str, dict[str, int]] = {
+    "logloss": {"n_train": 280, "n_test": 84},
+    "columnauc": {"n_train": 300, "n_test": 100},
+}
+PHOTO_PX = 64  # side of the stored patches (init reads its image_size from them)
+# what this machine decides on top of the init config (init writes epochs 10, folds.k 5, image_size from the images)
+INIT_SETS = ["epochs=3", "folds.k=3", "image_size=48"]
+PHOTO_QUICK_SETS = ["epochs=2"]  # the leaf recipe's freeze_epochs 1 needs a second epoch
+# the photo kinds' logistic regression sees the patches shrunk to this side (1,728 features): at the stored 64 px
+# (12,288) one fit of the 14-class kind takes minutes on 2 cores; C stays LOGREG_C (the held-out split, not fold 0,
+# would pick another C here, and choosing by it would be fitting the test)
+LOGREG_PX = 24
+REFIT = "with_folds"  # the refit mode the photo kinds run with where the config has the key
+REFIT_FILES = {"fold models": "test_folds.csv", "refit": "test_refit.csv"}  # + test.csv: what the config chose
 
 log = logging.getLogger("bench_quality")
 
@@ -141,25 +177,35 @@ def oof_constant(data: KindData) -> np.ndarray:
 
 def oof_logreg(data: KindData) -> np.ndarray:
     """(N, C): logistic regression on standardised raw pixels, one fit per fold on the other folds."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
-    from sklearn.preprocessing import StandardScaler
-
-    x = data.images.reshape(len(data.images), -1).astype(np.float32)
+    x = pixels(data.images)
     y = data.targets
     out = np.zeros(y.shape, dtype=np.float64)
     for f in np.unique(data.folds):
         tr, va = data.folds != f, data.folds == f
-        scaler = StandardScaler().fit(x[tr])
-        xt, xv = scaler.transform(x[tr]), scaler.transform(x[va])
-        lr = LogisticRegression(C=LOGREG_C, max_iter=1000)
-        if data.task == "binary":
-            out[va, 0] = lr.fit(xt, y[tr, 0]).predict_proba(xv)[:, 1]
-        elif data.task == "multiclass":
-            out[va] = lr.fit(xt, y[tr].argmax(axis=1)).predict_proba(xv)
-        else:
-            out[va] = OneVsRestClassifier(lr).fit(xt, y[tr]).predict_proba(xv)
+        out[va] = fit_logreg(x[tr], y[tr], x[va], data.task)
     return out
+
+
+def pixels(images: np.ndarray) -> np.ndarray:
+    """(N, S, S, 3) uint8 -> (N, S*S*3) float32: the logistic regression's features."""
+    return images.reshape(len(images), -1).astype(np.float32)
+
+
+def fit_logreg(x_train: np.ndarray, y_train: np.ndarray, x_eval: np.ndarray, task: str) -> np.ndarray:
+    """(M, C) probabilities of ``x_eval`` from a logistic regression fit on the standardised ``x_train`` (N, F)
+    with 0/1 targets ``y_train`` (N, C)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x_train)
+    xt, xv = scaler.transform(x_train), scaler.transform(x_eval)
+    lr = LogisticRegression(C=LOGREG_C, max_iter=1000)
+    if task == "binary":
+        return lr.fit(xt, y_train[:, 0]).predict_proba(xv)[:, 1:]
+    if task == "multiclass":
+        return lr.fit(xt, y_train.argmax(axis=1)).predict_proba(xv)
+    return OneVsRestClassifier(lr).fit(xt, y_train).predict_proba(xv)
 
 
 def constant_prior_loss(y_train: np.ndarray, y_eval: np.ndarray, task: str) -> float:
@@ -257,6 +303,7 @@ class BareRun:
     valid_metric: list[float] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
     valid_loss: list[float] = field(default_factory=list)
+    probs: np.ndarray | None = None  # the last epoch's valid probabilities (len(va), C)
 
 
 def to_tensor(images: np.ndarray, size: int, mean, std):
@@ -272,6 +319,14 @@ def to_tensor(images: np.ndarray, size: int, mean, std):
 
 def bare_loop(data: KindData, settings, seed: int, fold: int = 0) -> BareRun:
     """Fine-tune ``settings.backbone`` on every fold but ``fold``; valid score after each epoch."""
+    tr, va = np.flatnonzero(data.folds != fold), np.flatnonzero(data.folds == fold)
+    return bare_run(data.images, data.targets, tr, va, data.task, data.metric, settings, seed)
+
+
+def bare_run(images: np.ndarray, targets: np.ndarray, tr: np.ndarray, va: np.ndarray, task: str, metric: str,
+             settings, seed: int) -> BareRun:
+    """Fine-tune ``settings.backbone`` on the rows ``tr`` of ``images`` (N, S, S, 3) uint8 / ``targets`` (N, C) 0/1;
+    the score of the rows ``va`` after each epoch (``probs`` keeps the last epoch's (len(va), C) probabilities)."""
     import torch
     from torch import nn
 
@@ -279,19 +334,18 @@ def bare_loop(data: KindData, settings, seed: int, fold: int = 0) -> BareRun:
     from kaggle_planet.recipe import models
 
     torch.manual_seed(seed)
-    y = data.targets.astype(np.float32)
-    tr, va = np.flatnonzero(data.folds != fold), np.flatnonzero(data.folds == fold)
+    y = targets.astype(np.float32)
     model = models.create_model(settings.backbone, y.shape[1], pretrained=settings.pretrained)
     prior = np.clip(y[tr].mean(axis=0), 1e-4, 1 - 1e-4)
-    bias = np.log(prior) if data.task == "multiclass" else np.log(prior / (1 - prior))
+    bias = np.log(prior) if task == "multiclass" else np.log(prior / (1 - prior))
     head = model.get_classifier()
     with torch.no_grad():
         head.weight.zero_()
         head.bias.copy_(torch.from_numpy(bias.astype(np.float32)))
     cfg = models.model_data_config(model)
-    x = to_tensor(data.images, settings.image_size, cfg["mean"], cfg["std"])
+    x = to_tensor(images, settings.image_size, cfg["mean"], cfg["std"])
     target = torch.from_numpy(y)
-    if data.task == "multiclass":
+    if task == "multiclass":
         loss_fn, act, to_target = nn.CrossEntropyLoss(), (lambda z: torch.softmax(z, 1)), (lambda t: t.argmax(1))
     else:
         loss_fn, act, to_target = nn.BCEWithLogitsLoss(), torch.sigmoid, (lambda t: t)
@@ -308,11 +362,11 @@ def bare_loop(data: KindData, settings, seed: int, fold: int = 0) -> BareRun:
             idx = order[b * bs:(b + 1) * bs]
             loss = loss_fn(model(x[idx]), to_target(target[idx]))
             if run is None:
-                run = BareRun(step0_loss=float(loss))
+                run = BareRun(step0_loss=loss.item())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
             count += len(idx)
         model.eval()
         with torch.no_grad():
@@ -320,9 +374,10 @@ def bare_loop(data: KindData, settings, seed: int, fold: int = 0) -> BareRun:
             run.valid_loss.append(float(loss_fn(logits, to_target(target[va]))))
             probs = act(logits).numpy().astype(np.float64)
         run.train_loss.append(total / count)
-        run.valid_metric.append(score(data.metric, data.targets[va], probs))
+        run.valid_metric.append(score(metric, targets[va], probs))
+        run.probs = probs
         log.info("bare loop seed %d epoch %d: train loss %.4f valid loss %.4f %s %.4f", seed, epoch + 1,
-                 run.train_loss[-1], run.valid_loss[-1], data.metric, run.valid_metric[-1])
+                 run.train_loss[-1], run.valid_loss[-1], metric, run.valid_metric[-1])
     return run
 
 
@@ -356,10 +411,10 @@ def kind_report(kind: str, data: KindData, res: dict[str, Any]) -> str:
         f"| method | OOF ({k} folds) | fold 0 | notes |",
         "|---|---|---|---|",
         f"| constant (training-fold prior) | {res['constant'][0]:.4f} | {res['constant'][1]:.4f} | |",
-        f"| logistic regression on pixels | {res['logreg'][0]:.4f} | {res['logreg'][1]:.4f} | "
-        f"{data.images[0].size} standardised pixels, C={LOGREG_C:g} |",
-        f"| toolkit recipe | {tk['oof']:.4f} | {tk['per_fold']['0']:.4f} | best-epoch checkpoint per fold; "
-        f"per fold {', '.join(f'{v:.4f}' for v in tk['per_fold'].values())} |",
+        (f"| logistic regression on pixels | {res['logreg'][0]:.4f} | {res['logreg'][1]:.4f} | "
+        f"{data.images[0].size} standardised pixels, C={LOGREG_C:g} |"),
+        (f"| toolkit recipe | {tk['oof']:.4f} | {tk['per_fold']['0']:.4f} | best-epoch checkpoint per fold; "
+        f"per fold {', '.join(f'{v:.4f}' for v in tk['per_fold'].values())} |"),
         f"| bare loop, fold 0 ({n_seeds}) | | {_ms(b_last)} | last epoch; best epoch {_ms(b_best)} |",
         f"| toolkit, fold 0 ({n_seeds}) | | {_ms(t_last)} | last epoch; best epoch {_ms(t_best)} |",
         "",
@@ -454,27 +509,260 @@ def _jsonable(res: dict[str, Any]) -> dict[str, Any]:
     out = dict(res)
     out["toolkit"] = {k: v for k, v in res["toolkit"].items() if k != "settings"}
     out["recipe_settings"] = res["toolkit"]["settings"].to_dict()
-    out["bare"] = {s: vars(r) for s, r in res["bare"].items()}
+    out["bare"] = {s: {k: v for k, v in vars(r).items() if k != "probs"} for s, r in res["bare"].items()}
     return out
+
+
+# ------------------------------------------------------------------------------------- photo kinds
+
+
+@dataclass
+class PhotoData(KindData):
+    """A photo kind: the training side as :class:`KindData`, plus the test images and their held-out labels."""
+
+    test_images: np.ndarray  # (M, S, S, 3) uint8 RGB, in table.test order
+    test_targets: np.ndarray  # (M, C) 0/1: the labels the benchmark kept out of the data folder
+
+
+def shrink(images: np.ndarray, side: int) -> np.ndarray:
+    """(N, S, S, 3) uint8 -> (N, side, side, 3) uint8 (cv2 INTER_AREA)."""
+    import cv2
+
+    return np.stack([cv2.resize(im, (side, side), interpolation=cv2.INTER_AREA) for im in images])
+
+
+def refit_available() -> bool:
+    """Whether this version's config has the ``refit`` key (full-data refit after CV)."""
+    from kaggle_planet.config.schema import ExperimentConfig
+
+    return "refit" in ExperimentConfig.model_fields
+
+
+def build_photo_kind(kind: str, out: Path, sizes: dict[str, int]) -> realphotos.Built:
+    """Write the kind's data folder; its test labels and every patch's group go to ``out/heldout/``, outside it."""
+    built = realphotos.BUILDERS[kind](out / "data" / kind, size=PHOTO_PX, seed=DATA_SEED, **sizes)
+    heldout = out / "heldout"
+    heldout.mkdir(parents=True, exist_ok=True)
+    built.test_labels.to_csv(heldout / f"{kind}_test_labels.csv", index=False)
+    built.groups.to_csv(heldout / f"{kind}_groups.csv", index=False)
+    return built
+
+
+def _dotted(mapping: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(mapping, dict) or part not in mapping:
+            return None
+        mapping = mapping[part]
+    return mapping
+
+
+def init_config(kind: str, built: realphotos.Built, out: Path, sets: list[str]):
+    """(path, what init wrote, the config run): ``kaggle-planet init <preset>`` on the data folder, then ``sets``."""
+    import yaml
+
+    from kaggle_planet.config.schema import load_config
+    from kaggle_planet.config.starter import write_starter_config
+
+    path = write_starter_config(built.competition, built.data_dir, out / "configs" / f"{kind}.yaml")
+    written = yaml.safe_load(path.read_text())
+    cfg = load_config(path, [f"name={kind}", f"runs_dir={out / 'runs'}", *sets])
+    return path, written, cfg
+
+
+def load_photo_data(built: realphotos.Built, cfg) -> PhotoData:
+    from kaggle_planet.data.competitions import load_dataset
+    from kaggle_planet.data.folds import load_or_make_folds
+    from kaggle_planet.data.loader import read_image
+
+    table = load_dataset(cfg.competition, cfg.data_dir, cfg.options)
+    folds = load_or_make_folds(table, cfg.folds.k, cfg.folds.seed)  # the toolkit's folds file (out/folds/)
+    images = np.stack([read_image(f) for f in table.train["file"]])
+    test_images = np.stack([read_image(f) for f in table.test["file"]])
+    labels = built.test_labels.set_index(table.id_col)
+    test_targets = labels.loc[table.test[table.id_col].astype(str), table.classes].to_numpy()
+    return PhotoData(built, table, folds, images, cfg.metric, test_images, test_targets)
+
+
+def read_test(path: Path, data: PhotoData) -> np.ndarray:
+    """(M, C) probabilities of a prediction file (id column + one column per class), in table.test order."""
+    from kaggle_planet.core.artifacts import read_predictions
+
+    table = data.table
+    frame = read_predictions(path, table.id_col, table.classes).set_index(table.id_col)
+    return frame.loc[table.test[table.id_col].astype(str), table.classes].to_numpy()
+
+
+def heldout(data: PhotoData, probs: np.ndarray) -> float:
+    from kaggle_planet.core.metrics import score
+
+    return score(data.metric, data.test_targets, probs, data.task)
+
+
+def refit_scores(model_dir: Path, data: PhotoData, k: int) -> dict[str, float] | None:
+    """Held-out scores of the refit files in ``model_dir`` (None when they are not there): the fold models' TTA
+    mean, the refit model's, both ((k * folds + refit) / (k + 1): each model one vote) and test.csv (the config's choice)."""
+    if not all((model_dir / f).is_file() for f in REFIT_FILES.values()):
+        return None
+    folds_p, refit_p = (read_test(model_dir / REFIT_FILES[n], data) for n in ("fold models", "refit"))
+    return {"fold models": heldout(data, folds_p), "refit": heldout(data, refit_p),
+            "both": heldout(data, (k * folds_p + refit_p) / (k + 1)), "test.csv": heldout(data, read_test(model_dir / "test.csv", data))}
+
+
+def run_photo_kind(kind: str, out: Path, sizes: dict[str, int], sets: list[str], refit: str | None) -> tuple[PhotoData, dict[str, Any]]:
+    """Baselines, the init config's full run and a bare loop per backbone, each on the held-out test split."""
+    import torch
+
+    from kaggle_planet.core.metrics import score
+    from kaggle_planet.pipeline import run_experiment
+
+    t0 = time.time()
+    built = build_photo_kind(kind, out, sizes)
+    _say(f"{kind}: {built.describe()}")
+    run_sets = [*INIT_SETS, *([f"refit={refit}"] if refit else []), *sets]
+    path, written, cfg = init_config(kind, built, out, run_sets)
+    data = load_photo_data(built, cfg)
+    y, task, metric = data.targets, data.task, data.metric
+    given = dict(item.partition("=")[::2] for item in run_sets)  # the last value of each key wins, as in the config
+    res: dict[str, Any] = {
+        "config": str(path), "k": cfg.folds.k, "sets": run_sets, "refit": refit, "refit_available": refit_available(),
+        "changed": {key: (_dotted(written, key), value) for key, value in given.items()},
+        "written": {key: written.get(key) for key in ("augment", "tta", "epochs", "image_size", "ema", "freeze_epochs", "lr", "blend")},
+        "backbones": [m.backbone for m in cfg.models],
+    }
+    prior = np.tile(y.mean(axis=0), (len(data.test_targets), 1))
+    res["constant"] = {"oof": score(metric, y, oof_constant(data), task), "test": heldout(data, prior)}
+    small = replace(data, images=shrink(data.images, LOGREG_PX), test_images=shrink(data.test_images, LOGREG_PX))
+    res["logreg"] = {"oof": score(metric, y, oof_logreg(small), task), "features": int(small.images[0].size),
+                     "test": heldout(data, fit_logreg(pixels(small.images), y, pixels(small.test_images), task))}
+    _say(f"{kind}: constant OOF {res['constant']['oof']:.4f} held-out {res['constant']['test']:.4f}; logistic regression "
+         f"OOF {res['logreg']['oof']:.4f} held-out {res['logreg']['test']:.4f}")
+
+    t1 = time.time()
+    result = run_experiment(cfg, torch.device("cpu"))
+    res["toolkit_seconds"] = time.time() - t1
+    exp = result.experiment_dir
+    res["models"] = {}
+    for name, model_scores in result.scores["models"].items():
+        res["models"][name] = {"backbone": cfg.get_model(name).backbone, "oof": model_scores["oof"],
+                               "test": heldout(data, read_test(exp / name / "test.csv", data)),
+                               "refit": refit_scores(exp / name, data, cfg.folds.k) if refit else None}
+    blend = result.scores["blend"]
+    res["blend"] = {"asked": cfg.blend_method, "method": blend["method"], "oof": blend["oof"],
+                    "best_member": Path(blend["best_member"]).name, "best_member_oof": blend["members"][blend["best_member"]],
+                    "gain": blend["gain_over_best"], "test": heldout(data, read_test(exp / "blend" / "test.csv", data)),
+                    "submission": str(result.submission) if result.submission else None,
+                    "submission_test": heldout(data, read_test(result.submission, data)) if result.submission else None}
+
+    images = np.concatenate([data.images, data.test_images])
+    targets = np.concatenate([data.targets, data.test_targets])
+    tr, va = np.arange(len(data.images)), np.arange(len(data.images), len(images))
+    res["bare"] = {}
+    for model in cfg.models:
+        settings = cfg.resolved_model(model)
+        run = bare_run(images, targets, tr, va, task, metric, settings, settings.seed)
+        res["bare"][model.name] = {"backbone": model.backbone, "seed": settings.seed, "epochs": settings.epochs,
+                                   "image_size": settings.image_size, "lr": settings.lr, "test": run.valid_metric[-1],
+                                   "test_per_epoch": run.valid_metric}
+    res["seconds"] = time.time() - t0
+    return data, res
+
+
+def photo_report(kind: str, data: PhotoData, res: dict[str, Any]) -> str:
+    from kaggle_planet.core.metrics import get_metric
+
+    metric, k = data.metric, res["k"]
+    lower = not get_metric(metric).higher_is_better
+    test_regions = len(data.built.region_sets().get("test", ()))
+    w = res["written"]
+    changed = ", ".join(f"{key} {'(not written)' if old is None else old} -> {new}" for key, (old, new) in res["changed"].items()
+                        if str(old) != new)
+    lines = [
+        f"### {kind}: {data.built.competition} layout, metric {metric}" + (" (lower is better)" if lower else ""),
+        "",
+        f"data: {data.built.describe()}",
+        (f"folds: the toolkit's, k={k}, {np.bincount(data.folds).tolist()} images per fold (they know nothing of the regions: "
+        f"patches of one region fall on both sides of a fold)"),
+        (f"held-out test: {len(data.test_targets)} images from {test_regions} regions no training image comes from; "
+        f"labels kept in heldout/{kind}_test_labels.csv (never in the data folder), used only to score"),
+        f"toolkit: `kaggle-planet init {data.built.competition}` wrote {res['config']} (models {', '.join(res['backbones'])}; "
+        + ", ".join(f"{key} {value}" for key, value in w.items() if value is not None)
+        + f"); run here with {changed or 'nothing changed'} (--set; sized for this 2-core machine)",
+        "refit: " + (res["refit"] or "off") if res["refit_available"] else "refit: not available in this version (run with refit off)",
+        "",
+        f"| method | OOF ({k} folds) | held-out test | held-out minus OOF | notes |",
+        "|---|---|---|---|---|",
+    ]
+
+    def row(name: str, oof: float | None, test: float | None, notes: str = "", no_oof: str = "no OOF of its own") -> str:
+        gap = f"{test - oof:+.4f}" if oof is not None and test is not None else ""
+        return (f"| {name} | {no_oof if oof is None else f'{oof:.4f}'} | "
+                f"{'(not written)' if test is None else f'{test:.4f}'} | {gap} | {notes} |")
+
+    lines.append(row("constant (class prior)", res["constant"]["oof"], res["constant"]["test"],
+                     "OOF: each row its training folds' prior; held-out: the prior of every training image"))
+    lines.append(row("logistic regression on pixels", res["logreg"]["oof"], res["logreg"]["test"],
+                     f"{res['logreg']['features']} standardised pixels ({LOGREG_PX} px), C={LOGREG_C:g}; held-out: fit on every training image"))
+    for name, m in res["models"].items():
+        r = m["refit"]
+        if r is None:
+            lines.append(row(f"toolkit {name}", m["oof"], m["test"], f"{m['backbone']}: test.csv, the {k} fold models' TTA mean (tta {w.get('tta')})"))
+        if res["refit"] is not None and r is None:
+            lines.append(row(f"toolkit {name}: refit", None, None, f"refit {res['refit']} asked, but test_folds.csv / test_refit.csv are not in its folder"))
+        elif r is not None:
+            lines.append(row(f"toolkit {name}: fold models", m["oof"], r["fold models"], f"{m['backbone']}: test_folds.csv, the {k} fold models' TTA mean (tta {w.get('tta')})"))
+            lines.append(row(f"toolkit {name}: refit", None, r["refit"], "test_refit.csv: one model trained on every training image for the folds' mean best epoch"))
+            lines.append(row(f"toolkit {name}: both", None, r["both"], f"(k * fold models + refit) / (k + 1), k={k}, computed here"))
+            lines.append(row(f"toolkit {name}: test.csv", m["oof"], r["test.csv"], f"what refit: {res['refit']} wrote as the model's test.csv (OOF: the fold models')"))
+    b = res["blend"]
+    method = b["method"] if b["method"] == b["asked"] else f"{b['asked']} -> {b['method']}"
+    lines.append(row(f"toolkit blend ({method}), submitted", b["oof"], b["submission_test"] if b["submission"] else b["test"],
+                     "the submission file" if b["submission"] else "blend/test.csv (no submission written)"))
+    for name, bare in res["bare"].items():
+        lines.append(row(f"bare loop {name}", None, bare["test"],
+                         f"{bare['backbone']}, {bare['epochs']} epoch(s) on every training image, no folds, no TTA, no augmentation, "
+                         f"constant lr {bare['lr']:g}, {bare['image_size']} px, seed {bare['seed']}; held-out per epoch "
+                         + ", ".join(f"{v:.4f}" for v in bare["test_per_epoch"]), no_oof="(no folds)"))
+    ok = b["gain"] >= 0
+    lines += [
+        "",
+        (f"- held-out minus OOF: the baselines' gap is the shift to unseen regions alone; the toolkit's test files average {k} fold "
+        "models (and the refit) where each OOF row has one model's prediction, so part of its gap is that ensemble"),
+        f"- submitted blend ({method}) OOF {b['oof']:.4f} beside its best member ({b['best_member']}) {b['best_member_oof']:.4f}: "
+        f"gain {b['gain']:+.4f} (positive: better); " + ("not below its best member" if ok else "BELOW ITS BEST MEMBER"),
+        f"- the blend's test.csv on the held-out split {b['test']:.4f}"
+        + (f"; the submission file {b['submission_test']:.4f}" if b["submission"] else ""),
+        (f"- wall time of this kind (data, baselines, the init config's run {res['toolkit_seconds']:.0f} s, "
+        f"{len(res['bare'])} bare loop(s)): {res['seconds']:.0f} s"),
+    ]
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke test: small data, 1 epoch, 1 seed")
-    parser.add_argument("--kinds", default=",".join(DATA), help=f"comma-separated subset of {','.join(DATA)}")
+    parser.add_argument("--kinds", default=",".join([*DATA, *PHOTO_DATA]), help=f"comma-separated subset of {','.join([*DATA, *PHOTO_DATA])} "
+                        "(the photo kinds logloss and columnauc need the bench extra: pip install -e \".[bench]\")")
     parser.add_argument("--out", type=Path, help="output folder (default: a new temporary folder); its data/, folds/ and runs/ are replaced")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a RECIPE key (config syntax, e.g. lr=0.0003, models.0.pretrained=false); repeatable")
     parser.add_argument("--seeds", type=int, help=f"fold-0 seeds for the bare loop and the toolkit (default {SEEDS}; --quick 1)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--refit", default=REFIT, choices=("off", "alone", "with_folds"),
+                        help=f"photo kinds: the config's refit mode, where this version has the key (default {REFIT})")
     parser.add_argument("--variant", dest="variants", action="append", default=[], metavar="NAME:KEY=VALUE,...",
                         help="compare recipe variants on fold 0 instead of the full table, e.g. "
                              "--variant 'defaults:' --variant 'no warmup:warmup_epochs=0' (repeatable)")
     args = parser.parse_args()
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    unknown = [k for k in kinds if k not in DATA]
+    unknown = [k for k in kinds if k not in DATA and k not in PHOTO_DATA]
     if unknown or not kinds:
-        parser.error(f"--kinds: unknown {unknown}; valid: {', '.join(DATA)}")
+        parser.error(f"--kinds: unknown {unknown}; valid: {', '.join([*DATA, *PHOTO_DATA])}")
+    if args.variants:  # recipe variants compare the RECIPE on the digit kinds' fold 0
+        kinds = [k for k in kinds if k in DATA] or parser.error("--variant compares RECIPE variants on the digit kinds: "
+                                                               f"{', '.join(DATA)}")
+    photo_kinds = [k for k in kinds if k in PHOTO_DATA]
+    if photo_kinds:
+        realphotos.data_folder()  # scikit-image missing: one line naming the extra, before anything runs
     logging.basicConfig(level=logging.INFO, format="    %(levelname)s %(name)s: %(message)s")
     import torch
 
@@ -485,13 +773,18 @@ def main() -> None:
     sizes = QUICK_DATA if args.quick else DATA
     out = (args.out or Path(tempfile.mkdtemp(prefix="bench_quality_"))).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    for sub in ("data", "folds", "runs"):
+    for sub in ("data", "folds", "runs", "configs", "heldout", "submissions"):
         if (out / sub).exists():
             import shutil
 
             shutil.rmtree(out / sub)
     _say(f"command: python benchmarks/bench_quality.py {' '.join(sys.argv[1:])}")
     _say(f"out: {out}; torch threads {torch.get_num_threads()}; recipe {json.dumps(RECIPE)}; --set {sets}")
+    refit, photo_sets = None, [*(PHOTO_QUICK_SETS if args.quick else []), *args.sets]
+    if photo_kinds:
+        refit = args.refit if refit_available() and args.refit != "off" else None
+        _say(f"photo kinds: the config kaggle-planet init writes, with {' '.join(INIT_SETS)} (this machine) then --set {photo_sets}; "
+             + (f"refit: {args.refit}" if refit_available() else "refit: not available in this version"))
     t0 = time.time()
     cwd = os.getcwd()
     os.chdir(out)  # the toolkit writes folds/ relative to the working directory
@@ -502,9 +795,14 @@ def main() -> None:
             reports.append(run_variants(kind, out, sizes[kind], sets, n_seeds, variants))
             _say("\n" + reports[-1] + "\n")
         for kind in [] if variants else kinds:
-            data, res = run_kind(kind, out, sizes[kind], sets, n_seeds)
-            reports.append(kind_report(kind, data, res))
-            results[kind] = _jsonable(res)
+            if kind in PHOTO_DATA:
+                data, res = run_photo_kind(kind, out, (PHOTO_QUICK_DATA if args.quick else PHOTO_DATA)[kind], photo_sets, refit)
+                reports.append(photo_report(kind, data, res))
+                results[kind] = res
+            else:
+                data, res = run_kind(kind, out, sizes[kind], sets, n_seeds)
+                reports.append(kind_report(kind, data, res))
+                results[kind] = _jsonable(res)
             _say("\n" + reports[-1] + "\n")
     finally:
         os.chdir(cwd)
@@ -523,5 +821,5 @@ if __name__ == "__main__":
 
     try:
         main()
-    except KagglePlanetError as exc:  # a bad --set or recipe value: one line, as the toolkit's CLI does
+    except (KagglePlanetError, realphotos.MissingExtra) as exc:  # a bad --set or recipe value, a missing extra: one line, as the CLI does
         raise SystemExit(f"error: {exc}") from None
