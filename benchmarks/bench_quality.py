@@ -81,6 +81,7 @@ RECIPE: dict[str, Any] = {
     "patience": 0,
     "seed": 42,
     "num_workers": 0,
+    "refit": "off",  # the digit kinds score OOF only (no held-out split): the refit, which changes only test.csv, is not trained
     "models": [{"backbone": "tf_efficientnet_lite0", "pretrained": True}],
 }
 SEEDS = 3  # fold-0 runs of the bare loop and of the toolkit: seeds recipe seed, +1, +2

@@ -18,7 +18,7 @@ from kaggle_planet.data.competitions import COMPETITIONS, load_dataset
 from kaggle_planet.kaggle.submission import validate_submission_file
 
 RUN = {"folds": {"k": 2, "seed": 0}, "image_size": 32, "augment": "none", "tta": "none", "device": "cpu", "epochs": 1,
-       "batch_size": 8, "num_workers": 0, "warmup_epochs": 0, "log": ["csv"], "models": [{"backbone": "test_resnet", "lr": 0.01}]}
+       "batch_size": 8, "num_workers": 0, "warmup_epochs": 0, "log": ["csv"], "refit": "off", "models": [{"backbone": "test_resnet", "lr": 0.01}]}
 
 
 def test_every_preset_has_a_standin():

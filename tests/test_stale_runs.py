@@ -197,7 +197,8 @@ def test_the_record_is_written_when_the_first_fold_starts(trained):
     info = artifacts.read_run_info(trained / "runs/e/a")
     # the predictions record what they came from: the fold models' inputs, their best.pt, the TTA
     assert {k: info.fingerprints[k] for k in record} == record
-    assert set(info.fingerprints["models"]) == {"0", "1"} and info.fingerprints["tta"] == "none"
+    # (and the full-data refit's best.pt: the default refit with_folds made test.csv with it)
+    assert set(info.fingerprints["models"]) == {"0", "1", "refit"} and info.fingerprints["tta"] == "none"
     assert set(info.files) == {"labels.csv", "oof.csv", "test.csv"}
 
 

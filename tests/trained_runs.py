@@ -26,6 +26,7 @@ CONFIG = {
     "epochs": 3,
     "batch_size": 8,
     "num_workers": 0,
+    "refit": "off",  # tests/train/test_refit.py covers the refit (the default); these runs stay as fast as they were
     "warmup_epochs": 0,
     "head_lr_scale": 10.0,
     "models": [

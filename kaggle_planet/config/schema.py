@@ -423,7 +423,7 @@ class ExperimentConfig(_Keys):
     layout: Annotated[dict[str, Any] | None, BeforeValidator(_none_word)] = Field(None, description="csv-layout competitions (csv and the named presets): where the labels, images and test ids are, the target, groups, metric and submission format; the layout.* keys below (a preset fills them in, any can be set)")
     train_dir: Annotated[Text | None, BeforeValidator(_none_word)] = Field(None, description="imagefolder only: training folder inside data_dir (default seg_train)")
     test_dir: Annotated[Text | None, BeforeValidator(_none_word)] = Field(None, description="imagefolder only: test folder inside data_dir (default seg_test)")
-    refit: Refit = Field("off", description="after CV, train each model once more on every training image for the folds' mean best epoch and predict test with: "
+    refit: Refit = Field("with_folds", description="after CV, train each model once more on every training image for the folds' mean best epoch and predict test with: "
                          + "; ".join(f"{k}: {v}" for k, v in REFIT_CHOICES.items()) + "; the refit has no OOF score of its own (blend weights and thresholds stay the fold models')")
     runs_dir: Text = Field("runs", description="where run folders go")
     log: Trackers = Field(default_factory=lambda: ["csv"], description="experiment trackers, e.g. [csv, tensorboard, wandb] (see Tracking runs in docs/training.md)")

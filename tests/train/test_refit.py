@@ -83,3 +83,11 @@ def test_refit_choice_is_validated(refit, tmp_path, capsys):
     (tmp_path / "r.yaml").write_text(yaml.safe_dump({**CONFIG, "data_dir": str(tmp_path), "refit": refit}))
     code, _, err = run_cli(capsys, "run", tmp_path / "r.yaml")
     assert code == 2 and "refit" in one_error_line(err) and "with_folds" in err
+
+
+def test_the_default_is_the_refit_with_the_fold_models(tmp_path):
+    """The benchmark's choice (docs/training.md): refit: with_folds unless a config says otherwise."""
+    from kaggle_planet.config.schema import config_from_dict
+
+    cfg = config_from_dict({k: v for k, v in {**CONFIG, "data_dir": str(tmp_path)}.items() if k != "refit"})
+    assert cfg.refit == "with_folds"
