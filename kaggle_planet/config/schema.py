@@ -76,7 +76,8 @@ FREE_KEYS = frozenset({"num_workers", "cache", "tta", "device", "blend", "decisi
 # the full-data refit's use (kaggle_planet.train.refit): the test predictions from the refit alone, or from it and the fold models
 REFIT_CHOICES = {"off": "the fold models' mean only (no refit)", "alone": "the refit model alone",
                  "with_folds": "the mean of the k fold models and the refit, each model one vote"}
-Refit = Literal[tuple(REFIT_CHOICES)]  # type: ignore[valid-type]
+# YAML 1.1 reads a bare `off` as false: `refit: off` means "off"
+Refit = Annotated[Literal[tuple(REFIT_CHOICES)], BeforeValidator(lambda v: "off" if v is False else v)]  # type: ignore[valid-type]
 # Optimizers named in the error for an unknown one (timm knows ~100).
 COMMON_OPTIMIZERS = ("adamw", "sgd", "momentum", "lamb", "adan", "lion", "adabelief", "radam")
 

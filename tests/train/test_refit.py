@@ -91,3 +91,12 @@ def test_the_default_is_the_refit_with_the_fold_models(tmp_path):
 
     cfg = config_from_dict({k: v for k, v in {**CONFIG, "data_dir": str(tmp_path)}.items() if k != "refit"})
     assert cfg.refit == "with_folds"
+
+
+def test_refit_off_in_yaml_is_off(tmp_path):
+    """YAML reads a bare ``off`` as false; ``refit: off`` must still mean off."""
+    from kaggle_planet.config.schema import load_config
+
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump({**CONFIG, "data_dir": str(tmp_path)}) + "refit: off\n")
+    assert yaml.safe_load((tmp_path / "r.yaml").read_text())["refit"] is False  # what YAML makes of it
+    assert load_config(tmp_path / "r.yaml").refit == "off"
