@@ -126,7 +126,7 @@ def cmd_folds(args: argparse.Namespace) -> int:
 
     table = load_dataset(args.competition, args.data_dir, _options(args), check_images=False)
     frame = make_folds(table, args.k, args.seed)
-    path = write_folds(frame, fold_file_path(table.competition, args.k, args.seed, args.folds_dir))
+    path = write_folds(frame, fold_file_path(table.competition, args.k, args.seed, args.folds_dir, table.data_dir))
     print(fold_summary(table, frame["fold"].to_numpy()))
     print(f"wrote {path}")
     return 0

@@ -114,7 +114,7 @@ def _train_and_submit(cfg: ExperimentConfig, device, extra, tracking, wait: bool
 
     # train reads the data folder and makes the folds file if it is missing
     model_dirs = train_experiment(cfg, device, extra=extra, tracking=tracking, wait=wait)
-    folds_path = fold_file_path(cfg.competition, cfg.folds.k, cfg.folds.seed)
+    folds_path = fold_file_path(cfg.competition, cfg.folds.k, cfg.folds.seed, data_dir=cfg.data_dir)
     exp_dir = cfg.experiment_dir
     blend_dir = exp_dir / BLEND_DIR
     blend_scores = blend_runs(model_dirs, cfg.blend_method, blend_dir)

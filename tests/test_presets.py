@@ -82,6 +82,7 @@ def test_csv_layout_guessed_by_init_and_run(tmp_path, monkeypatch, capsys):
     config.update({k: v for k, v in RUN.items() if k != "models"}, models=RUN["models"])
     (tmp_path / "guessed.yaml").write_text(yaml.safe_dump(config))
     assert main(["run", "guessed.yaml"]) == 0
+    assert [p.name for p in (tmp_path / "folds").iterdir()] == ["csv-mystery_k2_s0.csv"]  # named by the data set: csv layouts never share one
     written = pd.read_csv(tmp_path / "submissions" / f"{config['name']}.csv")
     assert list(written.columns) == ["id", "has_cactus"]
 

@@ -382,7 +382,7 @@ class ModelConfig(_Keys):
 
 class FoldsConfig(_Keys):
     k: Int = Field(5, ge=2, description="number of folds")
-    seed: Int = Field(42, ge=0, le=MAX_SEED, description="fold shuffle seed; folds live in `folds/<competition>_k<K>_s<seed>.csv`")
+    seed: Int = Field(42, ge=0, le=MAX_SEED, description="fold shuffle seed; folds live in `folds/<competition>_k<K>_s<seed>.csv` (competition csv: `csv-<data folder name>`)")
 
 
 class PseudoConfig(_Keys):

@@ -29,8 +29,16 @@ log = logging.getLogger(__name__)
 FOLD_COL = "fold"
 
 
-def fold_file_path(competition: str, k: int, seed: int, folds_dir: str | Path = "folds") -> Path:
-    return Path(folds_dir) / f"{competition}_k{k}_s{seed}.csv"
+def folds_name(competition: str, data_dir: str | Path) -> str:
+    """The name a folds file starts with: the competition's, and for the generic ``csv`` layout (any data set)
+    ``csv-<the data folder's name>``, so that two csv data sets never share a folds file."""
+    return f"csv-{Path(data_dir).resolve().name}" if competition == "csv" else competition
+
+
+def fold_file_path(competition: str, k: int, seed: int, folds_dir: str | Path = "folds", data_dir: str | Path | None = None) -> Path:
+    """``folds/<name>_k<K>_s<seed>.csv``; ``data_dir`` names a csv layout's data set (:func:`folds_name`)."""
+    name = competition if data_dir is None else folds_name(competition, data_dir)
+    return Path(folds_dir) / f"{name}_k{k}_s{seed}.csv"
 
 
 MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seed range
@@ -331,7 +339,7 @@ def _check_groups_unsplit(path: Path, table: DatasetTable, folds: np.ndarray) ->
 
 def load_or_make_folds(table: DatasetTable, k: int, seed: int, folds_dir: str | Path = "folds") -> np.ndarray:
     """Fold per ``table.train`` row: read ``folds/<competition>_k<K>_s<seed>.csv`` or create it."""
-    path = fold_file_path(table.competition, k, seed, folds_dir)
+    path = fold_file_path(table.competition, k, seed, folds_dir, table.data_dir)
     if path.exists():
         return read_folds(path, table, k)
     frame = make_folds(table, k, seed)

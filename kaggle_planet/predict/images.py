@@ -199,7 +199,7 @@ def _thresholds(run_dir: Path, info: artifacts.RunInfo) -> tuple[np.ndarray | No
 def _decide_multilabel(info: artifacts.RunInfo, probs: np.ndarray, thresholds: np.ndarray | None) -> list[list[str]]:
     # the competition's own formatter: tags above threshold, the argmax when none passes
     ids = [str(i) for i in range(len(probs))]
-    frame = get_spec(info.competition).format_submission(ids, probs, info.classes, thresholds)
+    frame = get_spec(info.competition, info.options).format_submission(ids, probs, info.classes, thresholds)
     tags_col = [c for c in frame.columns if c != info.id_col][0]
     return [str(t).split() for t in frame[tags_col]]
 

@@ -147,7 +147,7 @@ def predict_run(model_dir: Path, device: torch.device, tta: str | None = None) -
     from ..data.folds import fold_file_path, load_or_make_folds
 
     recorded = fingerprints.read_record(model_dir)
-    folds_file = str(fold_file_path(cfg.competition, cfg.folds.k, cfg.folds.seed))
+    folds_file = str(fold_file_path(cfg.competition, cfg.folds.k, cfg.folds.seed, data_dir=cfg.data_dir))
     if recorded is not None and recorded.get("folds_file") not in (None, folds_file):
         raise KagglePlanetError(  # before a folds file is made for a config edited by hand
             f"{model_dir}: its fold models were trained on the folds of {recorded['folds_file']}, its config now names "
@@ -219,7 +219,7 @@ def check_fold_models(model_dir: Path, cfg, table, folds: np.ndarray) -> dict:
     from ..data.folds import fold_file_path
 
     current = fingerprints.data_fingerprints(table.train[table.id_col].tolist(), table.targets, table.classes, folds,
-                                             fold_file_path(cfg.competition, cfg.folds.k, cfg.folds.seed))
+                                             fold_file_path(cfg.competition, cfg.folds.k, cfg.folds.seed, data_dir=cfg.data_dir))
     recorded = fingerprints.read_record(model_dir)
     if recorded is None:
         recorded = artifacts.labels_record(model_dir, table.id_col) or {}

@@ -57,7 +57,7 @@ def model_inputs(cfg: ExperimentConfig, table: DatasetTable, fold_ids: np.ndarra
     from ..data.folds import fold_file_path
 
     return fingerprints.data_fingerprints(table.train[table.id_col].tolist(), table.targets, table.classes, fold_ids,
-                                          fold_file_path(cfg.competition, cfg.folds.k, cfg.folds.seed))
+                                          fold_file_path(cfg.competition, cfg.folds.k, cfg.folds.seed, data_dir=cfg.data_dir))
 
 
 def _labels_detail(model_dir: Path, table: DatasetTable) -> str | None:
