@@ -176,3 +176,51 @@ def test_preset_key_overridden_by_the_layout_block(tmp_path):
                             "layout": {"metric": "f1_macro"}})
     assert cfg.metric == "f1_macro" and COMPETITIONS["plant-pathology-2021-fgvc8"].metric == "f1_samples"
     shutil.rmtree(data)
+
+
+def test_csv_layout_path_column_multibinary_and_a_test_csv(tmp_path, monkeypatch):
+    """The layout keys the presets do not use: images by a path column, several 0/1 columns with several 1s per row
+    (multilabel), test ids from a test CSV with no sample submission (the default header: id + one column per class)."""
+    from standins import _image, _write_csv
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "xray"
+    rows = []
+    for i in range(40):
+        y = [int(i % 2 == 0), int(i % 3 == 0), int(i % 5 == 0)]
+        path = f"images_{i % 2}/{i:05d}.png"
+        _image(data / path, sum(y) / 3, rng)
+        rows.append([f"{i:05d}.png", path, *y])
+    _write_csv(data / "Data_Entry.csv", ["Image Index", "path", "Effusion", "Mass", "Nodule"], rows)
+    for i in range(10):
+        _image(data / "test" / f"t{i}.png", rng.random(), rng)
+    _write_csv(data / "test_list.csv", ["Image Index"], [[f"t{i}.png"] for i in range(10)])
+    layout = {"labels": "Data_Entry.csv", "id_column": "Image Index", "path_column": "path", "target": "columns",
+              "target_columns": ["Effusion", "Mass", "Nodule"], "task": "multilabel", "test_images": "test", "file_pattern": "{id}",
+              "sample_submission": None, "test_csv": "test_list.csv", "submission": "probabilities", "metric": "mean_column_auc"}
+    table = load_dataset("csv", data, layout)
+    assert table.task == "multilabel" and table.classes == ["Effusion", "Mass", "Nodule"]
+    assert table.targets.sum(axis=1).max() > 1 and table.train["file"].iloc[3] == str(data / "images_1" / "00003.png")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.yaml").write_text(yaml.safe_dump({"name": "x", "competition": "csv", "data_dir": str(data), **RUN, "layout": layout}))
+    assert main(["run", "x.yaml"]) == 0
+    written = pd.read_csv(tmp_path / "submissions" / "x.csv")
+    assert list(written.columns) == ["Image Index", "Effusion", "Mass", "Nodule"]
+    assert written["Image Index"].tolist() == [f"t{i}.png" for i in range(10)]
+    assert written.iloc[:, 1:].to_numpy().min() >= 0 and written.iloc[:, 1:].to_numpy().max() <= 1
+
+
+def test_layout_paths_from_data_stay_inside_the_data_folder(tmp_path, capsys):
+    """Strings from the data are data: a path column pointing outside the data folder, or an id that is not a plain
+    file name, is refused in one line (never opened)."""
+    data = _cactus(tmp_path)
+    _edit_csv(data / "train.csv", lambda f: f.insert(1, "path", ["train/" + i for i in f["id"]]))
+    base = ["check", "-c", "csv", "-d", data, "--layout", "label_column=has_cactus", "--layout", "task=binary"]
+    code, _, _ = run_cli(capsys, *base, "--layout", "path_column=path", "--layout", "file_pattern={id}")
+    assert code == 0
+    _edit_csv(data / "train.csv", lambda f: f.loc.__setitem__((2, "path"), "../../../etc/passwd"))
+    code, _, err = run_cli(capsys, *base, "--layout", "path_column=path", "--layout", "file_pattern={id}")
+    assert code != 0 and "train.csv: line 4: path '../../../etc/passwd' lies outside the data folder" in one_error_line(err)
+    _edit_csv(data / "train.csv", lambda f: f.loc.__setitem__((2, "id"), "../train/x.jpg"))
+    code, _, err = run_cli(capsys, *base, "--layout", "file_pattern={id}")
+    assert code != 0 and "cannot name a file" in one_error_line(err)
