@@ -142,13 +142,13 @@ def test_multiclass_label_that_does_not_parse_and_empty_group(tmp_path, capsys):
     make_standin("cassava-leaf-disease-classification", data)
     _edit_csv(data / "train.csv", lambda f: f.loc.__setitem__((7, "label"), "four"))
     code, _, err = run_cli(capsys, "check", "-c", "cassava-leaf-disease-classification", "-d", data)
-    assert "train.csv: line 9: label 'four' does not parse; expected an integer class" in one_error_line(err)
+    assert code == 2 and "train.csv: line 9: label 'four' does not parse; expected an integer class" in one_error_line(err)
 
     data = tmp_path / "s"
     make_standin("siim-isic-melanoma-classification", data)
     _edit_csv(data / "train.csv", lambda f: f.loc.__setitem__((4, "patient_id"), ""))
     code, _, err = run_cli(capsys, "check", "-c", "siim-isic-melanoma-classification", "-d", data)
-    assert "train.csv: line 6 (image_name 'ISIC_0020004'): empty patient_id" in one_error_line(err)
+    assert code == 2 and "train.csv: line 6 (image_name 'ISIC_0020004'): empty patient_id" in one_error_line(err)
 
 
 def test_config_layout_keys_are_validated(tmp_path, capsys):

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..config.schema import ExperimentConfig, ModelSettings
 from ..core import artifacts, locks
-from ..core.artifacts import BEST, DONE, LAST, REFIT_DIR, fold_dir
+from ..core.artifacts import DONE, LAST, REFIT_DIR, fold_dir
 from ..core.errors import KagglePlanetError
 from ..core.metrics import score
 from ..data.competitions import DatasetTable
@@ -41,7 +41,7 @@ def refit_epochs(model_dir: Path, k: int) -> tuple[int, list[int]]:
     for fold in range(k):
         done = artifacts.read_json(fold_dir(model_dir, fold) / DONE)
         best.append(int(done.get("best_epoch", done.get("epochs_run", 1))))
-    return max(1, int(math.floor(np.mean(best) + 0.5))), best
+    return max(1, math.floor(np.mean(best) + 0.5)), best
 
 
 class RefitRun(FoldRun):
