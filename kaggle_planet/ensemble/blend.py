@@ -524,13 +524,23 @@ def blend_predictions(data: BlendInput, method: str) -> BlendOutput:
     return BlendOutput(oof, test, state, blender.report(state), fold_details, method)
 
 
+def _best_member(data: BlendInput) -> BlendOutput:
+    """``best`` as auto's candidate: the member with the best OOF on every row, its OOF and test rows as they are.
+    (Fitted fold by fold, as the ``best`` method's own honest OOF is, folds can pick different members and score
+    below the best member: a candidate that cannot lose to the best member is the best member itself.)"""
+    state = fit_best(data)
+    member = int(state["member"])
+    return BlendOutput(data.oof[member], data.test[member], state, _weights_report(state), method="best")
+
+
 def blend_auto(data: BlendInput) -> BlendOutput:
-    """Each of :func:`auto_candidates` blended with its honest OOF; the one whose OOF is best (direction-aware,
-    ties: the earlier candidate), its details holding ``auto: {chosen, candidates: {method: OOF}}``. Warns
-    when even that OOF is worse than the best member's OOF."""
+    """Each of :func:`auto_candidates` blended with its honest OOF (``best``: the best member itself, so the choice
+    never scores below it out of fold); the one whose OOF is best (direction-aware, ties: the earlier candidate),
+    its details holding ``auto: {chosen, candidates: {method: OOF}}``. Warns when even that OOF is worse than
+    the best member's OOF (no longer possible with ``best`` a candidate; kept as a guard)."""
     entry = metrics.get_metric(data.metric)
     task = data.task
-    results = {m: blend_predictions(data, m) for m in auto_candidates(data.metric)}
+    results = {m: blend_predictions(data, m) if m != "best" else _best_member(data) for m in auto_candidates(data.metric)}
     oof = {m: entry(data.y_true, r.oof, task) for m, r in results.items()}
     chosen = list(oof)[entry.best_index(oof.values())]
     result = results[chosen]
