@@ -224,3 +224,28 @@ def test_layout_paths_from_data_stay_inside_the_data_folder(tmp_path, capsys):
     _edit_csv(data / "train.csv", lambda f: f.loc.__setitem__((2, "id"), "../train/x.jpg"))
     code, _, err = run_cli(capsys, *base, "--layout", "file_pattern={id}")
     assert code != 0 and "cannot name a file" in one_error_line(err)
+
+
+def test_a_macro_f1_tag_submission_gives_an_empty_row_its_most_probable_tag(tmp_path):
+    """Micro / macro thresholds may choose no tag for an image; the tag submission then names its most probable tag
+    (the argmax of its probabilities, not of its empty 0/1 row, which would be the first class)."""
+    from runfactory import write_run
+
+    from kaggle_planet.kaggle.submission import write_run_submission
+
+    data = tmp_path / "pp"
+    facts = make_standin("plant-pathology-2021-fgvc8", data)
+    options = {"metric": "f1_macro"}
+    table = load_dataset("plant-pathology-2021-fgvc8", data, options)
+    y = table.targets
+    oof = np.where(y == 1, 0.9, 0.1)  # separable: every fitted threshold lies between 0.1 and 0.9
+    test = np.full((len(table.test), len(table.classes)), 0.05)
+    test[0, 3] = 0.08  # row 0: no tag passes; its most probable one is the fourth class
+    test[1:, 1] = 0.95
+    run = write_run(tmp_path / "run", "plant-pathology-2021-fgvc8", table.classes, table.train["image"].tolist(), y, oof,
+                    np.arange(len(y)) % 3, table.test["image"].tolist(), test, data_dir=data, options=options)
+    out = write_run_submission(run, tmp_path / "sub.csv")
+    written = pd.read_csv(out, dtype=str)
+    assert written["labels"].iloc[0] == facts["classes"][3]
+    assert (written["labels"].iloc[1:] == facts["classes"][1]).all()
+    assert json.loads((tmp_path / "sub.csv.json").read_text())["rows_given_their_top_tag"] == 1

@@ -192,6 +192,13 @@ def write_run_submission(run_dir: Path, out_path: str | Path, decision_rule: str
     values, record = decision.decide_run(run, probs, decision_rule)
     # thresholded tags arrive as 0/1 (at least one per row over samples), so the formatter's 0.5 reproduces them exactly
     decided = decision.run_target(run.path, info).kind == "thresholds"
+    if decided and info.task == "multilabel":
+        # a tag submission names at least one tag per image: a row a micro / macro rule left empty gets its most
+        # probable tag (from the probabilities, not the 0/1 row, whose argmax would be the first class)
+        empty = values.max(axis=1) <= 0.5
+        values[empty, probs[empty].argmax(axis=1)] = 1.0
+        if empty.any():
+            record["rows_given_their_top_tag"] = int(empty.sum())
     frame = spec.format_submission(ids, values, info.classes, np.full(len(info.classes), 0.5) if decided else None, columns)
     validate_submission(frame, info.competition, table, str(out_path))
     artifacts.write_csv(out_path, frame, float_format="%.8g")
