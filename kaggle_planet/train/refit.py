@@ -57,6 +57,10 @@ class RefitRun(FoldRun):
     def title(self) -> str:
         return f"{self.cfg.name} / {self.settings.name} / full-data refit"
 
+    @property
+    def where(self) -> str:
+        return "refit"
+
     def evaluate(self, trained: TrainedEpoch) -> dict[str, float]:
         tr = trained.result
         if not math.isfinite(tr.loss) or not np.isfinite(tr.probs).all():

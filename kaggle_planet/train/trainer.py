@@ -249,6 +249,11 @@ class FoldRun:
     def title(self) -> str:
         return f"{self.cfg.name} / {self.settings.name} / fold {self.fold}"
 
+    @property
+    def where(self) -> str:
+        """What the log lines call this run: ``fold <k>``."""
+        return f"fold {self.fold}"
+
     def fresh_state(self) -> FoldState:
         """The state before the first epoch: no best yet (the metric's worst value, -inf or +inf for a loss)."""
         return FoldState(best_score=get_metric(self.metric).worst)
@@ -301,7 +306,7 @@ class FoldRun:
                              show_progress=self.ctx.main, on_update=on_update)
         if epoch == 0:
             state.step0_loss, state.prior_loss = tr.first_loss, self.prior_loss
-            _check_step0(settings.name, fold, tr.first_loss, self.prior_loss)
+            _check_step0(settings.name, self.where, tr.first_loss, self.prior_loss)
         state.step += trainer.schedule.steps_per_epoch
         return TrainedEpoch(epoch, lr, t0, tr)
 
@@ -477,12 +482,13 @@ def constant_prior_loss(loss_fn: nn.Module, prior_logits: np.ndarray, targets: n
         return float(loss_fn(logits, y))
 
 
-def _check_step0(name: str, fold: int, step0: float, prior: float) -> None:
-    log.info("%s fold %d: loss at step 0 %.4f, constant-prior loss %.4f", name, fold, step0, prior)
+def _check_step0(name: str, where: str, step0: float, prior: float) -> None:
+    """Log the first batch's loss beside the constant-prior loss (``where``: "fold 2", "refit"); warn when far above."""
+    log.info("%s %s: loss at step 0 %.4f, constant-prior loss %.4f", name, where, step0, prior)
     if math.isfinite(step0) and math.isfinite(prior) and step0 > 1.5 * prior + 0.05:
-        log.warning("%s fold %d: the loss at step 0 (%.4f) is far above the constant-prior loss (%.4f): the head does "
+        log.warning("%s %s: the loss at step 0 (%.4f) is far above the constant-prior loss (%.4f): the head does "
                     "not start at the prior (a loaded classifier, or augmentation/mixing that changes the targets?)",
-                    name, fold, step0, prior)
+                    name, where, step0, prior)
 
 
 def _compile(net: nn.Module, settings: ModelSettings, ctx: Dist) -> nn.Module:

@@ -37,8 +37,11 @@ def _probs(path):
     return pd.read_csv(path, dtype={"name": str}).set_index("name")["invasive"]
 
 
-def test_refit_trains_on_all_images_and_test_uses_it(tmp_path, demo_datasets, monkeypatch, capsys):
+def test_refit_trains_on_all_images_and_test_uses_it(tmp_path, demo_datasets, monkeypatch, capsys, caplog):
+    import logging
     import shutil
+
+    caplog.set_level(logging.INFO, logger="kaggle_planet")
 
     shutil.copytree(demo_datasets["invasive"], tmp_path / "data")
     model = _run(tmp_path, "off", monkeypatch)
@@ -56,6 +59,7 @@ def test_refit_trains_on_all_images_and_test_uses_it(tmp_path, demo_datasets, mo
     np.testing.assert_allclose(folds, test_off, atol=1e-7)  # the same fold models' mean
     np.testing.assert_allclose(_probs(model / "test.csv"), (2 * folds + refit) / 3, atol=1e-7)  # each model one vote
     assert not np.allclose(refit, folds)
+    assert "test_resnet refit: loss at step 0" in caplog.text and "fold 2" not in caplog.text  # checked at step 0 like a fold
     scores = json.loads((model / "scores.json").read_text())
     assert scores["refit"] == "with_folds" and "no OOF score of its own" in scores["refit_note"]
 
