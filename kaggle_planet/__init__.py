@@ -43,6 +43,7 @@ PUBLIC = {
     "load_run": "core.artifacts",
     "read_predictions": "core.artifacts",
     "score": "core.metrics",
+    "get_metric": "core.metrics",
     "compare_runs": "study.compare",
     "write_report": "study.report",
     "KagglePlanetError": "core.errors",
