@@ -249,3 +249,22 @@ def test_a_macro_f1_tag_submission_gives_an_empty_row_its_most_probable_tag(tmp_
     assert written["labels"].iloc[0] == facts["classes"][3]
     assert (written["labels"].iloc[1:] == facts["classes"][1]).all()
     assert json.loads((tmp_path / "sub.csv.json").read_text())["rows_given_their_top_tag"] == 1
+
+
+def test_a_grade_competition_scored_by_qwk_as_a_classifier(tmp_path, monkeypatch):
+    """Integer classes are grades in numeric order: a layout scored by qwk (APTOS as a 5-class classifier) runs end to
+    end, and its scores are scikit-learn's quadratic kappa of the files the run wrote."""
+    from sklearn.metrics import cohen_kappa_score
+
+    data = tmp_path / "grades"
+    make_standin("cassava-leaf-disease-classification", data)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump({"name": "g", "competition": "cassava-leaf-disease-classification",
+                                                       "data_dir": str(data), **RUN, "layout": {"metric": "qwk"}}))
+    assert main(["run", "g.yaml"]) == 0
+    scores = json.loads((tmp_path / "runs" / "g" / "scores.json").read_text())
+    oof = pd.read_csv(tmp_path / "runs" / "g" / "blend" / "oof.csv", dtype={"image_id": str}).set_index("image_id")
+    labels = pd.read_csv(data / "train.csv", dtype={"image_id": str}).set_index("image_id").loc[oof.index, "label"]
+    predicted = oof[["0", "1", "2", "3", "4"]].to_numpy().argmax(axis=1)
+    assert scores["metric"] == "qwk"
+    assert scores["blend"]["oof"] == pytest.approx(cohen_kappa_score(labels, predicted, weights="quadratic", labels=range(5)), abs=1e-9)

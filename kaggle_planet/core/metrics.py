@@ -206,6 +206,26 @@ def log_loss(y_true: np.ndarray, probs: np.ndarray, task: str | None = None) -> 
     return float(-np.mean(np.log(p[np.arange(len(y)), y.argmax(axis=1)])))
 
 
+def quadratic_kappa(y_true: np.ndarray, probs: np.ndarray, task: str | None = None) -> float:
+    """Quadratic weighted kappa of the argmax class against the one-hot target, the classes taken in their
+    column order as ordinal grades (a csv layout's integer classes sort numerically: 0, 1, ..., 4), equal to
+    scikit-learn's ``cohen_kappa_score(weights="quadratic")``. With no spread to agree on (every label and every
+    prediction the same single class) kappa is undefined: 0.0 (no agreement beyond chance), never NaN, so early
+    stopping and blends stay finite."""
+    y, p, task = _inputs(y_true, probs, task)
+    c = p.shape[1]
+    if c < 2 or task != "multiclass":
+        raise KagglePlanetError(f"qwk: expected multiclass one-hot labels with at least 2 ordered classes; got {c} column(s), task {task}")
+    truth, pred = y.argmax(axis=1), p.argmax(axis=1)
+    observed = np.zeros((c, c))
+    np.add.at(observed, (truth, pred), 1.0)
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / len(truth)
+    grades = np.arange(c)
+    weights = (grades[:, None] - grades[None, :]) ** 2 / (c - 1) ** 2
+    chance = float((weights * expected).sum())
+    return 0.0 if chance == 0.0 else float(1.0 - (weights * observed).sum() / chance)
+
+
 # ---------------------------------------------------------------------------------------- the table
 
 
@@ -310,6 +330,11 @@ METRICS: dict[str, Metric] = {
         decisions={"multilabel": "probabilities", "multiclass": "probabilities"},
         help="mean ROC AUC of the class columns (multilabel, or multiclass one-hot as Plant Pathology 2020)",
         blend="rank",
+    ),
+    "qwk": Metric(
+        name="qwk", fn=quadratic_kappa, higher_is_better=True, decisions={"multiclass": "argmax"},
+        help="quadratic weighted kappa of the most probable class, the classes in order as grades (APTOS as a classifier)",
+        extras={"accuracy": accuracy, "log_loss": log_loss},
     ),
     "log_loss": Metric(
         name="log_loss", fn=log_loss, higher_is_better=False, decisions={"binary": "probabilities", "multiclass": "probabilities"},

@@ -313,3 +313,27 @@ def test_task_inference_and_explicit_task_checks():
         metrics.score("f1_macro", onehot, probs, "binary")
     with pytest.raises(KagglePlanetError, match="unknown task"):
         metrics.score("accuracy", onehot, probs, "regression")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_qwk_is_sklearns_quadratic_cohen_kappa_of_the_argmax(seed):
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = np.random.default_rng(seed)
+    c = int(rng.integers(2, 7))
+    truth = rng.integers(0, c, 300)
+    probs = rng.random((300, c)) + 2.0 * np.eye(c)[np.clip(truth + rng.integers(-1, 2, 300), 0, c - 1)]  # near misses
+    probs /= probs.sum(axis=1, keepdims=True)
+    reference = cohen_kappa_score(truth, probs.argmax(axis=1), weights="quadratic", labels=list(range(c)))
+    assert metrics.score("qwk", np.eye(c, dtype=int)[truth], probs, "multiclass") == pytest.approx(reference, abs=1e-12)
+    assert metrics.get_metric("qwk").higher_is_better and metrics.get_metric("qwk").decision_for("multiclass") == "argmax"
+
+
+def test_qwk_weighs_a_near_miss_less_than_a_far_one_and_is_finite_without_spread():
+    y = np.eye(5, dtype=int)[[0, 1, 2, 3, 4] * 4]
+    near, far = np.roll(np.eye(5)[[0, 1, 2, 3, 4] * 4], 1, axis=1), np.eye(5)[[4, 3, 2, 1, 0] * 4]
+    assert metrics.score("qwk", y, near, "multiclass") > metrics.score("qwk", y, far, "multiclass")
+    same = np.eye(3, dtype=int)[[1] * 10]
+    assert metrics.score("qwk", same, same.astype(float), "multiclass") == 0.0  # sklearn: nan (0 / 0)
+    with pytest.raises(KagglePlanetError, match="qwk: expected multiclass"):
+        metrics.score("qwk", np.array([[1], [0]]), np.array([[0.7], [0.2]]), "binary")
