@@ -95,18 +95,15 @@ def add_check_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .data.competitions import check_dataset, get_spec
+    from .data.competitions import check_dataset
 
-    from .data.folds import suspected_groups
-    from .data.layout import labels_frame
+    from .data.folds import group_hint
 
     report = check_dataset(args.competition, args.data_dir, _options(args))
     print(report.summary())
-    table = report.table
-    if table.group_col is None:
-        hint = suspected_groups(table, labels_frame(table) if get_spec(table.competition).is_layout else None)
-        if hint:
-            print(f"note: {hint}")
+    hint = group_hint(report.table)
+    if hint:
+        print(f"note: {hint}")
     if report.problems:
         raise KagglePlanetError(f"{args.data_dir}: {len(report.problems)} image(s) missing or unreadable (listed above); first: {report.problems[0]}")
     print("ok: dataset is valid")

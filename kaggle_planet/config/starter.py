@@ -162,6 +162,7 @@ def starter_config(competition: str, data_dir: str | Path, out: Path, options: d
                            **({} if spec.is_layout else given), "folds": {"k": 5, "seed": 42}, "image_size": side, **COMMON_KEYS, **recipe.keys}
     if spec.is_layout and table.task != "multilabel":
         top.pop("decision", None)
+    notes_extra = (*notes_extra, *_group_notes(table)) if spec.is_layout else notes_extra
     w, h = facts["most_common"]
     lines = [
         f"# Starter config for {competition} written by kaggle-planet init from {data_dir}:",
@@ -192,16 +193,13 @@ def starter_config(competition: str, data_dir: str | Path, out: Path, options: d
     return "\n".join(lines) + "\n"
 
 
-def _group_notes(competition: str, data_dir: str | Path, options: dict[str, Any] | None) -> tuple[str, ...]:
-    """A note (also logged) when the training ids look grouped but the layout names no group column."""
-    from ..data.competitions import load_dataset
-    from ..data.folds import suspected_groups
-    from ..data.layout import labels_frame
+def _group_notes(table: Any) -> tuple[str, ...]:
+    """The folds' groups, or a note (also logged) when the training ids look grouped but no group column is set."""
+    from ..data.folds import group_hint
 
-    table = load_dataset(competition, data_dir, options, check_images=False)
     if table.group_col is not None:
         return (f"folds grouped by {table.group_col} ({table.train[table.group_col].nunique()} groups)",)
-    hint = suspected_groups(table, labels_frame(table))
+    hint = group_hint(table)
     if hint:
         log.warning("init: %s", hint)
     return (hint,) if hint else ()
@@ -223,7 +221,7 @@ def write_starter_config(competition: str, data_dir: str | Path, out: str | Path
         raise KagglePlanetError(f"{out}: already exists; init never overwrites a file: pass another --out or remove it")
     from ..data.competitions import get_spec
 
-    spec = get_spec(competition)  # an unknown competition fails with the valid names before any reading
+    get_spec(competition)  # an unknown competition fails with the valid names before any reading
     notes: tuple[str, ...] = ()
     if competition == "csv" and not options:
         from ..data.layout import guess_layout
@@ -232,8 +230,7 @@ def write_starter_config(competition: str, data_dir: str | Path, out: str | Path
         notes = tuple(guessed)
         for note in guessed:
             log.info("init: %s", note)
-    table_notes = _group_notes(competition, data_dir, options) if spec.is_layout else ()
-    text = starter_config(competition, data_dir, out, options, notes + table_notes)
+    text = starter_config(competition, data_dir, out, options, notes)
     config_from_dict(yaml.safe_load(text), source=f"{out} (generated)")  # the same loader as every config
     out.parent.mkdir(parents=True, exist_ok=True)
     return artifacts.write_text(out, text)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..core.errors import KagglePlanetError
 from .files import image_file_problem, path_problem
-from .layout import LAYOUT_KEYS, check_labels, check_probabilities, read_layout
+from .layout import LAYOUT_KEYS, check_labels, check_probabilities, check_tags, read_layout, top_tag_when_none
 from .tables import (  # noqa: F401 - re-exported: the readers' helpers are part of this module's face
     IMAGE_EXTENSIONS,
     TOOLKIT_COLUMNS,
@@ -32,6 +32,7 @@ from .tables import (  # noqa: F401 - re-exported: the readers' helpers are part
     _warn_ignored,
     csv_line,
     list_folder,
+    multi_hot,
     option_folder,
     read_csv,
     read_string_csv,
@@ -174,11 +175,7 @@ def _read_planet(data_dir: Path, options: dict[str, Any]) -> DatasetTable:
     _require_folder(data_dir / "train-jpg", "the folder of training images train-jpg/<image_name>.jpg")
     train = pd.DataFrame({"image_name": frame["image_name"]})
     train["file"] = [str(data_dir / "train-jpg" / f"{name}.jpg") for name in frame["image_name"]]
-    hot = np.zeros((len(frame), len(classes)), dtype=np.int64)
-    col = {c: j for j, c in enumerate(classes)}
-    for i, tags in enumerate(tag_lists):
-        hot[i, [col[t] for t in tags]] = 1
-    train[classes] = hot
+    train[classes] = multi_hot(tag_lists.tolist(), classes)
 
     sample_path = data_dir / "sample_submission_v2.csv"
     sample = _read_sample_submission(sample_path, "image_name", "tags")
@@ -340,10 +337,7 @@ def _imagefolder_frame(data_dir: Path, files: list[tuple[str, Path]], classes: l
 def _planet_submission(ids: Sequence[str], probs: np.ndarray, classes: Sequence[str], thresholds: np.ndarray | None,
                        columns: Sequence[str] | None = None) -> pd.DataFrame:
     thr = np.full(len(classes), 0.2) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
-    chosen = probs > thr
-    # every image gets at least one tag: the most probable one when none passes its threshold
-    none = ~chosen.any(axis=1)
-    chosen[none, probs[none].argmax(axis=1)] = True
+    chosen = top_tag_when_none(probs, probs > thr)  # every image gets at least one tag
     names = np.asarray(classes)
     tags = [" ".join(names[row]) for row in chosen]
     return pd.DataFrame({"image_name": list(ids), "tags": tags})
@@ -362,13 +356,7 @@ def _imagefolder_submission(ids: Sequence[str], probs: np.ndarray, classes: Sequ
 
 
 def _check_planet(frame: pd.DataFrame, table: DatasetTable, source: str) -> None:
-    known = set(table.classes)
-    for row, tags in enumerate(frame["tags"].tolist()):
-        words = str(tags).split() if isinstance(tags, str) else []
-        unknown = [w for w in words if w not in known]
-        if not words or unknown or len(set(words)) != len(words):
-            what = "no tags" if not words else f"unknown tag {unknown[0]!r}" if unknown else "a repeated tag"
-            raise KagglePlanetError(f"{source}: line {csv_line(frame, row)}: {what} in {tags!r}; expected space-separated tags from {sorted(known)}")
+    check_tags(frame, "tags", table.classes, source)
 
 
 def _check_invasive(frame: pd.DataFrame, table: DatasetTable, source: str) -> None:

@@ -389,6 +389,17 @@ def _label_codes(table: DatasetTable) -> np.ndarray:
     return np.unique(table.targets, axis=0, return_inverse=True)[1].reshape(-1)
 
 
+def group_hint(table: DatasetTable) -> str | None:
+    """:func:`suspected_groups` for ``check`` and ``init``: None when the table has its group column; a csv layout's raw
+    labels CSV is read for group-like columns the table does not keep."""
+    if table.group_col is not None:
+        return None
+    from .competitions import get_spec
+    from .layout import labels_frame
+
+    return suspected_groups(table, labels_frame(table) if get_spec(table.competition).is_layout else None)
+
+
 def suspected_groups(table: DatasetTable, frame: pd.DataFrame | None = None) -> str | None:
     """A one-line hint when a table without a group column looks grouped, else None (also when it has one).
 

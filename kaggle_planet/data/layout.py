@@ -40,6 +40,7 @@ from .tables import (
     _line,
     csv_line,
     list_folder,
+    multi_hot,
     option_folder,
     read_string_csv,
     refuse_reserved,
@@ -177,13 +178,11 @@ def resolve_layout(options: dict[str, Any]) -> Layout:
     task = TARGET_TASK[target] if values["task"] == "auto" else values["task"]
     if task not in TARGET_TASKS[target]:
         raise KagglePlanetError(f"layout.task: {task!r} does not go with target {target!r}; expected one of {', '.join(TARGET_TASKS[target])}")
-    if values["metric"] == "auto":
-        from ..core import metrics
+    from ..core import metrics
 
+    if values["metric"] == "auto":
         values["metric"] = metrics.default_metric(task)
     else:
-        from ..core import metrics
-
         problem = metrics.metric_for_task_problem(values["metric"], task)
         if problem:
             raise KagglePlanetError(f"layout.metric: {values['metric']!r}: {problem}")
@@ -333,11 +332,7 @@ def _read_tags(frame: pd.DataFrame, layout: Layout, path: Path) -> tuple[list[st
         raise KagglePlanetError(f"{path}: line {_line(frame, bad)} ({layout.id_column} {frame[layout.id_column][bad].iloc[0]!r}): {what}; "
                                 f"expected tags joined by {sep!r} (layout.separator)")
     classes = sorted({t for tags in lists for t in tags})
-    index = {c: j for j, c in enumerate(classes)}
-    hot = np.zeros((len(frame), len(classes)), dtype=np.int64)
-    for i, tags in enumerate(lists):
-        hot[i, [index[t] for t in tags]] = 1
-    return classes, hot
+    return classes, multi_hot(lists.tolist(), classes)
 
 
 def _read_columns(frame: pd.DataFrame, layout: Layout, path: Path) -> tuple[list[str], np.ndarray]:
@@ -409,16 +404,12 @@ def _read_test(data_dir: Path, layout: Layout) -> tuple[pd.DataFrame | None, pd.
     """(sample submission or None, test table: id + file in submission order)."""
     id_col = layout.id_column
     sample = None
-    source = None
-    if layout.sample_submission is not None:
-        path = option_folder(data_dir, "layout.sample_submission", layout.sample_submission)
-        if path.exists() or layout.test_csv is None:
-            sample = _strip(read_string_csv(path, "sample submission", f"a CSV with an id column {id_col!r}"))
-            source = (sample, path)
-    if source is None:
+    path = option_folder(data_dir, "layout.sample_submission", layout.sample_submission) if layout.sample_submission else None
+    if path is not None and (path.exists() or layout.test_csv is None):
+        frame = sample = _strip(read_string_csv(path, "sample submission", f"a CSV with an id column {id_col!r}"))
+    else:
         path = option_folder(data_dir, "layout.test_csv", layout.test_csv or "")
-        source = (_strip(read_string_csv(path, "test ids", f"a CSV with an id column {id_col!r}")), path)
-    frame, path = source
+        frame = _strip(read_string_csv(path, "test ids", f"a CSV with an id column {id_col!r}"))
     _require_columns(frame, path, [id_col])
     _check_ids(frame, id_col, path)
     test = pd.DataFrame({id_col: frame[id_col].to_numpy()})
@@ -448,12 +439,17 @@ def _write_label(ids, probs, classes, layout, columns, thresholds):
     return pd.DataFrame({layout.id_column: list(ids), columns[0]: np.asarray(classes)[probs.argmax(axis=1)]})
 
 
-def _write_tags(ids, probs, classes, layout, columns, thresholds):
-    # without thresholds ``probs`` holds the decided tags (0/1); at least one tag per image: the most probable
-    # one when none is chosen (as the Planet formatter does)
-    chosen = probs > (0.5 if thresholds is None else np.asarray(thresholds, dtype=np.float64))
+def top_tag_when_none(probs: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """``chosen (N, C) bool`` with each row that chose no tag given its most probable one (``probs (N, C)``), in
+    place: a tag submission names at least one tag per image (Planet's rule, and every tags format's)."""
     none = ~chosen.any(axis=1)
     chosen[none, probs[none].argmax(axis=1)] = True
+    return chosen
+
+
+def _write_tags(ids, probs, classes, layout, columns, thresholds):
+    # without thresholds ``probs`` holds the decided tags (0/1)
+    chosen = top_tag_when_none(probs, probs > (0.5 if thresholds is None else np.asarray(thresholds, dtype=np.float64)))
     names = np.asarray(classes)
     return pd.DataFrame({layout.id_column: list(ids), columns[0]: [layout.separator.join(names[row]) for row in chosen]})
 
@@ -476,16 +472,16 @@ def check_probabilities(frame: pd.DataFrame, columns: Sequence[str], source: str
             raise KagglePlanetError(f"{source}: line {csv_line(frame, row)}: {col} {frame[col].iloc[row]!r} is not a probability in [0, 1]")
 
 
-def check_tags(frame: pd.DataFrame, column: str, classes: Sequence[str], source: str, separator: str = " ") -> None:
-    """Each row of ``column`` one or more known tags joined by ``separator``, none repeated."""
+def check_tags(frame: pd.DataFrame, column: str, classes: Sequence[str], source: str, separator: str | None = None) -> None:
+    """Each row of ``column`` one or more known tags joined by ``separator`` (None: any whitespace, Planet's), none repeated."""
     known = set(classes)
+    joined = "space-separated tags" if separator is None else f"tags joined by {separator!r}"
     for row, tags in enumerate(frame[column].tolist()):
         words = [w for w in str(tags).split(separator) if w.strip()] if isinstance(tags, str) else []
         unknown = [w for w in words if w not in known]
         if not words or unknown or len(set(words)) != len(words):
             what = "no tags" if not words else f"unknown tag {unknown[0]!r}" if unknown else "a repeated tag"
-            raise KagglePlanetError(f"{source}: line {csv_line(frame, row)}: {what} in {tags!r}; expected tags joined by {separator!r} "
-                                    f"from {sorted(known)}")
+            raise KagglePlanetError(f"{source}: line {csv_line(frame, row)}: {what} in {tags!r}; expected {joined} from {sorted(known)}")
 
 
 def check_labels(frame: pd.DataFrame, column: str, classes: Sequence[str], source: str) -> None:

@@ -256,6 +256,15 @@ def option_folder(data_dir: Path, key: str, value: str) -> Path:
 
 
 
+def multi_hot(label_lists: Sequence[Sequence[str]], classes: Sequence[str]) -> np.ndarray:
+    """(N, C) int 0/1: row i holds a 1 in the column of each of ``label_lists[i]`` (every name one of ``classes``)."""
+    index = {c: j for j, c in enumerate(classes)}
+    hot = np.zeros((len(label_lists), len(classes)), dtype=np.int64)
+    for i, names in enumerate(label_lists):
+        hot[i, [index[n] for n in names]] = 1
+    return hot
+
+
 def refuse_reserved(classes: Sequence[str], where: Path, what: str, reserved: Sequence[str]) -> None:
     """One line before anything is trained: a class named like one of the toolkit's own columns (``reserved``)."""
     reserved = sorted(set(reserved))

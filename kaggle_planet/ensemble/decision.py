@@ -49,6 +49,7 @@ import numpy as np
 from ..core import artifacts, fingerprints, metrics
 from ..core.errors import KagglePlanetError
 from ..core.metrics import BETA2, logit
+from ..data.layout import top_tag_when_none
 from . import thresholds as fits
 from .thresholds import THRESHOLDS, FBeta, fbeta_for, fit_entry, record_fit, run_thresholds, search_thresholds, stale_fit
 
@@ -194,13 +195,6 @@ def expected_f2_decisions(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------------------- rules
 
 
-def _at_least_one(probs: np.ndarray, chosen: np.ndarray) -> np.ndarray:
-    # the Planet submission's rule: the most probable tag when none was chosen
-    none = ~chosen.any(axis=1)
-    chosen[none, probs[none].argmax(axis=1)] = True
-    return chosen
-
-
 def thresholds_state(thresholds: list[float], fbeta: FBeta) -> dict[str, Any]:
     """The ``thresholds`` rule's state: the thresholds and, away from the sample average, no top-tag fallback."""
     state: dict[str, Any] = {"thresholds": [float(t) for t in thresholds]}
@@ -217,7 +211,7 @@ def fit_thresholds_rule(y: np.ndarray, probs: np.ndarray, target: Target = F2_TA
 
 def apply_thresholds(probs: np.ndarray, state: dict[str, Any]) -> np.ndarray:
     chosen = probs > np.asarray(state["thresholds"], dtype=np.float64)
-    return _at_least_one(probs, chosen) if state.get("at_least_one", True) else chosen
+    return top_tag_when_none(probs, chosen) if state.get("at_least_one", True) else chosen
 
 
 def apply_expected_f2(probs: np.ndarray, state: dict[str, Any]) -> np.ndarray:

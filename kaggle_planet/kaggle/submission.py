@@ -31,6 +31,7 @@ from ..core import artifacts, fingerprints, metrics
 from ..core.errors import KagglePlanetError
 from ..core.fingerprints import file_sha256
 from ..data.competitions import DatasetTable, csv_line, get_spec, load_dataset, read_string_csv
+from ..data.layout import top_tag_when_none
 from ..ensemble import decision
 from ..ensemble.thresholds import FITS, THRESHOLDS
 
@@ -195,10 +196,11 @@ def write_run_submission(run_dir: Path, out_path: str | Path, decision_rule: str
     if decided and info.task == "multilabel":
         # a tag submission names at least one tag per image: a row a micro / macro rule left empty gets its most
         # probable tag (from the probabilities, not the 0/1 row, whose argmax would be the first class)
-        empty = values.max(axis=1) <= 0.5
-        values[empty, probs[empty].argmax(axis=1)] = 1.0
-        if empty.any():
-            record["rows_given_their_top_tag"] = int(empty.sum())
+        chosen = values > 0.5
+        empty = int((~chosen.any(axis=1)).sum())
+        values = top_tag_when_none(probs, chosen).astype(np.float64)
+        if empty:
+            record["rows_given_their_top_tag"] = empty
     frame = spec.format_submission(ids, values, info.classes, np.full(len(info.classes), 0.5) if decided else None, columns)
     validate_submission(frame, info.competition, table, str(out_path))
     artifacts.write_csv(out_path, frame, float_format="%.8g")

@@ -156,6 +156,8 @@ def predict_run(model_dir: Path, device: torch.device, tta: str | None = None) -
     table = load_dataset(cfg.competition, cfg.data_dir, cfg.options)
     folds = load_or_make_folds(table, cfg.folds.k, cfg.folds.seed)
     inputs = check_fold_models(model_dir, cfg, table, folds)
+    if cfg.refit != "off":
+        _check_refit(model_dir, cfg)  # before the fold models predict, not after
     n_classes = len(table.classes)
     oof = np.full((len(table.train), n_classes), np.nan)
     test = np.zeros((len(table.test), n_classes))
@@ -186,13 +188,17 @@ def predict_run(model_dir: Path, device: torch.device, tta: str | None = None) -
     return write_run(model_dir, cfg, table, folds, oof, test, tta, commands, fold_tests, inputs, refit_test)
 
 
-def _predict_refit(model_dir: Path, cfg, table, settings, device: torch.device, tta: str, universe) -> np.ndarray:
-    """The full-data refit's TTA test predictions; refused when the refit is missing or was derived from other fold models."""
+def _check_refit(model_dir: Path, cfg) -> None:
+    """Refuse a refit the config asks for that is missing or was derived from other fold models."""
     if not artifacts.refit_current(model_dir, cfg.folds.k):
         raise KagglePlanetError(
             f"{model_dir / artifacts.REFIT_DIR}: refit {cfg.refit!r} asked for, but the full-data refit is missing or was made from other "
             f"fold models; train it: kaggle-planet train {model_dir / CONFIG} (or set refit: off)"
         )
+
+
+def _predict_refit(model_dir: Path, cfg, table, settings, device: torch.device, tta: str, universe) -> np.ndarray:
+    """The full-data refit's TTA test predictions (checked current by :func:`_check_refit` first)."""
     model, refit_settings = load_fold_model(model_dir, artifacts.REFIT_DIR, device, table.classes)
     refit_settings.num_workers, refit_settings.cache = settings.num_workers, settings.cache
     log.info("%s refit: predicting %d test images (tta %s)", settings.name, len(table.test), tta)
