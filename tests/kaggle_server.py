@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,19 @@ def secret_forms(user: str = USER, key: str = KEY) -> dict[str, str]:
     basic = base64.b64encode(f"{user}:{key}".encode()).decode()
     return {"key": key, "base64(user:key)": basic, "base64(user:key) unpadded": basic.rstrip("="),
             "base64(key)": base64.b64encode(key.encode()).decode().rstrip("="), "Authorization value": f"Basic {basic}"}
+
+
+def block_outside_network(monkeypatch: Any) -> None:
+    """Any attempt to resolve a host other than the loopback fails the test loudly (the real client must only ever
+    reach the stand-in)."""
+    real = socket.getaddrinfo
+
+    def loopback_only(host, *args, **kwargs):
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise AssertionError(f"test tried to reach {host!r}")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
 
 
 def point_client_at(monkeypatch: Any, url: str) -> None:

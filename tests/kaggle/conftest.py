@@ -2,10 +2,8 @@
 stand-in Kaggle (tests/kaggle_server.py) that the REAL client talks to."""
 from __future__ import annotations
 
-import socket
-
 import pytest
-from kaggle_server import KEY, USER, FakeKaggle, point_client_at
+from kaggle_server import KEY, USER, FakeKaggle, block_outside_network, point_client_at
 
 KAGGLE_VARIABLES = ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_CONFIG_DIR", "KAGGLE_API_ENVIRONMENT",
                     "XDG_CONFIG_HOME", "KAGGLE_KERNEL_RUN_TYPE")
@@ -14,14 +12,7 @@ KAGGLE_VARIABLES = ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE
 @pytest.fixture
 def no_outside_network(monkeypatch):
     """Any attempt to resolve a host other than the loopback fails the test loudly."""
-    real = socket.getaddrinfo
-
-    def loopback_only(host, *args, **kwargs):
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            raise AssertionError(f"test tried to reach {host!r}")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
+    block_outside_network(monkeypatch)
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from kaggle_server import block_outside_network
 from runfactory import make_invasive_data, write_run
 
 from kaggle_planet.cli import main
@@ -352,14 +353,7 @@ def _kaggle_env(root: Path, monkeypatch, case: Case) -> None:
         monkeypatch.delenv(var, raising=False)
     if "kcfg/" in next(iter(case.files), ""):
         monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(root / "kcfg"))
-    real = socket.getaddrinfo
-
-    def loopback_only(host, *args, **kwargs):
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            raise AssertionError(f"tried to reach {host!r}")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
+    block_outside_network(monkeypatch)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
